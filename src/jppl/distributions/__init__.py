@@ -1,0 +1,38 @@
+"""Probability distributions, constraints and bijective transforms.
+
+Names and parameterizations follow NumPyro (and so scipy/PyTorch), so models port by changing
+imports: ``import jppl.distributions as dist``; ``dist.Normal(loc, scale)``.
+"""
+
+from jppl.distributions import constraints, transforms
+from jppl.distributions.continuous import *  # noqa: F403
+from jppl.distributions.discrete import *  # noqa: F403
+from jppl.distributions.distribution import (
+    Delta,
+    Distribution,
+    ExpandedDistribution,
+    ImproperUniform,
+    Independent,
+    MaskedDistribution,
+    Unit,
+    enable_validation,
+    validation_enabled,
+)
+from jppl.distributions.kl import *  # noqa: F403
+from jppl.distributions.mixtures import *  # noqa: F403
+from jppl.distributions.multivariate import *  # noqa: F403
+from jppl.distributions.transforms import *  # noqa: F403
+
+__all__ = [
+    "Delta",
+    "Distribution",
+    "ExpandedDistribution",
+    "ImproperUniform",
+    "Independent",
+    "MaskedDistribution",
+    "Unit",
+    "constraints",
+    "enable_validation",
+    "transforms",
+    "validation_enabled",
+]

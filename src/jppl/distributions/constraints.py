@@ -1,0 +1,467 @@
+"""Constraints: the sets that distribution parameters and supports live in.
+
+A constraint is a callable ``c(x) -> bool array`` that checks membership elementwise over the
+batch dimensions. ``c.event_dim`` is the number of rightmost dimensions that form one element
+(0 for scalars, 1 for vectors such as a simplex, 2 for matrices). ``biject_to(c)`` in
+:mod:`jppl.distributions.transforms` maps the real space onto it.
+
+Names follow NumPyro and PyTorch so that ``constraints.positive`` etc. port unchanged.
+"""
+
+from __future__ import annotations
+
+import jax.numpy as jnp
+import numpy as np
+
+__all__ = [
+    "Constraint",
+    "boolean",
+    "circular",
+    "corr_cholesky",
+    "corr_matrix",
+    "dependent",
+    "greater_than",
+    "greater_than_eq",
+    "independent",
+    "integer_interval",
+    "integer_greater_than",
+    "interval",
+    "less_than",
+    "lower_cholesky",
+    "multinomial",
+    "nonnegative",
+    "nonnegative_integer",
+    "open_interval",
+    "ordered_vector",
+    "positive",
+    "positive_definite",
+    "positive_integer",
+    "positive_ordered_vector",
+    "real",
+    "real_matrix",
+    "real_vector",
+    "scaled_unit_lower_cholesky",
+    "simplex",
+    "softplus_positive",
+    "softplus_lower_cholesky",
+    "unit_interval",
+    "zero_sum",
+]
+
+
+class Constraint:
+    """Base class. Subclasses implement ``__call__`` and may set ``event_dim``/``is_discrete``."""
+
+    is_discrete: bool = False
+    event_dim: int = 0
+
+    def __call__(self, x):
+        raise NotImplementedError
+
+    def check(self, x):
+        """Alias of ``__call__``: a boolean array of shape ``x.shape[:x.ndim - event_dim]``."""
+        return self(x)
+
+    def feasible_like(self, prototype):
+        """An array of ``prototype``'s shape whose every element satisfies the constraint."""
+        return jnp.zeros_like(prototype)
+
+    def __repr__(self) -> str:
+        return type(self).__name__.lstrip("_")
+
+
+class _Real(Constraint):
+    def __call__(self, x):
+        return (x == x) & (x != float("inf")) & (x != float("-inf"))
+
+    def __repr__(self):
+        return "real"
+
+
+class _Boolean(Constraint):
+    is_discrete = True
+
+    def __call__(self, x):
+        return (x == 0) | (x == 1)
+
+    def __repr__(self):
+        return "boolean"
+
+
+class _GreaterThan(Constraint):
+    def __init__(self, lower_bound):
+        self.lower_bound = lower_bound
+
+    def __call__(self, x):
+        return x > self.lower_bound
+
+    def feasible_like(self, prototype):
+        return jnp.broadcast_to(self.lower_bound + 1, jnp.shape(prototype)).astype(
+            jnp.result_type(prototype, float)
+        )
+
+    def __repr__(self):
+        return f"greater_than({self.lower_bound})"
+
+
+class _GreaterThanEq(_GreaterThan):
+    def __call__(self, x):
+        return x >= self.lower_bound
+
+    def __repr__(self):
+        return f"greater_than_eq({self.lower_bound})"
+
+
+class _Positive(_GreaterThan):
+    def __init__(self):
+        super().__init__(0.0)
+
+    def __repr__(self):
+        return "positive"
+
+
+class _Nonnegative(_GreaterThanEq):
+    def __init__(self):
+        super().__init__(0.0)
+
+    def __repr__(self):
+        return "nonnegative"
+
+
+class _SoftplusPositive(_Positive):
+    """Positive reals, unconstrained through softplus instead of exp (more stable for scales)."""
+
+    def __repr__(self):
+        return "softplus_positive"
+
+
+class _LessThan(Constraint):
+    def __init__(self, upper_bound):
+        self.upper_bound = upper_bound
+
+    def __call__(self, x):
+        return x < self.upper_bound
+
+    def feasible_like(self, prototype):
+        return jnp.broadcast_to(self.upper_bound - 1, jnp.shape(prototype)).astype(
+            jnp.result_type(prototype, float)
+        )
+
+    def __repr__(self):
+        return f"less_than({self.upper_bound})"
+
+
+class _Interval(Constraint):
+    """Closed interval ``[lower_bound, upper_bound]``."""
+
+    def __init__(self, lower_bound, upper_bound):
+        self.lower_bound = lower_bound
+        self.upper_bound = upper_bound
+
+    def __call__(self, x):
+        return (x >= self.lower_bound) & (x <= self.upper_bound)
+
+    def feasible_like(self, prototype):
+        mid = (jnp.asarray(self.lower_bound) + jnp.asarray(self.upper_bound)) / 2
+        return jnp.broadcast_to(mid, jnp.shape(prototype)).astype(
+            jnp.result_type(prototype, float)
+        )
+
+    def __repr__(self):
+        return f"interval({self.lower_bound}, {self.upper_bound})"
+
+
+class _OpenInterval(_Interval):
+    def __call__(self, x):
+        return (x > self.lower_bound) & (x < self.upper_bound)
+
+    def __repr__(self):
+        return f"open_interval({self.lower_bound}, {self.upper_bound})"
+
+
+class _UnitInterval(_Interval):
+    def __init__(self):
+        super().__init__(0.0, 1.0)
+
+    def __repr__(self):
+        return "unit_interval"
+
+
+class _Circular(_Interval):
+    def __init__(self):
+        super().__init__(-np.pi, np.pi)
+
+    def __repr__(self):
+        return "circular"
+
+
+class _IntegerInterval(Constraint):
+    is_discrete = True
+
+    def __init__(self, lower_bound, upper_bound):
+        self.lower_bound = lower_bound
+        self.upper_bound = upper_bound
+
+    def __call__(self, x):
+        return (x >= self.lower_bound) & (x <= self.upper_bound) & (x == jnp.floor(x))
+
+    def feasible_like(self, prototype):
+        return jnp.broadcast_to(self.lower_bound, jnp.shape(prototype))
+
+    def __repr__(self):
+        return f"integer_interval({self.lower_bound}, {self.upper_bound})"
+
+
+class _IntegerGreaterThan(Constraint):
+    is_discrete = True
+
+    def __init__(self, lower_bound):
+        self.lower_bound = lower_bound
+
+    def __call__(self, x):
+        return (x >= self.lower_bound) & (x == jnp.floor(x))
+
+    def feasible_like(self, prototype):
+        return jnp.broadcast_to(self.lower_bound, jnp.shape(prototype))
+
+    def __repr__(self):
+        return f"integer_greater_than({self.lower_bound})"
+
+
+class _Simplex(Constraint):
+    event_dim = 1
+
+    def __call__(self, x):
+        x = jnp.asarray(x)
+        return jnp.all(x >= 0, axis=-1) & (jnp.abs(jnp.sum(x, axis=-1) - 1) < 1e-6 * 10)
+
+    def feasible_like(self, prototype):
+        n = jnp.shape(prototype)[-1]
+        return jnp.full(jnp.shape(prototype), 1.0 / n, dtype=jnp.result_type(prototype, float))
+
+    def __repr__(self):
+        return "simplex"
+
+
+class _Multinomial(Constraint):
+    is_discrete = True
+    event_dim = 1
+
+    def __init__(self, upper_bound):
+        self.upper_bound = upper_bound
+
+    def __call__(self, x):
+        return jnp.all(x >= 0, axis=-1) & (jnp.sum(x, axis=-1) == self.upper_bound)
+
+    def __repr__(self):
+        return f"multinomial({self.upper_bound})"
+
+
+class _OrderedVector(Constraint):
+    event_dim = 1
+
+    def __call__(self, x):
+        return jnp.all(x[..., 1:] > x[..., :-1], axis=-1) & jnp.all(jnp.isfinite(x), axis=-1)
+
+    def feasible_like(self, prototype):
+        n = jnp.shape(prototype)[-1]
+        return jnp.broadcast_to(jnp.arange(n, dtype=jnp.result_type(prototype, float)),
+                                jnp.shape(prototype))
+
+    def __repr__(self):
+        return "ordered_vector"
+
+
+class _PositiveOrderedVector(_OrderedVector):
+    def __call__(self, x):
+        return super().__call__(x) & jnp.all(x > 0, axis=-1)
+
+    def feasible_like(self, prototype):
+        return super().feasible_like(prototype) + 1
+
+    def __repr__(self):
+        return "positive_ordered_vector"
+
+
+class _RealVector(Constraint):
+    event_dim = 1
+
+    def __call__(self, x):
+        return jnp.all(jnp.isfinite(x), axis=-1)
+
+    def __repr__(self):
+        return "real_vector"
+
+
+class _RealMatrix(Constraint):
+    event_dim = 2
+
+    def __call__(self, x):
+        return jnp.all(jnp.isfinite(x), axis=(-2, -1))
+
+    def __repr__(self):
+        return "real_matrix"
+
+
+class _ZeroSum(Constraint):
+    event_dim = 1
+
+    def __call__(self, x, tol=1e-5):
+        return jnp.abs(jnp.sum(x, axis=-1)) < tol * jnp.maximum(1.0, jnp.shape(x)[-1])
+
+    def __repr__(self):
+        return "zero_sum"
+
+
+class _LowerCholesky(Constraint):
+    """Lower-triangular matrices with a positive diagonal."""
+
+    event_dim = 2
+
+    def __call__(self, x):
+        x = jnp.asarray(x)
+        lower = jnp.all(jnp.tril(x) == x, axis=(-2, -1))
+        diag_pos = jnp.all(jnp.diagonal(x, axis1=-2, axis2=-1) > 0, axis=-1)
+        return lower & diag_pos
+
+    def feasible_like(self, prototype):
+        n = jnp.shape(prototype)[-1]
+        return jnp.broadcast_to(jnp.eye(n, dtype=jnp.result_type(prototype, float)),
+                                jnp.shape(prototype))
+
+    def __repr__(self):
+        return "lower_cholesky"
+
+
+class _ScaledUnitLowerCholesky(_LowerCholesky):
+    def __repr__(self):
+        return "scaled_unit_lower_cholesky"
+
+
+class _SoftplusLowerCholesky(_LowerCholesky):
+    def __repr__(self):
+        return "softplus_lower_cholesky"
+
+
+class _CorrCholesky(_LowerCholesky):
+    """Cholesky factors of correlation matrices: lower triangular, positive diagonal, unit rows."""
+
+    def __call__(self, x):
+        x = jnp.asarray(x)
+        unit_rows = jnp.all(jnp.abs(jnp.sum(x * x, axis=-1) - 1) < 1e-4, axis=-1)
+        return super().__call__(x) & unit_rows
+
+    def __repr__(self):
+        return "corr_cholesky"
+
+
+class _PositiveDefinite(Constraint):
+    event_dim = 2
+
+    def __call__(self, x):
+        x = jnp.asarray(x)
+        symmetric = jnp.all(jnp.abs(x - jnp.swapaxes(x, -1, -2)) < 1e-6 * 10, axis=(-2, -1))
+        eig_pos = jnp.linalg.eigvalsh(x)[..., 0] > 0
+        return symmetric & eig_pos
+
+    def feasible_like(self, prototype):
+        n = jnp.shape(prototype)[-1]
+        return jnp.broadcast_to(jnp.eye(n, dtype=jnp.result_type(prototype, float)),
+                                jnp.shape(prototype))
+
+    def __repr__(self):
+        return "positive_definite"
+
+
+class _CorrMatrix(_PositiveDefinite):
+    def __call__(self, x):
+        x = jnp.asarray(x)
+        unit_diag = jnp.all(jnp.abs(jnp.diagonal(x, axis1=-2, axis2=-1) - 1) < 1e-6 * 10, axis=-1)
+        return super().__call__(x) & unit_diag
+
+    def __repr__(self):
+        return "corr_matrix"
+
+
+class _Dependent(Constraint):
+    """Placeholder for supports that depend on other variables; cannot be checked or bijected."""
+
+    def __init__(self, is_discrete: bool = False, event_dim: int = 0):
+        self.is_discrete = is_discrete
+        self.event_dim = event_dim
+
+    def __call__(self, x):
+        raise ValueError("Cannot check a `dependent` constraint: it depends on other variables.")
+
+    def __repr__(self):
+        return "dependent"
+
+
+class _Independent(Constraint):
+    """Reinterprets ``reinterpreted_batch_ndims`` batch dims of ``base_constraint`` as event dims."""
+
+    def __init__(self, base_constraint: Constraint, reinterpreted_batch_ndims: int):
+        if reinterpreted_batch_ndims < 0:
+            raise ValueError(
+                f"independent: reinterpreted_batch_ndims must be >= 0, got {reinterpreted_batch_ndims}"
+            )
+        if isinstance(base_constraint, _Independent):
+            reinterpreted_batch_ndims += base_constraint.reinterpreted_batch_ndims
+            base_constraint = base_constraint.base_constraint
+        self.base_constraint = base_constraint
+        self.reinterpreted_batch_ndims = reinterpreted_batch_ndims
+
+    @property
+    def is_discrete(self):  # type: ignore[override]
+        return self.base_constraint.is_discrete
+
+    @property
+    def event_dim(self):  # type: ignore[override]
+        return self.base_constraint.event_dim + self.reinterpreted_batch_ndims
+
+    def __call__(self, x):
+        result = self.base_constraint(x)
+        if self.reinterpreted_batch_ndims:
+            result = jnp.all(result, axis=tuple(range(-self.reinterpreted_batch_ndims, 0)))
+        return result
+
+    def feasible_like(self, prototype):
+        return self.base_constraint.feasible_like(prototype)
+
+    def __repr__(self):
+        return f"independent({self.base_constraint!r}, {self.reinterpreted_batch_ndims})"
+
+
+# Singletons and factories, under NumPyro's names.
+real = _Real()
+real_vector = _RealVector()
+real_matrix = _RealMatrix()
+boolean = _Boolean()
+positive = _Positive()
+nonnegative = _Nonnegative()
+softplus_positive = _SoftplusPositive()
+unit_interval = _UnitInterval()
+circular = _Circular()
+simplex = _Simplex()
+ordered_vector = _OrderedVector()
+positive_ordered_vector = _PositiveOrderedVector()
+lower_cholesky = _LowerCholesky()
+scaled_unit_lower_cholesky = _ScaledUnitLowerCholesky()
+softplus_lower_cholesky = _SoftplusLowerCholesky()
+corr_cholesky = _CorrCholesky()
+corr_matrix = _CorrMatrix()
+positive_definite = _PositiveDefinite()
+zero_sum = _ZeroSum()
+nonnegative_integer = _IntegerGreaterThan(0)
+positive_integer = _IntegerGreaterThan(1)
+dependent = _Dependent()
+
+greater_than = _GreaterThan
+greater_than_eq = _GreaterThanEq
+less_than = _LessThan
+interval = _Interval
+open_interval = _OpenInterval
+integer_interval = _IntegerInterval
+integer_greater_than = _IntegerGreaterThan
+multinomial = _Multinomial
+independent = _Independent

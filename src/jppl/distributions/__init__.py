@@ -21,6 +21,7 @@ from jppl.distributions.distribution import (
 from jppl.distributions.kl import *  # noqa: F403
 from jppl.distributions.mixtures import *  # noqa: F403
 from jppl.distributions.multivariate import *  # noqa: F403
+from jppl.distributions.transformed import *  # noqa: F403
 from jppl.distributions.transforms import *  # noqa: F403
 
 __all__ = [

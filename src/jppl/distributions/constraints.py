@@ -398,12 +398,13 @@ class _Dependent(Constraint):
 
 
 class _Independent(Constraint):
-    """Reinterprets ``reinterpreted_batch_ndims`` batch dims of ``base_constraint`` as event dims."""
+    """Reinterprets ``reinterpreted_batch_ndims`` batch dims of a constraint as event dims."""
 
     def __init__(self, base_constraint: Constraint, reinterpreted_batch_ndims: int):
         if reinterpreted_batch_ndims < 0:
             raise ValueError(
-                f"independent: reinterpreted_batch_ndims must be >= 0, got {reinterpreted_batch_ndims}"
+                "independent: reinterpreted_batch_ndims must be >= 0, got "
+                f"{reinterpreted_batch_ndims}"
             )
         if isinstance(base_constraint, _Independent):
             reinterpreted_batch_ndims += base_constraint.reinterpreted_batch_ndims

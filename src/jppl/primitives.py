@@ -1,0 +1,515 @@
+"""Modelling primitives and the effect-handler stack.
+
+A model is a plain Python function that calls the primitives below. Each call builds a
+*message* (a plain ``dict``, see :data:`Message`) and passes it through the handler stack
+(:func:`apply_stack`): every active handler, innermost first, may read and rewrite the message
+in ``process_message``; then the default behaviour fills in a value if none was set (e.g.
+draw from ``fn``); then the handlers see the final message in ``postprocess_message``,
+outermost last. The stack is the only global mutable state in jppl.
+
+Message / trace-site keys (the same as NumPyro's, so code that inspects traces ports):
+
+==================== ================================================================
+``type``             ``"sample"``, ``"param"``, ``"deterministic"``, ``"plate"``,
+                     ``"prng_key"``, ``"subsample"``
+``name``             site name (``str``)
+``fn``               the distribution (sample), or a callable producing the value
+``args``/``kwargs``  arguments of ``fn``; for sample sites ``kwargs`` holds
+                     ``rng_key`` and ``sample_shape``
+``value``            the site's value (``None`` until something sets it)
+``is_observed``      True for observed sample sites (``obs=`` or ``condition``)
+``scale``            multiplier of the site's log-probability (plates, ``scale``)
+``mask``             boolean mask applied to the log-probability, or ``None``
+``cond_indep_stack`` list of :class:`CondIndepStackFrame` of the enclosing plates
+``infer``            dict of inference hints
+``intermediates``    intermediate values of transformed samples
+``stop``             set by ``block``: handlers further out do not see the message
+==================== ================================================================
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jppl.distributions.distribution import Distribution, Unit, validation_enabled
+
+__all__ = [
+    "CondIndepStackFrame",
+    "Message",
+    "Messenger",
+    "apply_stack",
+    "deterministic",
+    "factor",
+    "get_mask",
+    "param",
+    "plate",
+    "prng_key",
+    "sample",
+    "subsample",
+]
+
+Message = dict[str, Any]
+"""A message travelling through the handler stack; keys are listed in the module docstring."""
+
+_HANDLER_STACK: list[Messenger] = []
+
+
+class CondIndepStackFrame(NamedTuple):
+    """One enclosing plate: its ``name``, batch ``dim`` (negative) and (sub)sample ``size``."""
+
+    name: str
+    dim: int
+    size: int
+
+
+class Messenger:
+    """Base class of effect handlers.
+
+    Use a handler as a context manager (``with handler(...):``) or wrap a callable
+    (``handler(fn, ...)(*args)``). Subclasses override ``process_message`` (runs before the
+    default behaviour, innermost handler first) and/or ``postprocess_message`` (runs after it,
+    innermost first as well). Handlers compose in any order.
+    """
+
+    def __init__(self, fn: Callable | None = None):
+        if fn is not None and not callable(fn):
+            raise TypeError(
+                f"{type(self).__name__}: expected a callable to wrap (or None), got {fn!r}"
+            )
+        self.fn = fn
+        if fn is not None:
+            functools.update_wrapper(self, fn, updated=[])
+
+    def __enter__(self):
+        _HANDLER_STACK.append(self)
+        return self
+
+    def __exit__(self, exc_type, exc_value, traceback):
+        if exc_type is None:
+            if not _HANDLER_STACK or _HANDLER_STACK[-1] is not self:
+                raise RuntimeError(f"{type(self).__name__}: handler stack is corrupted.")
+            _HANDLER_STACK.pop()
+        else:
+            # An exception unwinds everything this handler pushed, and the handler itself.
+            if self in _HANDLER_STACK:
+                loc = len(_HANDLER_STACK) - 1 - _HANDLER_STACK[::-1].index(self)
+                del _HANDLER_STACK[loc:]
+
+    def process_message(self, msg: Message) -> None:
+        """Inspect or rewrite ``msg`` before its value is computed."""
+
+    def postprocess_message(self, msg: Message) -> None:
+        """Inspect ``msg`` after its value is computed."""
+
+    def __call__(self, *args, **kwargs):
+        if self.fn is None:
+            raise TypeError(
+                f"{type(self).__name__} was created without a function to wrap; use it as a "
+                "context manager, or pass the model as its first argument."
+            )
+        with self:
+            return self.fn(*args, **kwargs)
+
+
+def _raise_no_key(msg: Message) -> None:
+    raise ValueError(
+        f"Sample site '{msg['name']}' is latent and needs a PRNG key, but none was given. "
+        "Wrap the model in jppl.handlers.seed(model, rng_seed=...) or pass rng_key= to sample()."
+    )
+
+
+def _validate_sample_site(msg: Message) -> None:
+    fn = msg["fn"]
+    name = msg["name"]
+    if not isinstance(fn, Distribution):
+        return
+    if fn._invalid_args_message is not None:
+        raise ValueError(f"Sample site '{name}': {fn._invalid_args_message}")
+    value = msg["value"]
+    if not msg["is_observed"] or value is None:
+        return
+    # The value must broadcast against the distribution's batch + event shape.
+    vshape, dshape = jnp.shape(value), fn.batch_shape + fn.event_shape
+    try:
+        full = np.broadcast_shapes(vshape, dshape)
+    except ValueError:
+        full = None
+    if full is None or (
+        fn.event_shape and tuple(full[len(full) - len(fn.event_shape) :]) != fn.event_shape
+    ):
+        raise ValueError(
+            f"Sample site '{name}': observed value of shape {vshape} does not broadcast with "
+            f"the distribution's batch_shape {fn.batch_shape} + event_shape {fn.event_shape}."
+        )
+    if (fn._validate_args or validation_enabled()) and not isinstance(value, jax.core.Tracer):
+        ok = np.asarray(fn.validate_sample(value))
+        if not ok.all():
+            bad = np.asarray(value)
+            raise ValueError(
+                f"Sample site '{name}': observed value is outside the support {fn.support!r} "
+                f"of {type(fn).__name__} (e.g. {np.ravel(bad)[: min(5, bad.size)]})."
+            )
+
+
+def _default_process(msg: Message) -> None:
+    if msg["value"] is not None:
+        return
+    kind = msg["type"]
+    if kind == "sample":
+        if msg["kwargs"].get("rng_key") is None:
+            _raise_no_key(msg)
+        value = msg["fn"](*msg["args"], sample_intermediates=True, **msg["kwargs"])
+        msg["value"], msg["intermediates"] = value
+    elif kind in ("param", "plate", "subsample"):
+        msg["value"] = msg["fn"](*msg["args"], **msg["kwargs"])
+
+
+def apply_stack(msg: Message) -> Message:
+    """Send ``msg`` through the active handlers, fill in its value, and return it."""
+    # Innermost handler first; `block` stops the message from reaching the outer ones.
+    seen = 0
+    for handler in reversed(_HANDLER_STACK):
+        seen += 1
+        handler.process_message(msg)
+        if msg.get("stop"):
+            break
+    _default_process(msg)
+    if msg["type"] == "sample":
+        _validate_sample_site(msg)
+    for handler in _HANDLER_STACK[len(_HANDLER_STACK) - seen :]:
+        handler.postprocess_message(msg)
+    return msg
+
+
+def _new_message(kind: str, name: str, **fields) -> Message:
+    msg: Message = {
+        "type": kind,
+        "name": name,
+        "fn": None,
+        "args": (),
+        "kwargs": {},
+        "value": None,
+        "scale": None,
+        "mask": None,
+        "is_observed": False,
+        "cond_indep_stack": [],
+        "infer": {},
+        "intermediates": [],
+    }
+    msg.update(fields)
+    return msg
+
+
+def _check_name(name, primitive: str) -> None:
+    if not isinstance(name, str) or not name:
+        raise TypeError(f"{primitive}: site name must be a non-empty str, got {name!r}")
+
+
+def _check_obs(name: str, obs):
+    """Reject observations that are not numeric arrays, with a message naming the site."""
+    if isinstance(obs, bool | int | float | np.number | np.bool_):
+        return jnp.asarray(obs)
+    if not isinstance(obs, jax.Array | np.ndarray):
+        raise TypeError(
+            f"Sample site '{name}': obs must be a JAX or NumPy array (or a Python number), "
+            f"got {type(obs).__name__}. Convert it with jnp.asarray(...)."
+        )
+    dtype = obs.dtype
+    if not (
+        jnp.issubdtype(dtype, jnp.floating)
+        or jnp.issubdtype(dtype, jnp.integer)
+        or jnp.issubdtype(dtype, jnp.bool_)
+    ):
+        raise TypeError(
+            f"Sample site '{name}': obs has dtype {dtype}; expected a real floating, integer or "
+            "boolean dtype."
+        )
+    return obs
+
+
+def sample(
+    name: str,
+    fn: Distribution,
+    obs=None,
+    sample_shape: tuple[int, ...] = (),
+    infer: dict | None = None,
+    rng_key=None,
+    obs_mask=None,
+):
+    """A random variable named ``name`` with distribution ``fn``.
+
+    Args:
+        name: unique site name.
+        fn: a :class:`~jppl.distributions.Distribution`.
+        obs: observed value (array of shape broadcastable to ``fn``'s batch + event shape);
+            makes the site observed.
+        sample_shape: extra leading dims of the draw.
+        infer: inference hints, stored on the site.
+        rng_key: key used when no ``seed`` handler provides one.
+        obs_mask: optional boolean mask (batch shape); where False the observation is
+            ignored in the log density.
+
+    Returns:
+        the value: ``obs`` if given, else a draw of shape
+        ``sample_shape + fn.batch_shape + fn.event_shape``.
+    """
+    _check_name(name, "sample")
+    if not isinstance(fn, Distribution):
+        raise TypeError(
+            f"Sample site '{name}': fn must be a jppl Distribution, got {type(fn).__name__}."
+        )
+    if obs is not None:
+        obs = _check_obs(name, obs)
+    if obs_mask is not None:
+        fn = fn.mask(obs_mask)
+    if not _HANDLER_STACK:
+        if obs is not None:
+            return obs
+        if rng_key is None:
+            _raise_no_key({"name": name})
+        return fn(rng_key=rng_key, sample_shape=sample_shape)
+    msg = _new_message(
+        "sample",
+        name,
+        fn=fn,
+        kwargs={"rng_key": rng_key, "sample_shape": tuple(sample_shape)},
+        value=obs,
+        is_observed=obs is not None,
+        infer={} if infer is None else dict(infer),
+    )
+    return apply_stack(msg)["value"]
+
+
+def _param_init(init_value, *args, **kwargs):
+    return init_value(*args) if callable(init_value) else init_value
+
+
+def param(name: str, init_value=None, constraint=None, event_dim: int | None = None):
+    """A learnable parameter, e.g. of a guide.
+
+    Args:
+        name: unique site name.
+        init_value: initial (constrained) value, or a callable ``f(rng_key) -> array``
+            (it then needs a ``seed`` handler).
+        constraint: the set the value lives in (default ``constraints.real``); optimizers
+            work on the unconstrained value through ``biject_to(constraint)``.
+        event_dim: number of rightmost dims that form one event (for plates).
+
+    Returns:
+        the parameter's current (constrained) value.
+    """
+    from jppl.distributions import constraints
+
+    _check_name(name, "param")
+    if constraint is None:
+        constraint = constraints.real
+    if not _HANDLER_STACK:
+        if callable(init_value):
+            raise ValueError(
+                f"param site '{name}': a callable init_value needs a PRNG key; run the model "
+                "under jppl.handlers.seed."
+            )
+        return init_value
+    args: tuple = (init_value,)
+    if callable(init_value):
+        key = prng_key()
+        if key is None:
+            raise ValueError(
+                f"param site '{name}': a callable init_value needs a PRNG key; run the model "
+                "under jppl.handlers.seed."
+            )
+        args = (init_value, key)
+    msg = _new_message(
+        "param",
+        name,
+        fn=_param_init,
+        args=args,
+        kwargs={"constraint": constraint, "event_dim": event_dim},
+    )
+    return apply_stack(msg)["value"]
+
+
+def deterministic(name: str, value):
+    """Record ``value`` in the trace under ``name`` (e.g. a derived quantity); returns it."""
+    _check_name(name, "deterministic")
+    if not _HANDLER_STACK:
+        return value
+    msg = _new_message("deterministic", name, value=value)
+    return apply_stack(msg)["value"]
+
+
+def factor(name: str, log_factor):
+    """Add ``log_factor`` (array of batch shape) to the model's log density."""
+    unit = Unit(log_factor)
+    return sample(name, unit, obs=jnp.empty(jnp.shape(log_factor) + (0,)))
+
+
+def prng_key():
+    """A fresh PRNG key from the enclosing ``seed`` handler, or ``None`` if there is none."""
+    if not _HANDLER_STACK:
+        return None
+    msg = _new_message("prng_key", "_prng_key")
+    return apply_stack(msg)["value"]
+
+
+def subsample(data, event_dim: int):
+    """Slice ``data`` along the dims of the enclosing subsampled plates.
+
+    ``data``: array whose plate dims (counted left of its ``event_dim`` rightmost dims) have the
+    full plate size; returns it indexed by each plate's minibatch indices.
+    """
+    if not _HANDLER_STACK:
+        return data
+    msg = _new_message("subsample", "_subsample", value=data, kwargs={"event_dim": event_dim})
+    return apply_stack(msg)["value"]
+
+
+def get_mask():
+    """The boolean mask that enclosing ``mask`` handlers apply to a new site (or None)."""
+    if not _HANDLER_STACK:
+        return None
+    msg = _new_message("mask", "_mask")
+    apply_stack(msg)
+    return msg["mask"]
+
+
+def _subsample_indices(size: int, subsample_size: int, rng_key=None):
+    if subsample_size == size:
+        return jnp.arange(size)
+    if rng_key is None:
+        return None
+    return jax.random.permutation(rng_key, size)[:subsample_size]
+
+
+class plate(Messenger):
+    """Conditionally independent batch dimension ``dim`` of length ``size``.
+
+    Sites inside have their distribution's batch shape broadcast so that dim ``dim`` (a
+    negative index into the batch shape, allocated automatically when ``None``) has length
+    ``subsample_size`` (default ``size``). With ``subsample_size < size``, the log-probability
+    of each site is scaled by ``size / subsample_size`` so the estimate of the full-data log
+    density stays unbiased; ``with plate(...) as idx`` gives the minibatch indices.
+    """
+
+    def __init__(
+        self, name: str, size: int, subsample_size: int | None = None, dim: int | None = None
+    ):
+        _check_name(name, "plate")
+        size = _as_int(size, f"plate '{name}': size")
+        if size < 1:
+            raise ValueError(f"plate '{name}': size must be a positive int, got {size}")
+        if subsample_size is None:
+            subsample_size = size
+        subsample_size = _as_int(subsample_size, f"plate '{name}': subsample_size")
+        if not 1 <= subsample_size <= size:
+            raise ValueError(
+                f"plate '{name}': subsample_size must be in [1, size={size}], got {subsample_size}"
+            )
+        if dim is not None and (not isinstance(dim, int) or dim >= 0):
+            raise ValueError(f"plate '{name}': dim must be a negative int, got {dim!r}")
+        self.name = name
+        self.size = size
+        self.subsample_size = subsample_size
+        self._requested_dim = dim
+        self.dim: int | None = dim
+        self._indices = None
+        super().__init__()
+
+    def _allocate_dim(self) -> int:
+        used = {h.dim for h in _HANDLER_STACK if isinstance(h, plate) and h is not self}
+        if self._requested_dim is not None:
+            if self._requested_dim in used:
+                raise ValueError(
+                    f"plate '{self.name}': dim {self._requested_dim} is already used by an "
+                    "enclosing plate."
+                )
+            return self._requested_dim
+        dim = -1
+        while dim in used:
+            dim -= 1
+        return dim
+
+    def __enter__(self):
+        self.dim = self._allocate_dim()
+        msg = _new_message(
+            "plate",
+            self.name,
+            fn=_subsample_indices,
+            args=(self.size, self.subsample_size),
+            kwargs={"rng_key": None},
+            scale=1.0,
+        )
+        indices = apply_stack(msg)["value"] if _HANDLER_STACK else None
+        if indices is None:
+            if self.subsample_size < self.size:
+                raise ValueError(
+                    f"plate '{self.name}': drawing a minibatch of {self.subsample_size} of "
+                    f"{self.size} needs a PRNG key. Run the model under jppl.handlers.seed, or "
+                    f"substitute the indices: substitute(model, {{'{self.name}': indices}})."
+                )
+            indices = jnp.arange(self.size)
+        self._indices = indices
+        super().__enter__()
+        return indices
+
+    def process_message(self, msg: Message) -> None:
+        kind = msg["type"]
+        if kind not in ("sample", "param", "deterministic", "subsample"):
+            return
+        frame = CondIndepStackFrame(self.name, self.dim, self.subsample_size)
+        msg["cond_indep_stack"] = list(msg["cond_indep_stack"]) + [frame]
+        if kind == "subsample":
+            self._subsample(msg)
+        elif kind == "sample":
+            self._broadcast(msg)
+            if self.subsample_size < self.size:
+                ratio = self.size / self.subsample_size
+                msg["scale"] = ratio if msg["scale"] is None else msg["scale"] * ratio
+
+    def _broadcast(self, msg: Message) -> None:
+        fn = msg["fn"]
+        batch_shape = fn.batch_shape
+        n = max(len(batch_shape), -self.dim)
+        padded = (1,) * (n - len(batch_shape)) + tuple(batch_shape)
+        current = padded[self.dim]
+        if current not in (1, self.subsample_size):
+            raise ValueError(
+                f"Sample site '{msg['name']}' inside plate '{self.name}' (size "
+                f"{self.subsample_size} at batch dim {self.dim}) has batch shape {batch_shape}, "
+                f"whose dim {self.dim} has size {current}; expected 1 or {self.subsample_size}."
+            )
+        target = list(padded)
+        target[self.dim] = self.subsample_size
+        if tuple(target) != tuple(batch_shape):
+            msg["fn"] = fn.expand(tuple(target))
+
+    def _subsample(self, msg: Message) -> None:
+        data = msg["value"]
+        if self.subsample_size == self.size:
+            return
+        event_dim = msg["kwargs"]["event_dim"]
+        axis = jnp.ndim(data) - event_dim + self.dim
+        if axis < 0 or jnp.shape(data)[axis] != self.size:
+            raise ValueError(
+                f"subsample inside plate '{self.name}': data of shape {jnp.shape(data)} "
+                f"(event_dim={event_dim}) has no dim of size {self.size} at plate dim {self.dim}."
+            )
+        msg["value"] = jnp.take(data, self._indices, axis=axis)
+
+
+def _as_int(value, what: str) -> int:
+    if isinstance(value, bool):
+        raise TypeError(f"{what} must be an int, got {value!r}")
+    try:
+        as_int = int(value)
+    except (TypeError, jax.errors.ConcretizationTypeError) as e:
+        raise TypeError(f"{what} must be a concrete int, got {value!r}") from e
+    if as_int != value:
+        raise TypeError(f"{what} must be an int, got {value!r}")
+    return as_int

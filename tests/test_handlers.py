@@ -304,9 +304,10 @@ def test_condition_makes_sites_observed():
 def test_substitute_values_and_function():
     tr = trace(substitute(seed(simple_model, 0), {"mu": 1.5})).get_trace(jnp.ones(3))
     assert tr["mu"]["value"] == 1.5 and not tr["mu"]["is_observed"]
-    tr = trace(
-        substitute(seed(simple_model, 0), substitute_fn=lambda s: 2.0 if s["name"] == "mu" else None)
-    ).get_trace(jnp.ones(3))
+    def only_mu(site):
+        return 2.0 if site["name"] == "mu" else None
+
+    tr = trace(substitute(seed(simple_model, 0), substitute_fn=only_mu)).get_trace(jnp.ones(3))
     assert tr["mu"]["value"] == 2.0
     with pytest.raises(ValueError, match="exactly one"):
         substitute(simple_model)

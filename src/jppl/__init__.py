@@ -7,7 +7,7 @@ live in :mod:`jppl.handlers`, distributions in :mod:`jppl.distributions` and inf
 
 __version__ = "0.1.0.dev0"
 
-from jppl import distributions, handlers  # noqa: E402
+from jppl import distributions, handlers, infer  # noqa: E402
 from jppl.distributions.distribution import enable_validation, validation_enabled  # noqa: E402
 from jppl.primitives import (  # noqa: E402
     CondIndepStackFrame,
@@ -32,6 +32,7 @@ __all__ = [
     "factor",
     "get_mask",
     "handlers",
+    "infer",
     "param",
     "plate",
     "prng_key",

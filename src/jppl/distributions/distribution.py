@@ -297,6 +297,9 @@ class ExpandedDistribution(Distribution):
 
     def enumerate_support(self, expand=True):
         values = self.base_dist.enumerate_support(expand=False)
+        # (n,) + (1,) * base batch ndim + event_shape -> (n,) + (1,) * batch ndim + event_shape
+        values = jnp.reshape(values, values.shape[:1] + (1,) * len(self.batch_shape)
+                             + self.event_shape)
         if expand:
             values = jnp.broadcast_to(values, values.shape[:1] + self.shape())
         return values

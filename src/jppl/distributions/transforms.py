@@ -1,3 +1,1254 @@
-"""(being written)"""
+"""Bijective transforms between constrained and unconstrained spaces, and ``biject_to``.
 
-__all__: list[str] = []
+A :class:`Transform` ``t`` maps points of ``t.domain`` to points of ``t.codomain``. Both are
+constraints; their ``event_dim`` says how many rightmost dimensions form one point.
+``t.log_abs_det_jacobian(x, y)`` is ``log |det dy/dx|`` summed over the domain's event dims, so
+for an input of shape ``batch + event`` it has shape ``batch``. For transforms that change the
+event shape (stick-breaking ``(K-1,) -> (K,)``, vector to lower-triangular ``(M,) -> (K, K)``)
+the determinant is that of the square map from the input onto the output's free coordinates.
+
+``biject_to(constraint)`` returns a transform from the unconstrained reals onto ``constraint``;
+this is what inference uses to run in unconstrained space. New constraints can be added with
+``@biject_to.register(MyConstraintClass)``.
+
+Every transform is a JAX pytree (array parameters are leaves), so transforms can be passed
+through ``jit`` and ``vmap`` and their parameters may be traced.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.flatten_util import ravel_pytree
+from jax.nn import log_sigmoid, softplus
+
+from jppl.distributions import constraints
+from jppl.distributions.util import (
+    PyTreeObject,
+    is_concrete,
+    sum_rightmost,
+    tril_matrix_to_vec,
+    vec_to_tril_matrix,
+)
+
+__all__ = [
+    "AbsTransform",
+    "AffineTransform",
+    "CholeskyTransform",
+    "CircularTransform",
+    "ComposeTransform",
+    "ConstraintRegistry",
+    "CorrCholeskyTransform",
+    "CorrMatrixCholeskyTransform",
+    "ExpTransform",
+    "IdentityTransform",
+    "IndependentTransform",
+    "LowerCholeskyAffine",
+    "LowerCholeskyTransform",
+    "OrderedTransform",
+    "PermuteTransform",
+    "PositiveDefiniteTransform",
+    "PowerTransform",
+    "ReshapeTransform",
+    "ScaledUnitLowerCholeskyTransform",
+    "SigmoidTransform",
+    "SoftplusLowerCholeskyTransform",
+    "SoftplusTransform",
+    "StickBreakingTransform",
+    "TanhTransform",
+    "Transform",
+    "UnpackTransform",
+    "ZeroSumTransform",
+    "biject_to",
+]
+
+
+# ------------------------------------------------------------------------------------------
+# helpers
+# ------------------------------------------------------------------------------------------
+def _float_dtype(x):
+    return jnp.result_type(x, float)
+
+
+def _clipped_expit(x):
+    """``sigmoid(x)`` kept strictly inside (0, 1) so that its inverse stays finite."""
+    finfo = jnp.finfo(_float_dtype(x))
+    return jnp.clip(jax.nn.sigmoid(x), finfo.tiny, 1.0 - finfo.eps)
+
+
+def _inv_softplus(y):
+    """Inverse of ``softplus``: ``log(exp(y) - 1)``, written to be stable for large ``y``."""
+    return y + jnp.log(-jnp.expm1(-y))
+
+
+def _tril_size_to_n(m: int, diagonal: int = 0) -> int:
+    """``n`` such that an ``n x n`` lower triangle (offset ``diagonal``) has ``m`` entries."""
+    n = round((math.sqrt(8 * m + 1) - 1) / 2) - diagonal
+    if (n + diagonal) * (n + diagonal + 1) // 2 != m:
+        raise ValueError(f"A vector of length {m} does not fill a lower-triangular matrix.")
+    return n
+
+
+def _is_negative(scale) -> bool:
+    """True only when ``scale`` is concrete and everywhere negative (tracers count as positive)."""
+    return is_concrete(scale) and bool(np.all(np.asarray(scale) < 0))
+
+
+# ------------------------------------------------------------------------------------------
+# base classes
+# ------------------------------------------------------------------------------------------
+class Transform(PyTreeObject):
+    """Base class of transforms.
+
+    Subclasses set (or compute, as properties) ``domain`` and ``codomain`` and implement
+    ``__call__(x)``, ``_inverse(y)`` and ``log_abs_det_jacobian(x, y, intermediates=None)``.
+    Transforms that change the event shape also override ``forward_shape``/``inverse_shape``.
+    """
+
+    domain: constraints.Constraint = constraints.real
+    codomain: constraints.Constraint = constraints.real
+
+    def __call__(self, x):
+        raise NotImplementedError
+
+    def _inverse(self, y):
+        raise NotImplementedError(f"{type(self).__name__} has no inverse.")
+
+    @property
+    def inv(self) -> Transform:
+        """The inverse transform; ``t.inv.inv`` is ``t``."""
+        return _InverseTransform(self)
+
+    def log_abs_det_jacobian(self, x, y, intermediates=None):
+        """``log |det dy/dx|`` with shape ``x.shape[:x.ndim - domain.event_dim]`` (broadcast)."""
+        raise NotImplementedError(
+            f"{type(self).__name__} does not implement `log_abs_det_jacobian`."
+        )
+
+    def call_with_intermediates(self, x):
+        """``(y, intermediates)``; intermediates can be passed to ``log_abs_det_jacobian``."""
+        return self(x), None
+
+    def forward_shape(self, shape: Sequence[int]) -> tuple[int, ...]:
+        """Shape of the output for an input of shape ``shape``."""
+        return tuple(shape)
+
+    def inverse_shape(self, shape: Sequence[int]) -> tuple[int, ...]:
+        """Shape of the input that produces an output of shape ``shape``."""
+        return tuple(shape)
+
+    @property
+    def sign(self):
+        """+1 or -1 for monotone one-dimensional transforms (may be an array)."""
+        raise NotImplementedError(f"{type(self).__name__} has no well-defined `sign`.")
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}()"
+
+
+class _InverseTransform(Transform):
+    """The inverse of a transform; built by ``Transform.inv``."""
+
+    def __init__(self, transform: Transform):
+        self._inv = transform
+
+    @property
+    def domain(self):  # type: ignore[override]
+        return self._inv.codomain
+
+    @property
+    def codomain(self):  # type: ignore[override]
+        return self._inv.domain
+
+    @property
+    def inv(self) -> Transform:
+        return self._inv
+
+    @property
+    def sign(self):
+        return self._inv.sign
+
+    def __call__(self, x):
+        return self._inv._inverse(x)
+
+    def _inverse(self, y):
+        return self._inv(y)
+
+    def log_abs_det_jacobian(self, x, y, intermediates=None):
+        # The inverse's Jacobian determinant is the reciprocal of the forward one at (y, x).
+        return -self._inv.log_abs_det_jacobian(y, x, None)
+
+    def forward_shape(self, shape):
+        return self._inv.inverse_shape(shape)
+
+    def inverse_shape(self, shape):
+        return self._inv.forward_shape(shape)
+
+    def __repr__(self) -> str:
+        return f"{self._inv!r}.inv"
+
+
+# ------------------------------------------------------------------------------------------
+# elementwise transforms
+# ------------------------------------------------------------------------------------------
+class IdentityTransform(Transform):
+    """``y = x`` on ``domain`` (default: the reals)."""
+
+    def __init__(self, domain: constraints.Constraint = constraints.real):
+        self.domain = domain
+
+    @property
+    def codomain(self):  # type: ignore[override]
+        return self.domain
+
+    @property
+    def sign(self):
+        return 1
+
+    def __call__(self, x):
+        return x
+
+    def _inverse(self, y):
+        return y
+
+    def log_abs_det_jacobian(self, x, y, intermediates=None):
+        x = jnp.asarray(x)
+        shape = x.shape[: x.ndim - self.domain.event_dim]
+        return jnp.zeros(shape, dtype=_float_dtype(x))
+
+
+class AffineTransform(Transform):
+    """``y = loc + scale * x``, elementwise.
+
+    ``loc``, ``scale``: arrays broadcastable against the input. ``domain`` may be the reals
+    (default), ``real_vector``/``real_matrix`` (then the log-det is summed over the event), or
+    a bounded set such as ``positive`` or ``unit_interval``, whose image is the codomain.
+    """
+
+    def __init__(self, loc, scale, domain: constraints.Constraint = constraints.real):
+        self.loc = loc
+        self.scale = scale
+        self.domain = domain
+
+    @property
+    def codomain(self):  # type: ignore[override]
+        d = self.domain
+        if isinstance(d, constraints._Real | constraints._RealVector | constraints._RealMatrix):
+            return d
+        if isinstance(d, constraints._Independent) and isinstance(
+            d.base_constraint, constraints._Real
+        ):
+            return d
+        neg = _is_negative(self.scale)
+        if isinstance(d, constraints._GreaterThan):
+            bound = self(d.lower_bound)
+            return constraints.less_than(bound) if neg else constraints.greater_than(bound)
+        if isinstance(d, constraints._LessThan):
+            bound = self(d.upper_bound)
+            return constraints.greater_than(bound) if neg else constraints.less_than(bound)
+        if isinstance(d, constraints._Interval):
+            lo, hi = self(d.lower_bound), self(d.upper_bound)
+            if neg:
+                lo, hi = hi, lo
+            if isinstance(d, constraints._OpenInterval):
+                return constraints.open_interval(lo, hi)
+            return constraints.interval(lo, hi)
+        raise NotImplementedError(f"AffineTransform: unsupported domain {d!r}.")
+
+    @property
+    def sign(self):
+        return jnp.sign(self.scale)
+
+    def __call__(self, x):
+        return self.loc + self.scale * x
+
+    def _inverse(self, y):
+        return (y - self.loc) / self.scale
+
+    def log_abs_det_jacobian(self, x, y, intermediates=None):
+        shape = jnp.broadcast_shapes(jnp.shape(x), jnp.shape(self.scale))
+        log_scale = jnp.broadcast_to(jnp.log(jnp.abs(self.scale)), shape)
+        return sum_rightmost(log_scale, self.domain.event_dim)
+
+    def forward_shape(self, shape):
+        return tuple(
+            np.broadcast_shapes(tuple(shape), jnp.shape(self.loc), jnp.shape(self.scale))
+        )
+
+    def inverse_shape(self, shape):
+        return self.forward_shape(shape)
+
+
+class ExpTransform(Transform):
+    """``y = exp(x)``: reals -> positive reals."""
+
+    domain = constraints.real
+    codomain = constraints.positive
+
+    @property
+    def sign(self):
+        return 1
+
+    def __call__(self, x):
+        return jnp.exp(x)
+
+    def _inverse(self, y):
+        return jnp.log(y)
+
+    def log_abs_det_jacobian(self, x, y, intermediates=None):
+        return jnp.asarray(x)
+
+
+class SigmoidTransform(Transform):
+    """``y = 1 / (1 + exp(-x))``: reals -> (0, 1); clipped away from 0 and 1."""
+
+    domain = constraints.real
+    codomain = constraints.unit_interval
+
+    @property
+    def sign(self):
+        return 1
+
+    def __call__(self, x):
+        return _clipped_expit(x)
+
+    def _inverse(self, y):
+        finfo = jnp.finfo(_float_dtype(y))
+        y = jnp.clip(y, finfo.tiny, 1.0 - finfo.eps)
+        return jnp.log(y) - jnp.log1p(-y)
+
+    def log_abs_det_jacobian(self, x, y, intermediates=None):
+        # d sigmoid / dx = sigmoid(x) * sigmoid(-x)
+        return log_sigmoid(x) + log_sigmoid(-x)
+
+
+class SoftplusTransform(Transform):
+    """``y = log(1 + exp(x))``: reals -> positive reals, linear for large ``x``."""
+
+    domain = constraints.real
+    codomain = constraints.softplus_positive
+
+    @property
+    def sign(self):
+        return 1
+
+    def __call__(self, x):
+        return softplus(x)
+
+    def _inverse(self, y):
+        return _inv_softplus(y)
+
+    def log_abs_det_jacobian(self, x, y, intermediates=None):
+        return log_sigmoid(x)
+
+
+class TanhTransform(Transform):
+    """``y = tanh(x)``: reals -> (-1, 1)."""
+
+    domain = constraints.real
+    codomain = constraints.open_interval(-1.0, 1.0)
+
+    @property
+    def sign(self):
+        return 1
+
+    def __call__(self, x):
+        return jnp.tanh(x)
+
+    def _inverse(self, y):
+        eps = jnp.finfo(_float_dtype(y)).eps
+        return jnp.arctanh(jnp.clip(y, -1.0 + eps, 1.0 - eps))
+
+    def log_abs_det_jacobian(self, x, y, intermediates=None):
+        # log(1 - tanh(x)^2) = 2 * (log 2 - x - softplus(-2x)), stable for all x.
+        return 2.0 * (math.log(2.0) - x - softplus(-2.0 * x))
+
+
+class PowerTransform(Transform):
+    """``y = x ** exponent`` on the positive reals."""
+
+    domain = constraints.positive
+    codomain = constraints.positive
+
+    def __init__(self, exponent):
+        self.exponent = exponent
+
+    @property
+    def sign(self):
+        return jnp.sign(self.exponent)
+
+    def __call__(self, x):
+        return jnp.power(x, self.exponent)
+
+    def _inverse(self, y):
+        return jnp.power(y, 1.0 / self.exponent)
+
+    def log_abs_det_jacobian(self, x, y, intermediates=None):
+        return jnp.log(jnp.abs(self.exponent * y / x))
+
+    def forward_shape(self, shape):
+        return tuple(np.broadcast_shapes(tuple(shape), jnp.shape(self.exponent)))
+
+    def inverse_shape(self, shape):
+        return self.forward_shape(shape)
+
+
+class AbsTransform(Transform):
+    """``y = |x|``: reals -> nonnegative reals. Not injective; the inverse picks ``x = y``."""
+
+    domain = constraints.real
+    codomain = constraints.nonnegative
+
+    def __call__(self, x):
+        return jnp.abs(x)
+
+    def _inverse(self, y):
+        return y
+
+
+class CircularTransform(Transform):
+    """Wraps the reals onto the circle ``[-pi, pi)``; not injective, log-det 0 (a local isometry).
+
+    The inverse is the identity (it returns the representative in ``[-pi, pi)``).
+    """
+
+    domain = constraints.real
+    codomain = constraints.circular
+
+    def __call__(self, x):
+        return jnp.remainder(x + math.pi, 2 * math.pi) - math.pi
+
+    def _inverse(self, y):
+        return y
+
+    def log_abs_det_jacobian(self, x, y, intermediates=None):
+        return jnp.zeros_like(jnp.asarray(x, dtype=_float_dtype(x)))
+
+
+# ------------------------------------------------------------------------------------------
+# combinators
+# ------------------------------------------------------------------------------------------
+def _compose_input_event_dim(parts: Sequence[Transform]) -> int:
+    """Event dim the first part's input must have so that every part sees a whole event."""
+    event_dim = parts[-1].codomain.event_dim
+    for part in reversed(parts):
+        event_dim = part.domain.event_dim + max(event_dim - part.codomain.event_dim, 0)
+    return event_dim
+
+
+def _compose_output_event_dim(parts: Sequence[Transform]) -> int:
+    event_dim = _compose_input_event_dim(parts)
+    for part in parts:
+        event_dim = part.codomain.event_dim + max(event_dim - part.domain.event_dim, 0)
+    return event_dim
+
+
+class ComposeTransform(Transform):
+    """Applies ``parts`` in order: ``y = parts[-1](...parts[0](x))``.
+
+    The event dims of the composition are the largest any part needs; each part's log-det is
+    summed over the extra event dims it does not itself consume.
+    """
+
+    def __init__(self, parts: Sequence[Transform]):
+        flat: list[Transform] = []
+        for p in parts:
+            flat.extend(p.parts if isinstance(p, ComposeTransform) else [p])
+        self.parts = flat
+
+    @property
+    def domain(self):  # type: ignore[override]
+        if not self.parts:
+            return constraints.real
+        first = self.parts[0].domain
+        extra = _compose_input_event_dim(self.parts) - first.event_dim
+        return constraints.independent(first, extra) if extra > 0 else first
+
+    @property
+    def codomain(self):  # type: ignore[override]
+        if not self.parts:
+            return constraints.real
+        last = self.parts[-1].codomain
+        extra = _compose_output_event_dim(self.parts) - last.event_dim
+        return constraints.independent(last, extra) if extra > 0 else last
+
+    @property
+    def sign(self):
+        s = 1
+        for p in self.parts:
+            s = s * p.sign
+        return s
+
+    def __call__(self, x):
+        for p in self.parts:
+            x = p(x)
+        return x
+
+    def _inverse(self, y):
+        for p in reversed(self.parts):
+            y = p._inverse(y)
+        return y
+
+    def call_with_intermediates(self, x):
+        """Returns ``(y, [(input_k, intermediates_k) for each part k])``."""
+        intermediates = []
+        for p in self.parts:
+            x_in = x
+            x, inter = p.call_with_intermediates(x)
+            intermediates.append((x_in, inter))
+        return x, intermediates
+
+    def log_abs_det_jacobian(self, x, y, intermediates=None):
+        if not self.parts:
+            return IdentityTransform(self.domain).log_abs_det_jacobian(x, y)
+        if intermediates is None:
+            _, intermediates = self.call_with_intermediates(x)
+        outputs = [xi for xi, _ in intermediates[1:]] + [y]
+        event_dim = self.domain.event_dim
+        total = 0.0
+        for p, (x_in, inter), y_out in zip(self.parts, intermediates, outputs, strict=True):
+            ladj = p.log_abs_det_jacobian(x_in, y_out, inter)
+            extra = event_dim - p.domain.event_dim
+            total = total + sum_rightmost(ladj, extra)
+            event_dim = p.codomain.event_dim + extra
+        return total
+
+    def forward_shape(self, shape):
+        for p in self.parts:
+            shape = p.forward_shape(shape)
+        return tuple(shape)
+
+    def inverse_shape(self, shape):
+        for p in reversed(self.parts):
+            shape = p.inverse_shape(shape)
+        return tuple(shape)
+
+    def __repr__(self) -> str:
+        return f"ComposeTransform({self.parts!r})"
+
+
+class IndependentTransform(Transform):
+    """Treats the rightmost ``reinterpreted_batch_ndims`` batch dims of ``base_transform`` as
+    event dims: the log-det is summed over them."""
+
+    def __init__(self, base_transform: Transform, reinterpreted_batch_ndims: int):
+        if reinterpreted_batch_ndims < 0:
+            raise ValueError("reinterpreted_batch_ndims must be >= 0")
+        self.base_transform = base_transform
+        self.reinterpreted_batch_ndims = int(reinterpreted_batch_ndims)
+
+    @property
+    def domain(self):  # type: ignore[override]
+        return constraints.independent(self.base_transform.domain, self.reinterpreted_batch_ndims)
+
+    @property
+    def codomain(self):  # type: ignore[override]
+        return constraints.independent(
+            self.base_transform.codomain, self.reinterpreted_batch_ndims
+        )
+
+    @property
+    def sign(self):
+        return self.base_transform.sign
+
+    def __call__(self, x):
+        return self.base_transform(x)
+
+    def _inverse(self, y):
+        return self.base_transform._inverse(y)
+
+    def call_with_intermediates(self, x):
+        return self.base_transform.call_with_intermediates(x)
+
+    def log_abs_det_jacobian(self, x, y, intermediates=None):
+        ladj = self.base_transform.log_abs_det_jacobian(x, y, intermediates)
+        # Elementwise transforms may return a log-det that still needs broadcasting to x.
+        full = jnp.shape(x)[: jnp.ndim(x) - self.base_transform.domain.event_dim]
+        if jnp.shape(ladj) != full:
+            ladj = jnp.broadcast_to(ladj, np.broadcast_shapes(jnp.shape(ladj), full))
+        return sum_rightmost(ladj, self.reinterpreted_batch_ndims)
+
+    def forward_shape(self, shape):
+        return self.base_transform.forward_shape(shape)
+
+    def inverse_shape(self, shape):
+        return self.base_transform.inverse_shape(shape)
+
+    def __repr__(self) -> str:
+        return f"IndependentTransform({self.base_transform!r}, {self.reinterpreted_batch_ndims})"
+
+
+class ReshapeTransform(Transform):
+    """Reshapes the rightmost event: ``inverse_shape`` (input) -> ``forward_shape`` (output).
+
+    Both shapes must have the same number of elements; log-det is zero.
+    """
+
+    def __init__(self, forward_shape: Sequence[int], inverse_shape: Sequence[int]):
+        forward_shape, inverse_shape = tuple(forward_shape), tuple(inverse_shape)
+        if math.prod(forward_shape) != math.prod(inverse_shape):
+            raise ValueError(
+                f"ReshapeTransform: shapes {forward_shape} and {inverse_shape} differ in size."
+            )
+        self._forward_shape = forward_shape
+        self._inverse_shape = inverse_shape
+
+    @property
+    def domain(self):  # type: ignore[override]
+        return constraints.independent(constraints.real, len(self._inverse_shape))
+
+    @property
+    def codomain(self):  # type: ignore[override]
+        return constraints.independent(constraints.real, len(self._forward_shape))
+
+    @staticmethod
+    def _replace(shape, old, new):
+        shape = tuple(shape)
+        n = len(old)
+        if shape[len(shape) - n :] != old:
+            raise ValueError(f"ReshapeTransform: shape {shape} does not end with {old}.")
+        return shape[: len(shape) - n] + new
+
+    def __call__(self, x):
+        return jnp.reshape(x, self.forward_shape(jnp.shape(x)))
+
+    def _inverse(self, y):
+        return jnp.reshape(y, self.inverse_shape(jnp.shape(y)))
+
+    def log_abs_det_jacobian(self, x, y, intermediates=None):
+        shape = jnp.shape(x)[: jnp.ndim(x) - len(self._inverse_shape)]
+        return jnp.zeros(shape, dtype=_float_dtype(x))
+
+    def forward_shape(self, shape):
+        return self._replace(shape, self._inverse_shape, self._forward_shape)
+
+    def inverse_shape(self, shape):
+        return self._replace(shape, self._forward_shape, self._inverse_shape)
+
+
+class PermuteTransform(Transform):
+    """Permutes the last axis: ``y = x[..., permutation]``; log-det zero."""
+
+    domain = constraints.real_vector
+    codomain = constraints.real_vector
+
+    def __init__(self, permutation):
+        self.permutation = np.asarray(permutation)
+        if sorted(self.permutation.tolist()) != list(range(self.permutation.size)):
+            raise ValueError(f"PermuteTransform: {permutation} is not a permutation.")
+
+    def __call__(self, x):
+        return jnp.asarray(x)[..., self.permutation]
+
+    def _inverse(self, y):
+        return jnp.asarray(y)[..., np.argsort(self.permutation)]
+
+    def log_abs_det_jacobian(self, x, y, intermediates=None):
+        return jnp.zeros(jnp.shape(x)[:-1], dtype=_float_dtype(x))
+
+
+class UnpackTransform(Transform):
+    """Unpacks a flat vector into a pytree with ``unpack_fn``; log-det zero.
+
+    The inverse flattens the pytree back with ``pack_fn`` if given, otherwise by raveling
+    its leaves in pytree order (matching ``jax.flatten_util.ravel_pytree``; unbatched only).
+    """
+
+    domain = constraints.real_vector
+    codomain = constraints.dependent
+
+    def __init__(self, unpack_fn: Callable, pack_fn: Callable | None = None):
+        self.unpack_fn = unpack_fn
+        self.pack_fn = pack_fn
+
+    def __call__(self, x):
+        return self.unpack_fn(x)
+
+    def _inverse(self, y):
+        if self.pack_fn is not None:
+            return self.pack_fn(y)
+        return ravel_pytree(y)[0]
+
+    def log_abs_det_jacobian(self, x, y, intermediates=None):
+        return jnp.zeros(jnp.shape(x)[:-1], dtype=_float_dtype(x))
+
+    def forward_shape(self, shape):
+        raise NotImplementedError("UnpackTransform output is a pytree; it has no single shape.")
+
+    def inverse_shape(self, shape):
+        raise NotImplementedError("UnpackTransform output is a pytree; it has no single shape.")
+
+
+# ------------------------------------------------------------------------------------------
+# vector transforms
+# ------------------------------------------------------------------------------------------
+class StickBreakingTransform(Transform):
+    """Unconstrained ``(..., K-1)`` -> simplex ``(..., K)`` by stick breaking.
+
+    Coordinate ``i`` breaks off the fraction ``sigmoid(x_i - log(K-1-i))`` of what is left, so
+    ``x = 0`` maps to the uniform simplex point. Computed in log space (stable for large
+    ``|x|``). The log-det is that of ``x -> y[..., :-1]``.
+    """
+
+    domain = constraints.real_vector
+    codomain = constraints.simplex
+
+    @staticmethod
+    def _shifted(x):
+        x = jnp.asarray(x, dtype=_float_dtype(x))
+        n = x.shape[-1]
+        return x - jnp.log(jnp.arange(n, 0, -1, dtype=x.dtype))
+
+    def __call__(self, x):
+        xs = self._shifted(x)
+        log_z = log_sigmoid(xs)  # fraction taken at step i
+        log_rest = jnp.cumsum(log_sigmoid(-xs), axis=-1)  # log of stick left after step i
+        pad = jnp.zeros(xs.shape[:-1] + (1,), dtype=xs.dtype)
+        log_y = jnp.concatenate([log_z, pad], axis=-1) + jnp.concatenate([pad, log_rest], -1)
+        return jnp.exp(log_y)
+
+    def _inverse(self, y):
+        y = jnp.asarray(y, dtype=_float_dtype(y))
+        tiny = jnp.finfo(y.dtype).tiny
+        # stick remaining after coordinate i: sum_{j > i} y_j, summed from the right.
+        tail = jnp.flip(jnp.cumsum(jnp.flip(y, -1), axis=-1), -1)[..., 1:]
+        n = y.shape[-1] - 1
+        offset = jnp.log(jnp.arange(n, 0, -1, dtype=y.dtype))
+        return (
+            jnp.log(jnp.maximum(y[..., :-1], tiny)) - jnp.log(jnp.maximum(tail, tiny)) + offset
+        )
+
+    def log_abs_det_jacobian(self, x, y, intermediates=None):
+        xs = self._shifted(x)
+        log_1mz = log_sigmoid(-xs)
+        log_rest_before = jnp.cumsum(log_1mz, axis=-1) - log_1mz
+        return jnp.sum(log_sigmoid(xs) + log_1mz + log_rest_before, axis=-1)
+
+    def forward_shape(self, shape):
+        if len(shape) < 1:
+            raise ValueError("StickBreakingTransform needs at least one dimension.")
+        return tuple(shape[:-1]) + (shape[-1] + 1,)
+
+    def inverse_shape(self, shape):
+        if len(shape) < 1:
+            raise ValueError("StickBreakingTransform needs at least one dimension.")
+        return tuple(shape[:-1]) + (shape[-1] - 1,)
+
+
+class OrderedTransform(Transform):
+    """Unconstrained ``(..., K)`` -> increasing ``(..., K)``: ``y_0 = x_0``,
+    ``y_i = y_{i-1} + exp(x_i)``."""
+
+    domain = constraints.real_vector
+    codomain = constraints.ordered_vector
+
+    def __call__(self, x):
+        x = jnp.asarray(x)
+        steps = jnp.concatenate([x[..., :1], jnp.exp(x[..., 1:])], axis=-1)
+        return jnp.cumsum(steps, axis=-1)
+
+    def _inverse(self, y):
+        y = jnp.asarray(y)
+        return jnp.concatenate([y[..., :1], jnp.log(jnp.diff(y, axis=-1))], axis=-1)
+
+    def log_abs_det_jacobian(self, x, y, intermediates=None):
+        return jnp.sum(jnp.asarray(x)[..., 1:], axis=-1)
+
+
+class ZeroSumTransform(Transform):
+    """Unconstrained ``(..., n-1)`` -> zero-sum ``(..., n)`` along each of the last
+    ``transform_ndims`` axes, by an isometry (a Householder reflection taking the last basis
+    vector onto the normalized ones-vector), so the log-det is zero."""
+
+    def __init__(self, transform_ndims: int = 1):
+        self.transform_ndims = int(transform_ndims)
+
+    @property
+    def domain(self):  # type: ignore[override]
+        return constraints.independent(constraints.real, self.transform_ndims)
+
+    @property
+    def codomain(self):  # type: ignore[override]
+        if self.transform_ndims == 1:
+            return constraints.zero_sum
+        return constraints.independent(constraints.real, self.transform_ndims)
+
+    @staticmethod
+    def _extend(x, axis):
+        n = x.shape[axis] + 1
+        rn = math.sqrt(n)
+        s = jnp.sum(x, axis=axis, keepdims=True)
+        body = x - s / (rn * (rn - 1.0))
+        return jnp.concatenate([body, s / rn], axis=axis)
+
+    @staticmethod
+    def _reduce(y, axis):
+        n = y.shape[axis]
+        rn = math.sqrt(n)
+        last = jnp.take(y, jnp.array([n - 1]), axis=axis)
+        # <v, y> with v = e_n - 1/sqrt(n); the sum term vanishes on the zero-sum subspace.
+        vy = last - jnp.sum(y, axis=axis, keepdims=True) / rn
+        body = jax.lax.slice_in_dim(y, 0, n - 1, axis=axis % y.ndim)
+        return body + vy / (rn - 1.0)
+
+    def __call__(self, x):
+        x = jnp.asarray(x, dtype=_float_dtype(x))
+        for axis in range(-self.transform_ndims, 0):
+            x = self._extend(x, axis)
+        return x
+
+    def _inverse(self, y):
+        y = jnp.asarray(y, dtype=_float_dtype(y))
+        for axis in range(-self.transform_ndims, 0):
+            y = self._reduce(y, axis)
+        return y
+
+    def log_abs_det_jacobian(self, x, y, intermediates=None):
+        shape = jnp.shape(x)[: jnp.ndim(x) - self.transform_ndims]
+        return jnp.zeros(shape, dtype=_float_dtype(x))
+
+    def forward_shape(self, shape):
+        k = self.transform_ndims
+        return tuple(shape[: len(shape) - k]) + tuple(s + 1 for s in shape[len(shape) - k :])
+
+    def inverse_shape(self, shape):
+        k = self.transform_ndims
+        return tuple(shape[: len(shape) - k]) + tuple(s - 1 for s in shape[len(shape) - k :])
+
+
+# ------------------------------------------------------------------------------------------
+# matrix transforms
+# ------------------------------------------------------------------------------------------
+def _vec_to_tril_shape(shape, diagonal: int):
+    n = _tril_size_to_n(shape[-1], diagonal)
+    return tuple(shape[:-1]) + (n, n)
+
+
+def _tril_to_vec_shape(shape, diagonal: int):
+    n = shape[-1]
+    if len(shape) < 2 or shape[-2] != n:
+        raise ValueError(f"Expected square matrices, got shape {tuple(shape)}.")
+    m = (n + diagonal) * (n + diagonal + 1) // 2
+    return tuple(shape[:-2]) + (m,)
+
+
+class CorrCholeskyTransform(Transform):
+    """Unconstrained ``(..., K(K-1)/2)`` -> Cholesky factor of a correlation matrix ``(..., K, K)``.
+
+    The inputs, squashed by ``tanh`` into (-1, 1), fill the strictly lower triangle row by
+    row as partial correlations; each row is then rescaled so that it has unit norm (signed
+    stick breaking on squared entries), with the diagonal taking the remaining length. The
+    log-det is that of the map onto the strictly lower entries of the output.
+    """
+
+    domain = constraints.real_vector
+    codomain = constraints.corr_cholesky
+
+    @staticmethod
+    def _parts(x):
+        x = jnp.asarray(x, dtype=_float_dtype(x))
+        n = _tril_size_to_n(x.shape[-1], diagonal=-1)
+        z = jnp.tanh(x)
+        # log(1 - tanh(x)^2), stable for large |x|
+        log1mz2 = 2.0 * (math.log(2.0) - jnp.abs(x) - softplus(-2.0 * jnp.abs(x)))
+        z_mat = vec_to_tril_matrix(z, diagonal=-1) + jnp.eye(n, dtype=x.dtype)
+        l_mat = vec_to_tril_matrix(log1mz2, diagonal=-1)
+        # sum_{k<j} log(1 - z_ik^2): log of the squared row length still free at column j
+        log_rest = jnp.cumsum(l_mat, axis=-1) - l_mat
+        return z_mat, l_mat, log_rest
+
+    def __call__(self, x):
+        z_mat, _, log_rest = self._parts(x)
+        return z_mat * jnp.exp(0.5 * log_rest)
+
+    def _inverse(self, y):
+        y = jnp.asarray(y, dtype=_float_dtype(y))
+        finfo = jnp.finfo(y.dtype)
+        w = jnp.tril(y, -1)
+        sq = w * w
+        used = jnp.cumsum(sq, axis=-1) - sq
+        z = w / jnp.sqrt(jnp.maximum(1.0 - used, finfo.tiny))
+        z = jnp.clip(tril_matrix_to_vec(z, diagonal=-1), -1.0 + finfo.eps, 1.0 - finfo.eps)
+        return jnp.arctanh(z)
+
+    def log_abs_det_jacobian(self, x, y, intermediates=None):
+        _, l_mat, log_rest = self._parts(x)
+        terms = l_mat + 0.5 * jnp.tril(log_rest, -1)
+        return jnp.sum(terms, axis=(-2, -1))
+
+    def forward_shape(self, shape):
+        return _vec_to_tril_shape(shape, diagonal=-1)
+
+    def inverse_shape(self, shape):
+        return _tril_to_vec_shape(shape, diagonal=-1)
+
+
+class _VecToLowerCholesky(Transform):
+    """Shared code: ``(..., K(K+1)/2)`` -> lower triangular ``(..., K, K)``.
+
+    Layout (as in NumPyro): the first ``K(K-1)/2`` entries fill the strictly lower triangle
+    row by row, the last ``K`` entries give the (pre-transform) diagonal.
+    """
+
+    domain = constraints.real_vector
+    codomain = constraints.lower_cholesky
+
+    @staticmethod
+    def _split(x):
+        x = jnp.asarray(x, dtype=_float_dtype(x))
+        n = _tril_size_to_n(x.shape[-1])
+        return x[..., : x.shape[-1] - n], x[..., x.shape[-1] - n :], n
+
+    def forward_shape(self, shape):
+        return _vec_to_tril_shape(shape, diagonal=0)
+
+    def inverse_shape(self, shape):
+        return _tril_to_vec_shape(shape, diagonal=0)
+
+
+class LowerCholeskyTransform(_VecToLowerCholesky):
+    """``(..., K(K+1)/2)`` -> lower-triangular ``(..., K, K)`` with diagonal ``exp(x_diag)``."""
+
+    def __call__(self, x):
+        off, diag, n = self._split(x)
+        return vec_to_tril_matrix(off, diagonal=-1) + jnp.exp(diag)[..., None] * jnp.eye(n)
+
+    def _inverse(self, y):
+        y = jnp.asarray(y)
+        diag = jnp.diagonal(y, axis1=-2, axis2=-1)
+        return jnp.concatenate([tril_matrix_to_vec(y, diagonal=-1), jnp.log(diag)], axis=-1)
+
+    def log_abs_det_jacobian(self, x, y, intermediates=None):
+        return jnp.sum(self._split(x)[1], axis=-1)
+
+
+class SoftplusLowerCholeskyTransform(_VecToLowerCholesky):
+    """``(..., K(K+1)/2)`` -> lower-triangular with diagonal ``softplus(x_diag)``."""
+
+    codomain = constraints.softplus_lower_cholesky
+
+    def __call__(self, x):
+        off, diag, n = self._split(x)
+        return vec_to_tril_matrix(off, diagonal=-1) + softplus(diag)[..., None] * jnp.eye(n)
+
+    def _inverse(self, y):
+        y = jnp.asarray(y)
+        diag = jnp.diagonal(y, axis1=-2, axis2=-1)
+        return jnp.concatenate(
+            [tril_matrix_to_vec(y, diagonal=-1), _inv_softplus(diag)], axis=-1
+        )
+
+    def log_abs_det_jacobian(self, x, y, intermediates=None):
+        return jnp.sum(log_sigmoid(self._split(x)[1]), axis=-1)
+
+
+class ScaledUnitLowerCholeskyTransform(_VecToLowerCholesky):
+    """``(..., K(K+1)/2)`` -> ``diag(d) @ U`` with ``U`` unit lower triangular (strictly lower
+    part from the first entries) and ``d = softplus(x_diag)`` scaling each row."""
+
+    codomain = constraints.scaled_unit_lower_cholesky
+
+    def __call__(self, x):
+        off, diag, n = self._split(x)
+        unit = vec_to_tril_matrix(off, diagonal=-1) + jnp.eye(n)
+        return unit * softplus(diag)[..., :, None]
+
+    def _inverse(self, y):
+        y = jnp.asarray(y)
+        d = jnp.diagonal(y, axis1=-2, axis2=-1)
+        unit = y / d[..., :, None]
+        return jnp.concatenate(
+            [tril_matrix_to_vec(unit, diagonal=-1), _inv_softplus(d)], axis=-1
+        )
+
+    def log_abs_det_jacobian(self, x, y, intermediates=None):
+        _, diag, n = self._split(x)
+        # row i has i off-diagonal entries scaled by d_i, plus d_i itself.
+        counts = jnp.arange(n, dtype=diag.dtype)
+        return jnp.sum(log_sigmoid(diag) + counts * jnp.log(softplus(diag)), axis=-1)
+
+
+class CholeskyTransform(Transform):
+    """Positive-definite ``(..., K, K)`` -> its lower Cholesky factor.
+
+    The log-det is taken over the ``K(K+1)/2`` free entries (lower triangles) of both sides:
+    ``-(K log 2 + sum_i (K - i) log L_ii)`` with ``i`` counted from 0.
+    """
+
+    domain = constraints.positive_definite
+    codomain = constraints.lower_cholesky
+
+    def __call__(self, x):
+        return jnp.linalg.cholesky(x)
+
+    def _inverse(self, y):
+        return jnp.matmul(y, jnp.swapaxes(y, -1, -2))
+
+    def log_abs_det_jacobian(self, x, y, intermediates=None):
+        n = jnp.shape(y)[-1]
+        log_diag = jnp.log(jnp.diagonal(y, axis1=-2, axis2=-1))
+        powers = jnp.arange(n, 0, -1, dtype=log_diag.dtype)
+        return -(n * math.log(2.0) + jnp.sum(powers * log_diag, axis=-1))
+
+
+class CorrMatrixCholeskyTransform(CholeskyTransform):
+    """Correlation matrix ``(..., K, K)`` -> its Cholesky factor (rows of unit norm).
+
+    The log-det is over the ``K(K-1)/2`` strictly lower entries of both sides:
+    ``-sum_j (K - 1 - j) log L_jj``.
+    """
+
+    domain = constraints.corr_matrix
+    codomain = constraints.corr_cholesky
+
+    def log_abs_det_jacobian(self, x, y, intermediates=None):
+        n = jnp.shape(y)[-1]
+        log_diag = jnp.log(jnp.diagonal(y, axis1=-2, axis2=-1))
+        powers = jnp.arange(n - 1, -1, -1, dtype=log_diag.dtype)
+        return -jnp.sum(powers * log_diag, axis=-1)
+
+
+class PositiveDefiniteTransform(Transform):
+    """Unconstrained ``(..., K(K+1)/2)`` -> positive-definite ``L @ L.T`` with ``L`` from
+    :class:`LowerCholeskyTransform`. The log-det is over the lower triangle of the output."""
+
+    domain = constraints.real_vector
+    codomain = constraints.positive_definite
+
+    def __call__(self, x):
+        return CholeskyTransform()._inverse(LowerCholeskyTransform()(x))
+
+    def _inverse(self, y):
+        return LowerCholeskyTransform()._inverse(jnp.linalg.cholesky(y))
+
+    def log_abs_det_jacobian(self, x, y, intermediates=None):
+        lower = LowerCholeskyTransform()
+        chol = lower(x)
+        return lower.log_abs_det_jacobian(x, chol) - CholeskyTransform().log_abs_det_jacobian(
+            y, chol
+        )
+
+    def forward_shape(self, shape):
+        return _vec_to_tril_shape(shape, diagonal=0)
+
+    def inverse_shape(self, shape):
+        return _tril_to_vec_shape(shape, diagonal=0)
+
+
+class LowerCholeskyAffine(Transform):
+    """``y = loc + scale_tril @ x`` for vectors ``x`` of shape ``(..., K)``.
+
+    ``loc``: ``(..., K)``; ``scale_tril``: lower triangular ``(..., K, K)`` with positive diagonal.
+    """
+
+    domain = constraints.real_vector
+    codomain = constraints.real_vector
+
+    def __init__(self, loc, scale_tril):
+        scale_tril = jnp.asarray(scale_tril)
+        if scale_tril.ndim < 2:
+            raise ValueError("LowerCholeskyAffine: scale_tril must be at least two-dimensional.")
+        self.loc = jnp.asarray(loc)
+        self.scale_tril = scale_tril
+
+    def __call__(self, x):
+        return self.loc + jnp.squeeze(jnp.matmul(self.scale_tril, jnp.asarray(x)[..., None]), -1)
+
+    def _inverse(self, y):
+        y = jnp.asarray(y) - self.loc
+        batch = jnp.broadcast_shapes(y.shape[:-1], self.scale_tril.shape[:-2])
+        n = self.scale_tril.shape[-1]
+        tril = jnp.broadcast_to(self.scale_tril, batch + (n, n))
+        rhs = jnp.broadcast_to(y, batch + (n,))[..., None]
+        return jax.scipy.linalg.solve_triangular(tril, rhs, lower=True)[..., 0]
+
+    def log_abs_det_jacobian(self, x, y, intermediates=None):
+        diag = jnp.diagonal(self.scale_tril, axis1=-2, axis2=-1)
+        ladj = jnp.sum(jnp.log(jnp.abs(diag)), axis=-1)
+        return jnp.broadcast_to(ladj, jnp.broadcast_shapes(jnp.shape(x)[:-1], ladj.shape))
+
+    def forward_shape(self, shape):
+        return tuple(
+            np.broadcast_shapes(
+                tuple(shape), self.loc.shape, self.scale_tril.shape[:-1]
+            )
+        )
+
+    def inverse_shape(self, shape):
+        return self.forward_shape(shape)
+
+
+# ------------------------------------------------------------------------------------------
+# biject_to
+# ------------------------------------------------------------------------------------------
+class ConstraintRegistry:
+    """Maps constraint classes to factories ``constraint -> Transform``.
+
+    Lookup walks the constraint's class hierarchy, so a factory registered for a class also
+    serves its subclasses unless they have their own.
+    """
+
+    def __init__(self):
+        self._registry: dict[type, Callable[[constraints.Constraint], Transform]] = {}
+
+    def register(self, constraint, factory: Callable | None = None):
+        """Register ``factory`` for ``constraint`` (a class or an instance, which stands for
+        its class). Without ``factory``, returns a decorator."""
+        if factory is None:
+            return lambda f: self.register(constraint, f)
+        key = constraint if isinstance(constraint, type) else type(constraint)
+        self._registry[key] = factory
+        return factory
+
+    def __call__(self, constraint: constraints.Constraint) -> Transform:
+        if getattr(constraint, "is_discrete", False):
+            raise NotImplementedError(
+                f"biject_to: the constraint {constraint!r} is discrete, so there is no bijection "
+                "from the real numbers onto it. Discrete latent sites cannot be reparameterized: "
+                "they must be marginalized out (e.g. enumerated with "
+                "infer={'enumerate': 'parallel'}) or observed."
+            )
+        for cls in type(constraint).__mro__:
+            factory = self._registry.get(cls)
+            if factory is not None:
+                return factory(constraint)
+        if isinstance(constraint, constraints._Dependent):
+            raise NotImplementedError(
+                "biject_to: cannot transform to a `dependent` constraint, whose support depends "
+                "on other variables; give the site an explicit support, or, if it is discrete, "
+                "marginalize or enumerate it."
+            )
+        raise NotImplementedError(
+            f"biject_to: no transform is registered for the constraint {constraint!r}. "
+            "Register one with @biject_to.register; if the site is discrete it must be "
+            "marginalized out or enumerated instead."
+        )
+
+
+biject_to = ConstraintRegistry()
+
+
+@biject_to.register(constraints._Real)
+def _to_real(constraint):
+    return IdentityTransform()
+
+
+@biject_to.register(constraints._RealVector)
+def _to_real_vector(constraint):
+    return IndependentTransform(IdentityTransform(), 1)
+
+
+@biject_to.register(constraints._RealMatrix)
+def _to_real_matrix(constraint):
+    return IndependentTransform(IdentityTransform(), 2)
+
+
+@biject_to.register(constraints._Positive)
+def _to_positive(constraint):
+    return ExpTransform()
+
+
+@biject_to.register(constraints._Nonnegative)
+def _to_nonnegative(constraint):
+    return ExpTransform()
+
+
+@biject_to.register(constraints._SoftplusPositive)
+def _to_softplus_positive(constraint):
+    return SoftplusTransform()
+
+
+@biject_to.register(constraints._GreaterThan)
+def _to_greater_than(constraint):
+    # also serves greater_than_eq: the image of exp is open, which lies inside both.
+    return ComposeTransform(
+        [ExpTransform(), AffineTransform(constraint.lower_bound, 1.0, domain=constraints.positive)]
+    )
+
+
+@biject_to.register(constraints._LessThan)
+def _to_less_than(constraint):
+    return ComposeTransform(
+        [ExpTransform(), AffineTransform(constraint.upper_bound, -1.0, domain=constraints.positive)]
+    )
+
+
+@biject_to.register(constraints._Interval)
+def _to_interval(constraint):
+    lo, hi = constraint.lower_bound, constraint.upper_bound
+    if isinstance(constraint, constraints._OpenInterval):
+        unit = constraints.open_interval(0.0, 1.0)
+    else:
+        unit = constraints.unit_interval
+    return ComposeTransform([SigmoidTransform(), AffineTransform(lo, hi - lo, domain=unit)])
+
+
+@biject_to.register(constraints._UnitInterval)
+def _to_unit_interval(constraint):
+    return SigmoidTransform()
+
+
+@biject_to.register(constraints._Circular)
+def _to_circular(constraint):
+    return CircularTransform()
+
+
+@biject_to.register(constraints._Simplex)
+def _to_simplex(constraint):
+    return StickBreakingTransform()
+
+
+@biject_to.register(constraints._OrderedVector)
+def _to_ordered_vector(constraint):
+    return OrderedTransform()
+
+
+@biject_to.register(constraints._PositiveOrderedVector)
+def _to_positive_ordered_vector(constraint):
+    return ComposeTransform([OrderedTransform(), ExpTransform()])
+
+
+@biject_to.register(constraints._CorrCholesky)
+def _to_corr_cholesky(constraint):
+    return CorrCholeskyTransform()
+
+
+@biject_to.register(constraints._CorrMatrix)
+def _to_corr_matrix(constraint):
+    return ComposeTransform([CorrCholeskyTransform(), CorrMatrixCholeskyTransform().inv])
+
+
+@biject_to.register(constraints._LowerCholesky)
+def _to_lower_cholesky(constraint):
+    return LowerCholeskyTransform()
+
+
+@biject_to.register(constraints._ScaledUnitLowerCholesky)
+def _to_scaled_unit_lower_cholesky(constraint):
+    return ScaledUnitLowerCholeskyTransform()
+
+
+@biject_to.register(constraints._SoftplusLowerCholesky)
+def _to_softplus_lower_cholesky(constraint):
+    return SoftplusLowerCholeskyTransform()
+
+
+@biject_to.register(constraints._PositiveDefinite)
+def _to_positive_definite(constraint):
+    return PositiveDefiniteTransform()
+
+
+@biject_to.register(constraints._ZeroSum)
+def _to_zero_sum(constraint):
+    return ZeroSumTransform(1)
+
+
+@biject_to.register(constraints._Independent)
+def _to_independent(constraint):
+    base = biject_to(constraint.base_constraint)
+    n = constraint.reinterpreted_batch_ndims
+    return IndependentTransform(base, n) if n > 0 else base

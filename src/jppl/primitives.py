@@ -4,8 +4,8 @@ A model is a plain Python function that calls the primitives below. Each call bu
 *message* (a plain ``dict``, see :data:`Message`) and passes it through the handler stack
 (:func:`apply_stack`): every active handler, innermost first, may read and rewrite the message
 in ``process_message``; then the default behaviour fills in a value if none was set (e.g.
-draw from ``fn``); then the handlers see the final message in ``postprocess_message``,
-outermost last. The stack is the only global mutable state in jppl.
+draw from ``fn``); then the same handlers see the final message in ``postprocess_message``,
+in stack order (outermost first, as in NumPyro). The stack is the only global mutable state in jppl.
 
 Message / trace-site keys (the same as NumPyro's, so code that inspects traces ports):
 
@@ -74,7 +74,7 @@ class Messenger:
     Use a handler as a context manager (``with handler(...):``) or wrap a callable
     (``handler(fn, ...)(*args)``). Subclasses override ``process_message`` (runs before the
     default behaviour, innermost handler first) and/or ``postprocess_message`` (runs after it,
-    innermost first as well). Handlers compose in any order.
+    outermost handler first). Handlers compose in any order.
     """
 
     def __init__(self, fn: Callable | None = None):

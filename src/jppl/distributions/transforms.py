@@ -275,9 +275,7 @@ class AffineTransform(Transform):
         return sum_rightmost(log_scale, self.domain.event_dim)
 
     def forward_shape(self, shape):
-        return tuple(
-            np.broadcast_shapes(tuple(shape), jnp.shape(self.loc), jnp.shape(self.scale))
-        )
+        return tuple(np.broadcast_shapes(tuple(shape), jnp.shape(self.loc), jnp.shape(self.scale)))
 
     def inverse_shape(self, shape):
         return self.forward_shape(shape)
@@ -547,9 +545,7 @@ class IndependentTransform(Transform):
 
     @property
     def codomain(self):  # type: ignore[override]
-        return constraints.independent(
-            self.base_transform.codomain, self.reinterpreted_batch_ndims
-        )
+        return constraints.independent(self.base_transform.codomain, self.reinterpreted_batch_ndims)
 
     @property
     def sign(self):
@@ -637,12 +633,13 @@ class PermuteTransform(Transform):
     codomain = constraints.real_vector
 
     def __init__(self, permutation):
-        self.permutation = np.asarray(permutation)
-        if sorted(self.permutation.tolist()) != list(range(self.permutation.size)):
+        # kept as a tuple of ints: static pytree data, so it stays concrete under jit
+        self.permutation = tuple(int(i) for i in np.asarray(permutation).ravel())
+        if sorted(self.permutation) != list(range(len(self.permutation))):
             raise ValueError(f"PermuteTransform: {permutation} is not a permutation.")
 
     def __call__(self, x):
-        return jnp.asarray(x)[..., self.permutation]
+        return jnp.asarray(x)[..., np.asarray(self.permutation)]
 
     def _inverse(self, y):
         return jnp.asarray(y)[..., np.argsort(self.permutation)]
@@ -718,9 +715,7 @@ class StickBreakingTransform(Transform):
         tail = jnp.flip(jnp.cumsum(jnp.flip(y, -1), axis=-1), -1)[..., 1:]
         n = y.shape[-1] - 1
         offset = jnp.log(jnp.arange(n, 0, -1, dtype=y.dtype))
-        return (
-            jnp.log(jnp.maximum(y[..., :-1], tiny)) - jnp.log(jnp.maximum(tail, tiny)) + offset
-        )
+        return jnp.log(jnp.maximum(y[..., :-1], tiny)) - jnp.log(jnp.maximum(tail, tiny)) + offset
 
     def log_abs_det_jacobian(self, x, y, intermediates=None):
         xs = self._shifted(x)
@@ -938,9 +933,7 @@ class SoftplusLowerCholeskyTransform(_VecToLowerCholesky):
     def _inverse(self, y):
         y = jnp.asarray(y)
         diag = jnp.diagonal(y, axis1=-2, axis2=-1)
-        return jnp.concatenate(
-            [tril_matrix_to_vec(y, diagonal=-1), _inv_softplus(diag)], axis=-1
-        )
+        return jnp.concatenate([tril_matrix_to_vec(y, diagonal=-1), _inv_softplus(diag)], axis=-1)
 
     def log_abs_det_jacobian(self, x, y, intermediates=None):
         return jnp.sum(log_sigmoid(self._split(x)[1]), axis=-1)
@@ -961,9 +954,7 @@ class ScaledUnitLowerCholeskyTransform(_VecToLowerCholesky):
         y = jnp.asarray(y)
         d = jnp.diagonal(y, axis1=-2, axis2=-1)
         unit = y / d[..., :, None]
-        return jnp.concatenate(
-            [tril_matrix_to_vec(unit, diagonal=-1), _inv_softplus(d)], axis=-1
-        )
+        return jnp.concatenate([tril_matrix_to_vec(unit, diagonal=-1), _inv_softplus(d)], axis=-1)
 
     def log_abs_det_jacobian(self, x, y, intermediates=None):
         _, diag, n = self._split(x)
@@ -1072,11 +1063,7 @@ class LowerCholeskyAffine(Transform):
         return jnp.broadcast_to(ladj, jnp.broadcast_shapes(jnp.shape(x)[:-1], ladj.shape))
 
     def forward_shape(self, shape):
-        return tuple(
-            np.broadcast_shapes(
-                tuple(shape), self.loc.shape, self.scale_tril.shape[:-1]
-            )
-        )
+        return tuple(np.broadcast_shapes(tuple(shape), self.loc.shape, self.scale_tril.shape[:-1]))
 
     def inverse_shape(self, shape):
         return self.forward_shape(shape)

@@ -17,6 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.scipy.linalg import cho_solve, solve_triangular
 from jax.scipy.special import digamma, gammaln, xlogy
+from jax.typing import ArrayLike
 
 from jppl.distributions import constraints
 from jppl.distributions.distribution import Distribution
@@ -34,7 +35,7 @@ _LOG_2PI = math.log(2 * math.pi)
 
 
 # -- helpers ------------------------------------------------------------------------------------
-def _as_float(x) -> jax.Array:
+def _as_float(x: ArrayLike) -> jax.Array:
     """``x`` as an array of a floating dtype (the default float for int/bool input)."""
     x = jnp.asarray(x)
     if not jnp.issubdtype(x.dtype, jnp.floating):
@@ -105,7 +106,7 @@ class Dirichlet(Distribution):
     support = constraints.simplex
     has_rsample = True
 
-    def __init__(self, concentration, *, validate_args: bool | None = None):
+    def __init__(self, concentration: ArrayLike, *, validate_args: bool | None = None):
         concentration = _as_float(concentration)
         if jnp.ndim(concentration) < 1:
             raise ValueError("Dirichlet: `concentration` must have at least one dimension.")
@@ -114,30 +115,30 @@ class Dirichlet(Distribution):
             concentration.shape[:-1], concentration.shape[-1:], validate_args=validate_args
         )
 
-    def sample(self, key, sample_shape: Sequence[int] = ()):
+    def sample(self, key, sample_shape: Sequence[int] = ()) -> jax.Array:
         shape = validate_sample_shape(sample_shape) + self.concentration.shape[:-1]
         x = jax.random.dirichlet(key, self.concentration, shape=shape)
         # Keep draws strictly inside the simplex so that log_prob stays finite.
         tiny = jnp.finfo(x.dtype).tiny
         return jnp.clip(x, tiny, 1.0)
 
-    def log_prob(self, value):
+    def log_prob(self, value) -> jax.Array:
         """``value: (..., k)`` on the simplex; returns ``broadcast(value.shape[:-1], batch)``."""
         a = self.concentration
         norm = gammaln(jnp.sum(a, -1)) - jnp.sum(gammaln(a), -1)
         return jnp.sum(xlogy(a - 1.0, value), -1) + norm
 
     @property
-    def mean(self):
+    def mean(self) -> jax.Array:
         return self.concentration / jnp.sum(self.concentration, -1, keepdims=True)
 
     @property
-    def variance(self):
+    def variance(self) -> jax.Array:
         a = self.concentration
         a0 = jnp.sum(a, -1, keepdims=True)
         return a * (a0 - a) / (a0**2 * (a0 + 1))
 
-    def entropy(self):
+    def entropy(self) -> jax.Array:
         a = self.concentration
         k = a.shape[-1]
         a0 = jnp.sum(a, -1)
@@ -167,10 +168,10 @@ class MultivariateNormal(Distribution):
 
     def __init__(
         self,
-        loc=0.0,
-        covariance_matrix=None,
-        precision_matrix=None,
-        scale_tril=None,
+        loc: ArrayLike = 0.0,
+        covariance_matrix: ArrayLike | None = None,
+        precision_matrix: ArrayLike | None = None,
+        scale_tril: ArrayLike | None = None,
         *,
         validate_args: bool | None = None,
     ):
@@ -220,7 +221,7 @@ class MultivariateNormal(Distribution):
         super().__init__(batch_shape, (k,), validate_args=validate_args)
 
     @property
-    def covariance_matrix(self):
+    def covariance_matrix(self) -> jax.Array:
         """``(..., k, k)``: ``scale_tril @ scale_tril.T`` (or the matrix given)."""
         cov = self.__dict__.get("covariance_matrix")
         if cov is not None:
@@ -229,7 +230,7 @@ class MultivariateNormal(Distribution):
         return jnp.matmul(L, jnp.swapaxes(L, -2, -1))
 
     @property
-    def precision_matrix(self):
+    def precision_matrix(self) -> jax.Array:
         """``(..., k, k)``: the inverse covariance (or the matrix given)."""
         prec = self.__dict__.get("precision_matrix")
         if prec is not None:
@@ -237,26 +238,26 @@ class MultivariateNormal(Distribution):
         L_inv = _tril_inverse(self.scale_tril)
         return jnp.matmul(jnp.swapaxes(L_inv, -2, -1), L_inv)
 
-    def sample(self, key, sample_shape: Sequence[int] = ()):
+    def sample(self, key, sample_shape: Sequence[int] = ()) -> jax.Array:
         shape = validate_sample_shape(sample_shape) + self.loc.shape
         eps = jax.random.normal(key, shape, dtype=self.loc.dtype)
         return self.loc + _mat_vec(self.scale_tril, eps)
 
-    def log_prob(self, value):
+    def log_prob(self, value) -> jax.Array:
         """``value: (..., k)``; returns ``broadcast(value.shape[:-1], batch_shape)``."""
         z = _tri_solve(self.scale_tril, value - self.loc)
         k = self.event_shape[0]
         return -0.5 * (k * _LOG_2PI + jnp.sum(z * z, -1)) - _log_diag_sum(self.scale_tril)
 
     @property
-    def mean(self):
+    def mean(self) -> jax.Array:
         return self.loc
 
     @property
-    def variance(self):
+    def variance(self) -> jax.Array:
         return jnp.sum(self.scale_tril**2, axis=-1)
 
-    def entropy(self):
+    def entropy(self) -> jax.Array:
         k = self.event_shape[0]
         return 0.5 * k * (1.0 + _LOG_2PI) + _log_diag_sum(self.scale_tril)
 
@@ -277,7 +278,14 @@ class LowRankMultivariateNormal(Distribution):
     support = constraints.real_vector
     has_rsample = True
 
-    def __init__(self, loc, cov_factor, cov_diag, *, validate_args: bool | None = None):
+    def __init__(
+        self,
+        loc: ArrayLike,
+        cov_factor: ArrayLike,
+        cov_diag: ArrayLike,
+        *,
+        validate_args: bool | None = None,
+    ):
         loc, cov_factor, cov_diag = _as_float(loc), _as_float(cov_factor), _as_float(cov_diag)
         if loc.ndim < 1 or cov_factor.ndim < 2 or cov_diag.ndim < 1:
             raise ValueError(
@@ -322,7 +330,7 @@ class LowRankMultivariateNormal(Distribution):
         z = _tri_solve(cap_tril, wt)
         return jnp.sum(diff * diff_d, -1) - jnp.sum(z * z, -1)
 
-    def sample(self, key, sample_shape: Sequence[int] = ()):
+    def sample(self, key, sample_shape: Sequence[int] = ()) -> jax.Array:
         sample_shape = validate_sample_shape(sample_shape)
         k_w, k_d = jax.random.split(key)
         r = self.cov_factor.shape[-1]
@@ -331,7 +339,7 @@ class LowRankMultivariateNormal(Distribution):
         eps_d = jax.random.normal(k_d, sample_shape + self.loc.shape, dtype=dtype)
         return self.loc + _mat_vec(self.cov_factor, eps_w) + jnp.sqrt(self.cov_diag) * eps_d
 
-    def log_prob(self, value):
+    def log_prob(self, value) -> jax.Array:
         """``value: (..., k)``; returns ``broadcast(value.shape[:-1], batch_shape)``."""
         cap_tril = self._capacitance_tril()
         maha = self._mahalanobis(value - self.loc, cap_tril)
@@ -340,15 +348,15 @@ class LowRankMultivariateNormal(Distribution):
         return -0.5 * (k * _LOG_2PI + log_det + maha)
 
     @property
-    def mean(self):
+    def mean(self) -> jax.Array:
         return self.loc
 
     @property
-    def variance(self):
+    def variance(self) -> jax.Array:
         return jnp.sum(self.cov_factor**2, -1) + self.cov_diag
 
     @property
-    def covariance_matrix(self):
+    def covariance_matrix(self) -> jax.Array:
         """``(..., k, k)``: ``W W^T + diag(D)``."""
         W = self.cov_factor
         return jnp.matmul(W, jnp.swapaxes(W, -2, -1)) + self.cov_diag[..., None] * jnp.eye(
@@ -356,7 +364,7 @@ class LowRankMultivariateNormal(Distribution):
         )
 
     @property
-    def precision_matrix(self):
+    def precision_matrix(self) -> jax.Array:
         """``(..., k, k)``: ``D^{-1} - D^{-1} W C^{-1} W^T D^{-1}`` with ``C`` the capacitance."""
         W, D = self.cov_factor, self.cov_diag
         Wt_Dinv = jnp.swapaxes(W / D[..., None], -2, -1)
@@ -367,11 +375,11 @@ class LowRankMultivariateNormal(Distribution):
         )
 
     @property
-    def scale_tril(self):
+    def scale_tril(self) -> jax.Array:
         """``(..., k, k)``: Cholesky factor of the covariance (``O(k^3)``)."""
         return jnp.linalg.cholesky(self.covariance_matrix)
 
-    def entropy(self):
+    def entropy(self) -> jax.Array:
         k = self.event_shape[0]
         return 0.5 * (k * (1.0 + _LOG_2PI) + self._log_det())
 
@@ -417,8 +425,9 @@ def _lkj_cholesky_sample(key, dimension: int, concentration, shape, method: str)
     if method == "cvine":
         # Partial correlation of (j, i) given 0..j-1 is 2 Beta(b_j, b_j) - 1 with
         # b_j = eta + (d - 2 - j) / 2; rows are assembled by stick-breaking.
-        j = jnp.arange(d, dtype=dtype)
-        b = jnp.maximum(eta[..., None, None] + (d - 2 - j) / 2, 0.5)
+        # (column d - 1 is never used; clamping j keeps its parameter valid)
+        j = jnp.minimum(jnp.arange(d, dtype=dtype), d - 2)
+        b = eta[..., None, None] + (d - 2 - j) / 2
         b = jnp.broadcast_to(b, shape + (d, d))
         p = 2 * jax.random.beta(key, b, b, shape + (d, d), dtype=dtype) - 1
         lim = 1.0 - jnp.finfo(dtype).eps
@@ -449,7 +458,7 @@ class LKJCholesky(Distribution):
     def __init__(
         self,
         dimension: int,
-        concentration=1.0,
+        concentration: ArrayLike = 1.0,
         sample_method: str = "onion",
         *,
         validate_args: bool | None = None,
@@ -469,13 +478,13 @@ class LKJCholesky(Distribution):
             jnp.shape(self.concentration), (dimension, dimension), validate_args=validate_args
         )
 
-    def sample(self, key, sample_shape: Sequence[int] = ()):
+    def sample(self, key, sample_shape: Sequence[int] = ()) -> jax.Array:
         shape = validate_sample_shape(sample_shape) + jnp.shape(self.concentration)
         return _lkj_cholesky_sample(
             key, self.dimension, self.concentration, shape, self.sample_method
         )
 
-    def log_prob(self, value):
+    def log_prob(self, value) -> jax.Array:
         """``value: (..., d, d)`` lower Cholesky factor; returns ``value.shape[:-2]`` (with
         the batch shape broadcast in)."""
         d = self.dimension
@@ -500,7 +509,7 @@ class LKJ(Distribution):
     def __init__(
         self,
         dimension: int,
-        concentration=1.0,
+        concentration: ArrayLike = 1.0,
         sample_method: str = "onion",
         *,
         validate_args: bool | None = None,
@@ -519,12 +528,12 @@ class LKJ(Distribution):
             jnp.shape(self.concentration), (dimension, dimension), validate_args=validate_args
         )
 
-    def sample(self, key, sample_shape: Sequence[int] = ()):
+    def sample(self, key, sample_shape: Sequence[int] = ()) -> jax.Array:
         shape = validate_sample_shape(sample_shape) + jnp.shape(self.concentration)
         L = _lkj_cholesky_sample(key, self.dimension, self.concentration, shape, self.sample_method)
         return jnp.matmul(L, jnp.swapaxes(L, -2, -1))
 
-    def log_prob(self, value):
+    def log_prob(self, value) -> jax.Array:
         """``value: (..., d, d)`` correlation matrix; returns ``value.shape[:-2]`` (with the
         batch shape broadcast in)."""
         eta = self.concentration
@@ -532,7 +541,7 @@ class LKJ(Distribution):
         return (eta - 1) * logdet - _lkj_log_normalizer(self.dimension, eta)
 
     @property
-    def mean(self):
+    def mean(self) -> jax.Array:
         d = self.dimension
         eta = self.concentration
         return jnp.broadcast_to(jnp.eye(d, dtype=eta.dtype), jnp.shape(eta) + (d, d))

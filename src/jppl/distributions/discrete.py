@@ -66,11 +66,14 @@ _INT = jnp.int32
 
 # -- helpers ---------------------------------------------------------------------------------
 def _to_float(x):
-    """``x`` as a jnp array with a floating dtype (JAX's default float for ints/bools)."""
+    """``x`` as a jnp array with a floating dtype (JAX's default float for ints/bools).
+
+    The result is never weakly typed, so draws from parameters given as Python floats reuse
+    the samplers compiled for array parameters.
+    """
     x = jnp.asarray(x)
-    if not jnp.issubdtype(x.dtype, jnp.floating):
-        x = x.astype(jnp.result_type(float))
-    return x
+    dtype = x.dtype if jnp.issubdtype(x.dtype, jnp.floating) else jnp.result_type(float)
+    return jnp.asarray(x, dtype=dtype)
 
 
 def _count_param(x):
@@ -93,6 +96,11 @@ def _is_integer(x):
 
 def _neg_inf_outside(mask, log_prob):
     return jnp.where(mask, log_prob, -jnp.inf)
+
+
+# jitted once per shape: eager calls of the scan inside `jax.random.multinomial` would
+# otherwise recompile on every draw.
+_multinomial = jax.jit(jax.random.multinomial)
 
 
 def _check_one_of(name: str, probs, logits) -> None:
@@ -256,7 +264,7 @@ class _CategoricalBase(Distribution):
         ok = (value >= 0) & (value <= k - 1) & _is_integer(value)
         idx = jnp.where(ok, value, 0).astype(_INT)
         logp = self._normalized_logits()
-        shape = lazy_broadcast_shape(jnp.shape(idx), self.batch_shape)
+        shape = lazy_broadcast_shape(jnp.shape(idx), jnp.shape(logp)[:-1])
         idx = jnp.broadcast_to(idx, shape)
         logp = jnp.broadcast_to(logp, shape + (k,))
         lp = jnp.take_along_axis(logp, idx[..., None], axis=-1)[..., 0]
@@ -264,11 +272,12 @@ class _CategoricalBase(Distribution):
 
     @property
     def mean(self):
-        return jnp.full(self.batch_shape, jnp.nan, dtype=jnp.result_type(float))
+        """Undefined for categories (NaN, as in NumPyro), shape ``batch_shape``."""
+        return jnp.full_like(self._normalized_logits()[..., 0], jnp.nan)
 
     @property
     def variance(self):
-        return jnp.full(self.batch_shape, jnp.nan, dtype=jnp.result_type(float))
+        return jnp.full_like(self._normalized_logits()[..., 0], jnp.nan)
 
     def entropy(self):
         logp = self._normalized_logits()
@@ -381,12 +390,12 @@ class _BinomialBase(Distribution):
 
     @property
     def mean(self):
-        return jnp.broadcast_to(self.total_count * self.probs, self.batch_shape)
+        return self.total_count * self.probs
 
     @property
     def variance(self):
         p = self.probs
-        return jnp.broadcast_to(self.total_count * p * (1.0 - p), self.batch_shape)
+        return self.total_count * p * (1.0 - p)
 
     def enumerate_support(self, expand=True):
         return _enumerate_counts(self, self.total_count, expand)
@@ -459,7 +468,7 @@ class _MultinomialBase(Distribution):
         shape = validate_sample_shape(sample_shape) + self.batch_shape
         n = jnp.broadcast_to(_to_float(self.total_count), shape)
         p = jnp.broadcast_to(self.probs, shape + self.event_shape)
-        return jax.random.multinomial(key, n, p, shape=shape + self.event_shape).astype(_INT)
+        return _multinomial(key, n, p).astype(_INT)
 
     def log_prob(self, value):
         n = self.total_count
@@ -474,13 +483,13 @@ class _MultinomialBase(Distribution):
     @property
     def mean(self):
         n = jnp.asarray(self.total_count)[..., None]
-        return jnp.broadcast_to(n * self.probs, self.batch_shape + self.event_shape)
+        return n * self.probs
 
     @property
     def variance(self):
         n = jnp.asarray(self.total_count)[..., None]
         p = self.probs
-        return jnp.broadcast_to(n * p * (1.0 - p), self.batch_shape + self.event_shape)
+        return n * p * (1.0 - p)
 
 
 def _multinomial_shapes(total_count, param):
@@ -653,7 +662,7 @@ class Poisson(Distribution):
 
     def sample(self, key, sample_shape=()):
         shape = validate_sample_shape(sample_shape) + self.batch_shape
-        return jax.random.poisson(key, self.rate, shape, dtype=_INT)
+        return jax.random.poisson(key, jnp.broadcast_to(self.rate, shape), shape, dtype=_INT)
 
     def log_prob(self, value):
         x = _float_value(value, self.rate)
@@ -715,12 +724,12 @@ class GammaPoisson(Distribution):
 
     @property
     def mean(self):
-        return jnp.broadcast_to(self.concentration / self.rate, self.batch_shape)
+        return self.concentration / self.rate
 
     @property
     def variance(self):
         m = self.concentration / self.rate
-        return jnp.broadcast_to(m + m / self.rate, self.batch_shape)
+        return m + m / self.rate
 
 
 class NegativeBinomial2(GammaPoisson):
@@ -758,7 +767,7 @@ class NegativeBinomial2(GammaPoisson):
 
 
 class NegativeBinomialProbs(GammaPoisson):
-    """Failures counted before ``total_count`` successes... in PyTorch/NumPyro's convention.
+    """Successes (each with probability ``probs``) before the ``total_count``-th failure.
 
     ``P(k) = C(k + n - 1, k) p^k (1 - p)^n`` with ``n = total_count``, ``p = probs``; mean
     ``n p / (1 - p)``. Equivalent to ``GammaPoisson(n, rate=(1 - p) / p)``.
@@ -870,13 +879,13 @@ class BetaBinomial(Distribution):
     @property
     def mean(self):
         a, b = self.concentration1, self.concentration0
-        return jnp.broadcast_to(self.total_count * a / (a + b), self.batch_shape)
+        return self.total_count * a / (a + b)
 
     @property
     def variance(self):
         a, b, n = self.concentration1, self.concentration0, self.total_count
         s = a + b
-        return jnp.broadcast_to(n * a * b * (s + n) / (s * s * (s + 1.0)), self.batch_shape)
+        return n * a * b * (s + n) / (s * s * (s + 1.0))
 
     def enumerate_support(self, expand=True):
         return _enumerate_counts(self, self.total_count, expand)
@@ -926,14 +935,13 @@ class _ZeroInflatedBase(Distribution):
 
     @property
     def mean(self):
-        return jnp.broadcast_to((1.0 - self.gate) * self.base_dist.mean, self.batch_shape)
+        return (1.0 - self.gate) * self.base_dist.mean
 
     @property
     def variance(self):
         g = self.gate
         m, v = self.base_dist.mean, self.base_dist.variance
-        out = (1.0 - g) * (v + m * m) - ((1.0 - g) * m) ** 2
-        return jnp.broadcast_to(out, self.batch_shape)
+        return (1.0 - g) * (v + m * m) - ((1.0 - g) * m) ** 2
 
 
 class ZeroInflatedProbs(_ZeroInflatedBase):
@@ -1023,22 +1031,21 @@ class DiscreteUniform(Distribution):
         x = _float_value(value)
         ok = (x >= self.low) & (x <= self.high) & _is_integer(x)
         width = _to_float(jnp.asarray(self.high) - jnp.asarray(self.low) + 1)
-        lp = jnp.broadcast_to(-jnp.log(width), lazy_broadcast_shape(jnp.shape(x), self.batch_shape))
-        return _neg_inf_outside(ok, lp)
+        return _neg_inf_outside(ok, -jnp.log(width))
 
     @property
     def mean(self):
         low, high = _to_float(self.low), _to_float(self.high)
-        return jnp.broadcast_to((low + high) / 2.0, self.batch_shape)
+        return (low + high) / 2.0
 
     @property
     def variance(self):
         width = _to_float(jnp.asarray(self.high) - jnp.asarray(self.low) + 1)
-        return jnp.broadcast_to((width * width - 1.0) / 12.0, self.batch_shape)
+        return (width * width - 1.0) / 12.0
 
     def entropy(self):
         width = _to_float(jnp.asarray(self.high) - jnp.asarray(self.low) + 1)
-        return jnp.broadcast_to(jnp.log(width), self.batch_shape)
+        return jnp.log(width)
 
     def enumerate_support(self, expand=True):
         low, high = self.low, self.high

@@ -116,8 +116,7 @@ class MixtureSameFamily(Distribution):
     @property
     def mean(self):
         w = self._expand_weights(jnp.exp(self._log_weights()))
-        mean = jnp.sum(w * self.component_distribution.mean, axis=self.mixture_dim)
-        return jnp.broadcast_to(mean, self.shape())
+        return jnp.sum(w * self.component_distribution.mean, axis=self.mixture_dim)
 
     @property
     def variance(self):
@@ -126,8 +125,7 @@ class MixtureSameFamily(Distribution):
         comp_mean = self.component_distribution.mean
         comp_var = self.component_distribution.variance
         mean = jnp.sum(w * comp_mean, axis=self.mixture_dim, keepdims=True)
-        var = jnp.sum(w * (comp_var + (comp_mean - mean) ** 2), axis=self.mixture_dim)
-        return jnp.broadcast_to(var, self.shape())
+        return jnp.sum(w * (comp_var + (comp_mean - mean) ** 2), axis=self.mixture_dim)
 
     def cdf(self, value):
         """``sum_k w_k F_k(value)`` (univariate components only)."""

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from functools import partial
 
 import jax
 import jax.numpy as jnp
@@ -225,8 +226,9 @@ class StudentT(Distribution):
     """Student's t distribution with ``df`` degrees of freedom (> 0), location ``loc`` and
     scale ``scale`` (> 0).
 
-    The mean exists for ``df > 1`` (else ``nan``); the variance is finite for ``df > 2``,
-    ``inf`` for ``1 < df <= 2`` and ``nan`` for ``df <= 1``.
+    The mean is ``loc`` for ``df > 1`` and reported as ``inf`` otherwise (as scipy and NumPyro
+    do); the variance is finite for ``df > 2``, ``inf`` for ``1 < df <= 2`` and ``nan`` for
+    ``df <= 1``.
     """
 
     arg_constraints = {
@@ -279,7 +281,7 @@ class StudentT(Distribution):
 
     @property
     def mean(self) -> jax.Array:
-        return jnp.where(self.df > 1, self.loc, jnp.nan)
+        return jnp.where(self.df > 1, self.loc, jnp.inf)
 
     @property
     def variance(self) -> jax.Array:
@@ -496,7 +498,7 @@ class HalfStudentT(Distribution):
         super().__init__(batch_shape, validate_args=validate_args)
 
     def _student(self) -> StudentT:
-        return StudentT(self.df, 0.0, self.scale)
+        return StudentT(self.df, 0.0, self.scale, validate_args=False)
 
     def sample(self, key, sample_shape: Sequence[int] = ()) -> jax.Array:
         return jnp.abs(self._student().sample(key, sample_shape))
@@ -735,8 +737,10 @@ class Weibull(Distribution):
         super().__init__(batch_shape, validate_args=validate_args)
 
     def sample(self, key, sample_shape: Sequence[int] = ()) -> jax.Array:
-        e = jax.random.exponential(key, _shape(sample_shape, self.scale), self.scale.dtype)
-        return self.scale * e ** (1.0 / self.concentration)
+        dtype = self.scale.dtype
+        e = jax.random.exponential(key, _shape(sample_shape, self.scale), dtype)
+        # e == 0 (probability 2^-24 per draw) would give a nan gradient in concentration
+        return self.scale * jnp.maximum(e, _tiny(dtype)) ** (1.0 / self.concentration)
 
     def log_prob(self, value: ArrayLike) -> jax.Array:
         k = self.concentration
@@ -911,6 +915,49 @@ def _log_ndtri(log_p: jax.Array) -> jax.Array:
     return newton(lax.stop_gradient(x), log_p)
 
 
+def _standardize_bound(bound: jax.Array, loc: jax.Array, scale: jax.Array) -> jax.Array:
+    """``(bound - loc) / scale``, keeping infinite bounds infinite with zero (not nan) gradients."""
+    finite = jnp.isfinite(bound)
+    return jnp.where(finite, (jnp.where(finite, bound, 0.0) - loc) / scale, bound)
+
+
+def _tn_std_bounds(loc, scale, low, high):
+    """Standardized bounds, reflected (``flip``) so that the interval's centre is <= 0.
+
+    Returns ``(a, b, flip, log_z, log_phi_a)`` with ``a <= b``, ``a + b <= 0``,
+    ``log_z = log(Phi(b) - Phi(a))`` the log normalizer and ``log_phi_a = log Phi(a)``.
+    """
+    a0 = _standardize_bound(low, loc, scale)
+    b0 = _standardize_bound(high, loc, scale)
+    flip = a0 + b0 > 0
+    a = jnp.where(flip, -b0, a0)
+    b = jnp.where(flip, -a0, b0)
+    la = log_ndtr(a)
+    lb = log_ndtr(b)
+    log_z = lb + _log1mexp(la - lb)
+    return a, b, flip, log_z, la
+
+
+@jax.jit
+def _tn_icdf_std(loc, scale, low, high, u_lo, u_hi):
+    """Standardized quantile of the truncated normal at cdf level ``u_lo``.
+
+    ``u_hi = 1 - u_lo`` is passed separately so that neither loses precision. Jitted because it
+    is a long chain of small ops (it is inlined when called under an outer ``jit``).
+    """
+    a, b, flip, log_z, la = _tn_std_bounds(loc, scale, low, high)
+    # in the reflected frame the level is 1 - u
+    v_lo = jnp.where(flip, u_hi, u_lo)
+    v_hi = jnp.where(flip, u_lo, u_hi)
+    # log Phi(y) and log(1 - Phi(y)) at the quantile y, each as a sum of positive terms
+    log_lower = jnp.logaddexp(la, jnp.log(v_lo) + log_z)
+    log_upper = jnp.logaddexp(log_ndtr(-b), jnp.log(v_hi) + log_z)
+    # exp(log_lower) + exp(log_upper) == 1, so the smaller one is <= 1/2
+    z = _log_ndtri(jnp.minimum(log_lower, log_upper))
+    y = jnp.clip(jnp.where(log_lower <= log_upper, z, -z), a, b)
+    return jnp.where(flip, -y, y)
+
+
 class TruncatedNormal(Distribution):
     """Normal(``loc``, ``scale``) restricted to [``low``, ``high``] and renormalized.
 
@@ -956,35 +1003,7 @@ class TruncatedNormal(Distribution):
         return constraints.interval(self.low, self.high)
 
     def _std_bounds(self):
-        """Standardized bounds, reflected (``flip``) so that the interval's centre is <= 0.
-
-        Returns ``(a, b, flip, log_z)`` with ``a <= b``, ``a + b <= 0`` and
-        ``log_z = log(Phi(b) - Phi(a))`` the log normalizer.
-        """
-        a0 = (self.low - self.loc) / self.scale
-        b0 = (self.high - self.loc) / self.scale
-        flip = a0 + b0 > 0
-        a = jnp.where(flip, -b0, a0)
-        b = jnp.where(flip, -a0, b0)
-        la = log_ndtr(a)
-        lb = log_ndtr(b)
-        log_z = lb + _log1mexp(la - lb)
-        return a, b, flip, log_z, la
-
-    def _icdf_std(self, u_lo: jax.Array, u_hi: jax.Array) -> jax.Array:
-        """Standardized quantile for cdf level ``u_lo`` (``u_hi = 1 - u_lo``, passed separately
-        so neither loses precision)."""
-        a, b, flip, log_z, la = self._std_bounds()
-        # in the reflected frame the level is 1 - u
-        v_lo = jnp.where(flip, u_hi, u_lo)
-        v_hi = jnp.where(flip, u_lo, u_hi)
-        # log Phi(y) and log(1 - Phi(y)) at the quantile y, each as a sum of positive terms
-        log_lower = jnp.logaddexp(la, jnp.log(v_lo) + log_z)
-        log_upper = jnp.logaddexp(log_ndtr(-b), jnp.log(v_hi) + log_z)
-        # exp(log_lower) + exp(log_upper) == 1, so the smaller one is <= 1/2
-        z = _log_ndtri(jnp.minimum(log_lower, log_upper))
-        y = jnp.clip(jnp.where(log_lower <= log_upper, z, -z), a, b)
-        return jnp.where(flip, -y, y)
+        return _tn_std_bounds(self.loc, self.scale, self.low, self.high)
 
     def _to_value(self, x_std: jax.Array) -> jax.Array:
         return jnp.clip(self.loc + self.scale * x_std, self.low, self.high)
@@ -992,11 +1011,11 @@ class TruncatedNormal(Distribution):
     def sample(self, key, sample_shape: Sequence[int] = ()) -> jax.Array:
         dtype = self.loc.dtype
         u = jax.random.uniform(key, _shape(sample_shape, self.loc), dtype, minval=_tiny(dtype))
-        return self._to_value(self._icdf_std(u, 1.0 - u))
+        return self._to_value(_tn_icdf_std(self.loc, self.scale, self.low, self.high, u, 1.0 - u))
 
     def icdf(self, q: ArrayLike) -> jax.Array:
         q = jnp.asarray(q, self.loc.dtype)
-        x = self._to_value(self._icdf_std(q, 1.0 - q))
+        x = self._to_value(_tn_icdf_std(self.loc, self.scale, self.low, self.high, q, 1.0 - q))
         return jnp.where(q <= 0, self.low, jnp.where(q >= 1, self.high, x))
 
     def log_prob(self, value: ArrayLike) -> jax.Array:
@@ -1039,6 +1058,28 @@ class TruncatedNormal(Distribution):
 
 
 # -- von Mises --------------------------------------------------------------------------------
+def _vm_cond(state):
+    return ~jnp.all(state[2])
+
+
+def _vm_body(state):
+    key, theta, done, k, e = state
+    shape, dtype = theta.shape, theta.dtype
+    key, k1, k2, k3 = jax.random.split(key, 4)
+    u1 = jax.random.uniform(k1, shape, dtype)
+    u2 = jax.random.uniform(k2, shape, dtype)
+    half = 0.5 * jnp.pi * u1  # z = cos(pi u1) = 1 - 2 sin^2(half) = 2 cos^2(half) - 1
+    sin2, cos2 = jnp.sin(half) ** 2, jnp.cos(half) ** 2
+    one_minus_f = jnp.clip(2.0 * e * sin2 / (2.0 * cos2 + e), 0.0, 2.0)  # 1 - (1 + s z)/(s + z)
+    c = k * (e + one_minus_f)  # k (s - f)
+    accept = (c * (2.0 - c) > u2) | (jnp.log(c / u2) + 1.0 - c >= 0)
+    sign = jnp.where(jax.random.bernoulli(k3, 0.5, shape), 1.0, -1.0).astype(dtype)
+    proposal = sign * 2.0 * jnp.arcsin(jnp.sqrt(0.5 * one_minus_f))  # sign * arccos(f)
+    theta = jnp.where(done, theta, proposal)
+    return key, theta, done | accept, k, e
+
+
+@partial(jax.jit, static_argnums=(2, 3))
 def _von_mises_centered(key, concentration: jax.Array, shape, dtype) -> jax.Array:
     """Draws from VonMises(0, concentration) by Best & Fisher's (1979) rejection sampler.
 
@@ -1053,29 +1094,8 @@ def _von_mises_centered(key, concentration: jax.Array, shape, dtype) -> jax.Arra
     rho = 2.0 * k / (r + sqrt_2r)
     one_minus_rho = (1.0 + 1.0 / (root + 2.0 * k) + sqrt_2r) / (r + sqrt_2r)
     e = one_minus_rho**2 / (2.0 * rho)  # s - 1, with s = (1 + rho^2) / (2 rho)
-
-    def cond(state):
-        _, _, done = state
-        return ~jnp.all(done)
-
-    def body(state):
-        key, theta, done = state
-        key, k1, k2, k3 = jax.random.split(key, 4)
-        u1 = jax.random.uniform(k1, shape, dtype)
-        u2 = jax.random.uniform(k2, shape, dtype)
-        half = 0.5 * jnp.pi * u1  # z = cos(pi u1) = 1 - 2 sin^2(half) = 2 cos^2(half) - 1
-        sin2, cos2 = jnp.sin(half) ** 2, jnp.cos(half) ** 2
-        one_minus_f = jnp.clip(2.0 * e * sin2 / (2.0 * cos2 + e), 0.0, 2.0)
-        c = k * (e + one_minus_f)  # k (s - f)
-        accept = (c * (2.0 - c) > u2) | (jnp.log(c / u2) + 1.0 - c >= 0)
-        sign = jnp.where(jax.random.bernoulli(k3, 0.5, shape), 1.0, -1.0).astype(dtype)
-        proposal = sign * 2.0 * jnp.arcsin(jnp.sqrt(0.5 * one_minus_f))  # sign * arccos(f)
-        theta = jnp.where(done, theta, proposal)
-        return key, theta, done | accept
-
-    init = (key, jnp.zeros(shape, dtype), jnp.zeros(shape, bool))
-    _, theta, _ = lax.while_loop(cond, body, init)
-    return theta
+    init = (key, jnp.zeros(shape, dtype), jnp.zeros(shape, bool), k, e)
+    return lax.while_loop(_vm_cond, _vm_body, init)[1]
 
 
 class VonMises(Distribution):
@@ -1097,15 +1117,17 @@ class VonMises(Distribution):
     def sample(self, key, sample_shape: Sequence[int] = ()) -> jax.Array:
         dtype = self.loc.dtype
         shape = _shape(sample_shape, self.loc)
-        theta = _von_mises_centered(key, lax.stop_gradient(self.concentration), shape, dtype)
+        theta = _von_mises_centered(
+            key, lax.stop_gradient(self.concentration), shape, jnp.dtype(dtype)
+        )
         pi = jnp.asarray(jnp.pi, dtype)
         x = jnp.remainder(self.loc + theta + pi, 2.0 * pi) - pi
         return jnp.clip(x, -pi, pi)
 
     def log_prob(self, value: ArrayLike) -> jax.Array:
         k = self.concentration
-        # log I0(k) = log(i0e(k)) + k
-        return k * (jnp.cos(value - self.loc) - 1.0) - _LOG_2PI - jnp.log(i0e(k))
+        # log I0(k) = log(i0e(k)) + k, and cos(d) - 1 = -2 sin(d / 2)^2 (exact for small d)
+        return -2.0 * k * jnp.sin(0.5 * (value - self.loc)) ** 2 - _LOG_2PI - jnp.log(i0e(k))
 
     @property
     def mean(self) -> jax.Array:

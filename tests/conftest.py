@@ -1,4 +1,4 @@
-"""Test configuration: 8 fake CPU devices (set before JAX initialises) and float64 off by default."""
+"""Test configuration: 8 fake CPU devices, set before JAX initialises."""
 
 import os
 

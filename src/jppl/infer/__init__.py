@@ -49,3 +49,7 @@ __all__ = [
     "transform_fn",
     "unconstrain_fn",
 ]
+
+from jppl.vi import SVI, RenyiELBO, SVIState, Trace_ELBO, TraceMeanField_ELBO  # noqa: E402
+
+__all__ += ["SVI", "RenyiELBO", "SVIState", "TraceMeanField_ELBO", "Trace_ELBO"]

@@ -1,6 +1,6 @@
 """Inference: log densities, initialization, and predictive distributions.
 
-Mirrors ``numpyro.infer``: ``from jppl.infer import Predictive, init_to_median, ...``.
+Mirrors ``numpyro.infer``: ``from jppl.infer import MCMC, NUTS, Predictive, init_to_median, ...``.
 """
 
 from jppl.infer.initialization import (
@@ -26,8 +26,12 @@ from jppl.infer.util import (
     transform_fn,
     unconstrain_fn,
 )
+from jppl.mcmc import HMC, MCMC, NUTS  # after the modules it builds on (import order matters)
 
 __all__ = [
+    "HMC",
+    "MCMC",
+    "NUTS",
     "ModelInfo",
     "ParamInfo",
     "Predictive",

@@ -1,8 +1,13 @@
-"""Markov chain Monte Carlo: pure transition kernels on flat ``(d,)`` positions.
+"""Markov chain Monte Carlo.
 
-Kernels are ``init``/``step`` pairs over NamedTuple states; see :mod:`jppl.mcmc.hmc` and
-:mod:`jppl.mcmc.nuts`. The building blocks (integrators, metrics, U-turn checks and trajectory
-construction) live in their own modules, and warm-up adaptation in :mod:`jppl.mcmc.adaptation`.
+The front end mirrors NumPyro: :class:`NUTS` / :class:`HMC` bind a model (or a potential_fn)
+to the kernels and a warm-up scheme, and :class:`MCMC` runs the chains (:mod:`.sampler`,
+:mod:`.runner`, :mod:`.chains`, :mod:`.progress`, :mod:`.io`).
+
+Underneath, kernels are pure ``init``/``step`` pairs over NamedTuple states on flat ``(d,)``
+positions; see :mod:`jppl.mcmc.hmc` and :mod:`jppl.mcmc.nuts`. The building blocks
+(integrators, metrics, U-turn checks and trajectory construction) live in their own modules,
+and warm-up adaptation in :mod:`jppl.mcmc.adaptation`.
 """
 
 from jppl.mcmc import adaptation, hmc, integrators, metrics, nuts, termination, trajectory
@@ -11,9 +16,19 @@ from jppl.mcmc.hmc import HMCInfo, HMCParams, HMCState, Kernel
 from jppl.mcmc.integrators import IntegratorState, hamiltonian, velocity_verlet
 from jppl.mcmc.metrics import Metric, gaussian_euclidean
 from jppl.mcmc.nuts import NUTSInfo, NUTSParams, NUTSState
+from jppl.mcmc.runner import MCMC
+from jppl.mcmc.sampler import HMC, NUTS
+from jppl.mcmc.state import MCMCState
 
 __all__ = [
     "DEFAULT_ADAPTATION",
+    "HMC",
+    "MCMC",
+    "MCMCState",
+    "NUTS",
+    "adaptation",
+    "nutpie_adaptation",
+    "window_adaptation",
     "HMCInfo",
     "HMCParams",
     "HMCState",
@@ -23,16 +38,13 @@ __all__ = [
     "NUTSInfo",
     "NUTSParams",
     "NUTSState",
-    "adaptation",
     "gaussian_euclidean",
     "hamiltonian",
     "hmc",
     "integrators",
     "metrics",
-    "nutpie_adaptation",
     "nuts",
     "termination",
     "trajectory",
     "velocity_verlet",
-    "window_adaptation",
 ]

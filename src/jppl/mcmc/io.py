@@ -1,0 +1,258 @@
+"""Saving and resuming MCMC runs (``.npz``, no pickle) and export to ArviZ.
+
+Checkpointing a long run in chunks, so that a killed job resumes where it was::
+
+    if os.path.exists("ckpt.npz"):
+        mcmc = MCMC.load("ckpt.npz", NUTS(model))      # post_warmup_state = saved state
+    else:
+        mcmc = MCMC(NUTS(model), num_warmup=1000, num_samples=500)
+        mcmc.warmup(jax.random.key(0), data)            # or run() a first chunk
+        mcmc.save("ckpt.npz")
+    while int(mcmc.post_warmup_state.step[0]) < 5000:
+        mcmc.run(None, data)                            # continues the same key streams
+        store(mcmc.get_samples(group_by_chain=True))    # e.g. append to disk
+        mcmc.post_warmup_state = mcmc.last_state
+        mcmc.save("ckpt.npz")
+
+Because each draw's key is ``fold_in(chain_key, global_draw_index)`` and the state carries the
+index, the chunks concatenate bitwise to one uninterrupted run.
+
+File layout: ``state/<field>`` arrays of the :class:`~jppl.mcmc.state.MCMCState` (keys as raw
+``uint32`` key data), optional ``samples/<i>`` and ``fields/<i>`` arrays, and ``__meta__``, a
+JSON string with the settings, the sampler's options, the key implementation and the names.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jppl.mcmc.state import MCMCState
+
+__all__ = ["load", "save", "to_arviz", "to_inference_data"]
+
+FORMAT_VERSION = 1
+
+
+def _key_impl_name(keys: jax.Array) -> str:
+    impl = jax.random.key_impl(keys)
+    name = getattr(impl, "name", None)
+    return str(name if name is not None else impl)
+
+
+def save(mcmc: Any, path: str | os.PathLike, include_samples: bool = True) -> None:
+    """Write ``mcmc.last_state`` (and the samples and statistics) to ``path`` (``.npz``).
+
+    Args:
+        mcmc: an :class:`~jppl.mcmc.MCMC` after ``run`` or ``warmup``.
+        path: destination file (NumPy appends ``.npz`` if missing).
+        include_samples: also store the last run's samples (only for a dict of arrays) and
+            per-draw statistics.
+    """
+    state = mcmc.last_state
+    if state is None:
+        raise RuntimeError("Nothing to save: call run() or warmup() first.")
+    arrays: dict[str, np.ndarray] = {}
+    for name, value in state._asdict().items():
+        if name == "rng_key":
+            arrays["state/rng_key"] = np.asarray(jax.random.key_data(value))
+        else:
+            arrays[f"state/{name}"] = np.asarray(value)
+    meta: dict[str, Any] = {
+        "format_version": FORMAT_VERSION,
+        "key_impl": _key_impl_name(state.rng_key),
+        "num_warmup": mcmc.num_warmup,
+        "num_samples": mcmc.num_samples,
+        "num_chains": mcmc.num_chains,
+        "thinning": mcmc.thinning,
+        "chain_method": mcmc.chain_method,
+        "sampler": mcmc.sampler.config(),
+        "samples": [],
+        "fields": [],
+    }
+    if include_samples and isinstance(mcmc._samples, dict) and mcmc._fields is not None:
+        for i, (name, value) in enumerate(mcmc._samples.items()):
+            arrays[f"samples/{i}"] = np.asarray(value)
+            meta["samples"].append(name)
+        for i, (name, value) in enumerate(mcmc._fields.items()):
+            arrays[f"fields/{i}"] = np.asarray(value)
+            meta["fields"].append(name)
+    arrays["__meta__"] = np.asarray(json.dumps(meta))
+    np.savez(path, **arrays)
+
+
+def load(path: str | os.PathLike, sampler: Any, **overrides: Any) -> Any:
+    """Rebuild an :class:`~jppl.mcmc.MCMC` from :func:`save`.
+
+    The saved settings (``num_warmup``, ``num_samples``, ``num_chains``, ``thinning``,
+    ``chain_method``) are used unless overridden by keyword (any ``MCMC`` option, e.g.
+    ``progress_bar=False``). The saved state becomes both ``last_state`` and
+    ``post_warmup_state``, so ``run(None, ...)`` continues the chains; saved samples are
+    restored for ``get_samples``.
+
+    Raises:
+        ValueError: if ``sampler``'s options (kernel, mass-matrix structure, adaptation,
+            tree depth / trajectory) differ from the saved ones.
+    """
+    from jppl.mcmc.runner import MCMC
+
+    with np.load(path, allow_pickle=False) as data:
+        meta = json.loads(str(data["__meta__"]))
+        if meta.get("format_version") != FORMAT_VERSION:
+            raise ValueError(f"Unsupported checkpoint format {meta.get('format_version')!r}.")
+        saved = json.loads(json.dumps(sampler.config()))
+        if saved != meta["sampler"]:
+            raise ValueError(
+                f"The sampler does not match the checkpoint: saved {meta['sampler']}, "
+                f"given {saved}."
+            )
+        fields = {}
+        for name in MCMCState._fields:
+            value = data[f"state/{name}"]
+            if name == "rng_key":
+                fields[name] = jax.random.wrap_key_data(jnp.asarray(value), impl=meta["key_impl"])
+            else:
+                fields[name] = jnp.asarray(value)
+        state = MCMCState(**fields)
+        samples = {n: jnp.asarray(data[f"samples/{i}"]) for i, n in enumerate(meta["samples"])}
+        stats = {n: jnp.asarray(data[f"fields/{i}"]) for i, n in enumerate(meta["fields"])}
+    options = {
+        k: meta[k] for k in ("num_warmup", "num_samples", "num_chains", "thinning", "chain_method")
+    }
+    options.update(overrides)
+    mcmc = MCMC(sampler, **options)
+    if state.num_chains != mcmc.num_chains:
+        raise ValueError(
+            f"The checkpoint holds {state.num_chains} chains, num_chains={mcmc.num_chains}."
+        )
+    mcmc._last_state = state
+    mcmc.post_warmup_state = state
+    if samples:
+        mcmc._samples = samples
+        mcmc._fields = stats
+    return mcmc
+
+
+# ---------------------------------------------------------------------------------------------
+# ArviZ
+# ---------------------------------------------------------------------------------------------
+
+#: ArviZ sample_stats name -> (jppl field name, transform).
+_STAT_NAMES = {
+    "diverging": ("diverging", None),
+    "tree_depth": ("tree_depth", None),
+    "energy": ("energy", None),
+    "lp": ("potential_energy", np.negative),
+    "step_size": ("step_size", None),
+    "acceptance_rate": ("accept_prob", None),
+    "n_steps": ("num_steps", None),
+}
+
+
+def _require_arviz() -> None:
+    try:
+        import arviz  # noqa: F401
+        import xarray  # noqa: F401
+    except ImportError as e:  # pragma: no cover - depends on the environment
+        raise ImportError(
+            "to_arviz needs ArviZ (a development extra): pip install arviz  (or jppl[dev])"
+        ) from e
+
+
+def _dataset(values: dict[str, Any], num_chains: int, num_draws: int, attrs: dict) -> Any:
+    """An ``xarray.Dataset`` from ``{name: (chain, draw, *shape)}`` numpy arrays (no copy)."""
+    import xarray as xr
+
+    variables = {}
+    for name, value in values.items():
+        arr = np.asarray(value)
+        dims = ("chain", "draw") + tuple(f"{name}_dim_{i}" for i in range(arr.ndim - 2))
+        variables[name] = (dims, arr)
+    coords = {"chain": np.arange(num_chains), "draw": np.arange(num_draws)}
+    return xr.Dataset(variables, coords=coords, attrs=attrs)
+
+
+def to_inference_data(
+    posterior: dict[str, Any],
+    sample_stats: dict[str, Any] | None = None,
+    log_likelihood: dict[str, Any] | None = None,
+    observed_data: dict[str, Any] | None = None,
+) -> Any:
+    """Build an ``arviz.InferenceData`` directly from arrays shaped ``(chain, draw, ...)``
+    (``observed_data``: any shape). Each group is one ``xarray.Dataset`` built from the NumPy
+    arrays, so the cost does not grow with a per-draw loop."""
+    _require_arviz()
+    import arviz as az
+    import xarray as xr
+
+    first = np.asarray(next(iter(posterior.values())))
+    num_chains, num_draws = first.shape[:2]
+    attrs = {"inference_library": "jppl"}
+    groups = {"posterior": _dataset(posterior, num_chains, num_draws, attrs)}
+    if sample_stats:
+        groups["sample_stats"] = _dataset(sample_stats, num_chains, num_draws, attrs)
+    if log_likelihood:
+        groups["log_likelihood"] = _dataset(log_likelihood, num_chains, num_draws, attrs)
+    if observed_data:
+        variables = {}
+        for name, value in observed_data.items():
+            arr = np.asarray(value)
+            variables[name] = (tuple(f"{name}_dim_{i}" for i in range(arr.ndim)), arr)
+        groups["observed_data"] = xr.Dataset(variables, attrs=attrs)
+    return az.InferenceData(**groups)
+
+
+def _observed_values(mcmc: Any) -> dict[str, Any]:
+    """Observed sites of the model, traced with the last run's arguments and first draw."""
+    from jppl.handlers import seed, substitute, trace
+
+    model = mcmc.sampler.model
+    first = jax.tree.map(lambda x: x[0, 0], mcmc.get_samples(group_by_chain=True))
+    model_trace = trace(substitute(seed(model, rng_seed=0), data=first)).get_trace(
+        *mcmc._args, **mcmc._kwargs
+    )
+    return {
+        name: np.asarray(site["value"])
+        for name, site in model_trace.items()
+        if site["type"] == "sample" and site["is_observed"]
+    }
+
+
+def to_arviz(mcmc: Any, log_likelihood: bool = True) -> Any:
+    """``arviz.InferenceData`` of the last run of ``mcmc``.
+
+    Groups: ``posterior`` (all sites, with deterministic ones), ``sample_stats``
+    (``diverging``, ``tree_depth`` for NUTS, ``energy``, ``lp`` = minus the potential energy,
+    ``step_size``, ``acceptance_rate``, ``n_steps``), and for a model ``observed_data`` and
+    ``log_likelihood`` (from :func:`jppl.infer.log_likelihood`, vectorized over all draws).
+    """
+    from jppl.infer import log_likelihood as _log_likelihood
+
+    _require_arviz()
+    samples = mcmc.get_samples(group_by_chain=True)
+    named = mcmc._named_samples(samples)
+    num_chains, num_draws = np.shape(next(iter(named.values())))[:2]
+    fields = mcmc.get_extra_fields(group_by_chain=True)
+    stats = {}
+    for name, (field, transform) in _STAT_NAMES.items():
+        if field in fields:
+            value = np.asarray(fields[field])
+            stats[name] = transform(value) if transform is not None else value
+    observed, loglik = None, None
+    if mcmc.sampler.model is not None:
+        observed = _observed_values(mcmc)
+        if log_likelihood and observed:
+            flat = jax.tree.map(lambda x: jnp.reshape(x, (-1,) + x.shape[2:]), named)
+            values = _log_likelihood(
+                mcmc.sampler.model, flat, *mcmc._args, parallel=True, **mcmc._kwargs
+            )
+            loglik = {
+                k: np.asarray(v).reshape((num_chains, num_draws) + np.shape(v)[1:])
+                for k, v in values.items()
+            }
+    return to_inference_data({k: np.asarray(v) for k, v in named.items()}, stats, loglik, observed)

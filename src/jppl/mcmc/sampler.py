@@ -1,0 +1,663 @@
+"""User-facing Hamiltonian samplers: :class:`NUTS` and :class:`HMC`.
+
+A sampler binds a target (a jppl model, or a ``potential_fn`` on a pytree of unconstrained
+values) to the pure kernels (:mod:`jppl.mcmc.nuts`, :mod:`jppl.mcmc.hmc`) and to a warm-up
+scheme (:mod:`jppl.mcmc.adaptation`). It holds options only; :class:`jppl.mcmc.MCMC` drives it.
+
+With a model, :func:`jppl.infer.initialize_model` provides the potential energy on the
+unconstrained space; the dict of unconstrained latent sites is flattened to one ``(d,)`` vector
+with :func:`jax.flatten_util.ravel_pytree` (sites in sorted-name order, each raveled in C
+order) and the kernels see ``logdensity = -potential``.
+
+Mass matrix structure (``dense_mass``):
+
+* ``False``: diagonal ``(d,)`` inverse mass matrix; ``True``: dense ``(d, d)``;
+* a list of groups of site names, e.g. ``[("a", "b"), ("c",)]``: block diagonal, dense within
+  each group and diagonal for the coordinates of sites in no group. It is implemented by
+  *adapting a full dense matrix and masking it* to the block structure: the Stan warm-up runs
+  with a dense metric for the first 90% of ``num_warmup`` (so the Welford covariance of each
+  block is exactly what a per-block estimator would give), the estimate is masked, and the last
+  10% of the warm-up re-tunes the step size (dual averaging) for the masked metric. The matrix
+  is stored as a ``(d, d)`` array, so memory and leapfrog cost are those of a dense metric.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from functools import partial
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.flatten_util import ravel_pytree
+
+from jppl.handlers import substitute
+from jppl.infer.initialization import init_to_uniform
+from jppl.infer.util import (
+    constrain_fn,
+    find_valid_initial_params,
+    initialize_model,
+    potential_energy,
+)
+from jppl.mcmc import adaptation as adapt
+from jppl.mcmc import hmc, nuts
+
+__all__ = ["HMC", "NUTS", "Target"]
+
+ADAPTATIONS = ("stan", "nutpie", "nutpie_low_rank")
+
+
+class Target(NamedTuple):
+    """A sampler's target for one signature of the model arguments (built on the host).
+
+    Attributes:
+        dim: ``d``, size of the flat unconstrained position.
+        dtype: dtype of the flat position.
+        prototype: pytree of unconstrained values of one chain (the structure ``unravel``
+            returns).
+        unravel: ``(d,) -> pytree`` of unconstrained values.
+        make_logdensity: ``(args, kwargs) -> ((d,) -> ())`` log density on the flat
+            unconstrained space (``-potential``); called inside traced code with traced args.
+        make_postprocess: ``(args, kwargs) -> (pytree -> dict)`` mapping unconstrained values to
+            the constrained samples (with deterministic sites); identity for a potential_fn.
+        make_init: ``(keys (C,), args, kwargs) -> (positions (C, d), is_valid (C,))`` initial
+            positions drawn with the init strategy, or ``None`` (potential_fn: init_params
+            required).
+        site_names: names of the top-level entries of the pytree (dict keys), in flat order.
+        site_index: ``(d,)`` int array, the entry of ``site_names`` each coordinate belongs to
+            (``-1`` if the pytree is not a dict).
+        deterministic_sites: names of the model's deterministic sites.
+    """
+
+    dim: int
+    dtype: Any
+    prototype: Any
+    unravel: Callable[[jax.Array], Any]
+    make_logdensity: Callable[[tuple, dict], Callable[[jax.Array], jax.Array]]
+    make_postprocess: Callable[[tuple, dict], Callable[[Any], Any]]
+    make_init: Callable | None
+    site_names: tuple[str, ...]
+    site_index: np.ndarray
+    deterministic_sites: tuple[str, ...]
+
+
+class KernelStep(NamedTuple):
+    """The sampling-phase transition, normalized across NUTS and HMC.
+
+    ``step(key, state, step_size (), inverse_mass_matrix) -> (state, info)`` where ``info`` is
+    a dict with ``diverging``, ``accept_prob``, ``num_steps``, ``energy`` (and ``tree_depth``
+    for NUTS) plus the optional fields listed in ``optional``.
+    """
+
+    step: Callable
+    optional: tuple[str, ...]
+
+
+def _site_index(prototype: Any) -> tuple[tuple[str, ...], np.ndarray]:
+    """Names of the top-level dict entries (sorted, as ``ravel_pytree`` orders them) and the
+    ``(d,)`` index of the entry each flat coordinate belongs to (``-1`` if not a dict)."""
+    if isinstance(prototype, dict):
+        names = tuple(sorted(prototype))
+        sizes = [int(ravel_pytree(prototype[name])[0].shape[0]) for name in names]
+        return names, np.repeat(np.arange(len(names)), sizes)
+    flat, _ = ravel_pytree(prototype)
+    return (), np.full(flat.shape, -1, np.int64)
+
+
+def _plates_fixed(model: Callable, model_trace: dict) -> Callable:
+    plates = {name: s["value"] for name, s in model_trace.items() if s["type"] == "plate"}
+    return substitute(model, data=plates) if plates else model
+
+
+class _HamiltonianSampler:
+    """Options shared by :class:`NUTS` and :class:`HMC` (see their docstrings)."""
+
+    kernel_name = "hmc"
+    state_type: Any = hmc.HMCState
+    optional_fields: tuple[str, ...] = ()
+
+    def __init__(
+        self,
+        model: Callable | None = None,
+        potential_fn: Callable | None = None,
+        *,
+        step_size: float = 1.0,
+        adapt_step_size: bool = True,
+        adapt_mass_matrix: bool = True,
+        dense_mass: bool | Sequence[Sequence[str]] = False,
+        target_accept_prob: float = 0.8,
+        init_strategy: Callable = init_to_uniform,
+        adaptation: str = adapt.DEFAULT_ADAPTATION,
+        divergence_threshold: float = 1000.0,
+        adaptation_options: dict | None = None,
+    ):
+        if (model is None) == (potential_fn is None):
+            raise ValueError("Give exactly one of `model` and `potential_fn`.")
+        if adaptation not in ADAPTATIONS:
+            raise ValueError(f"adaptation must be one of {ADAPTATIONS}, got {adaptation!r}")
+        if not 0.0 < float(target_accept_prob) < 1.0:
+            raise ValueError(f"target_accept_prob must be in (0, 1), got {target_accept_prob}")
+        if not float(step_size) > 0:
+            raise ValueError(f"step_size must be positive, got {step_size}")
+        if not isinstance(dense_mass, bool):
+            groups = [tuple(g) for g in dense_mass]
+            if adaptation != "stan":
+                raise ValueError("dense_mass groups are only supported with adaptation='stan'.")
+            seen: set[str] = set()
+            for group in groups:
+                if not group or not all(isinstance(n, str) for n in group):
+                    raise ValueError(
+                        f"dense_mass groups must be non-empty tuples of site names, got {group!r}"
+                    )
+                overlap = seen.intersection(group)
+                if overlap:
+                    raise ValueError(
+                        f"Sites {sorted(overlap)} appear in several dense_mass groups."
+                    )
+                seen.update(group)
+            dense_mass = groups
+        elif dense_mass and adaptation == "nutpie":
+            raise ValueError(
+                "adaptation='nutpie' adapts a diagonal mass matrix; use "
+                "adaptation='nutpie_low_rank' (or 'stan' with dense_mass=True) for correlations."
+            )
+        self.model = model
+        self.potential_fn = potential_fn
+        self.step_size = float(step_size)
+        self.adapt_step_size = bool(adapt_step_size)
+        self.adapt_mass_matrix = bool(adapt_mass_matrix)
+        self.dense_mass = dense_mass
+        self.target_accept_prob = float(target_accept_prob)
+        self.init_strategy = init_strategy
+        self.adaptation = adaptation
+        self.divergence_threshold = float(divergence_threshold)
+        self.adaptation_options = dict(adaptation_options or {})
+
+    # -- description ---------------------------------------------------------------------------
+
+    @property
+    def max_tree_depth(self) -> int | None:
+        """The NUTS tree-depth limit (``None`` for HMC)."""
+        return None
+
+    def config(self) -> dict:
+        """JSON-serializable options (stored by :meth:`MCMC.save` to check compatibility)."""
+        dense = self.dense_mass if isinstance(self.dense_mass, bool) else list(self.dense_mass)
+        return {
+            "kernel": self.kernel_name,
+            "dense_mass": dense,
+            "adaptation": self.adaptation,
+        }
+
+    def _is_block_dense(self) -> bool:
+        return not isinstance(self.dense_mass, bool)
+
+    def _is_dense(self) -> bool:
+        return (
+            self._is_block_dense() or bool(self.dense_mass) or self.adaptation == "nutpie_low_rank"
+        )
+
+    # -- binding the target ---------------------------------------------------------------------
+
+    def bind(
+        self, rng_key: jax.Array, model_args: tuple, model_kwargs: dict, init_params: Any = None
+    ) -> Target:
+        """Build the :class:`Target` for these model arguments (host side, eager).
+
+        Args:
+            rng_key: key used for the one eager initialization of the model.
+            model_args, model_kwargs: arguments of the model (ignored for a potential_fn).
+            init_params: for a potential_fn, the initial pytree (possibly with a leading chain
+                dim) that defines the structure; required there.
+
+        Raises:
+            ValueError: for a discrete latent site of the model (it must be marginalized).
+        """
+        if self.model is None:
+            if init_params is None:
+                raise ValueError(
+                    "A sampler built from `potential_fn` needs `init_params` in MCMC.run (the "
+                    "initial unconstrained values, with a leading num_chains dim for several "
+                    "chains)."
+                )
+            return self._bind_potential(init_params)
+        return self._bind_model(rng_key, model_args, model_kwargs)
+
+    def _bind_model(self, rng_key, model_args, model_kwargs) -> Target:
+        model = self.model
+        init_strategy = self.init_strategy
+        found: dict[str, Any] = {}
+
+        def abstract_init(key):
+            info = initialize_model(
+                key,
+                model,
+                init_strategy=init_strategy,
+                model_args=model_args,
+                model_kwargs=model_kwargs,
+                dynamic_args=True,
+            )
+            sites = info.model_trace.items()
+            found["deterministic"] = tuple(n for n, s in sites if s["type"] == "deterministic")
+            found["subsampled"] = any(
+                s["type"] == "plate" and s["args"][1] < s["args"][0] for _, s in sites
+            )
+            return info.param_info.z
+
+        # Tracing (no compilation, no eager op-by-op run) finds the latent structure and raises
+        # the model's errors (e.g. discrete latent sites that need marginalizing).
+        shapes = jax.eval_shape(abstract_init, rng_key)
+        if found["subsampled"]:
+            # A subsampling plate: fix the minibatch of one concrete initial run for all chains.
+            info = initialize_model(
+                rng_key,
+                model,
+                init_strategy=init_strategy,
+                model_args=model_args,
+                model_kwargs=model_kwargs,
+                dynamic_args=True,
+            )
+            potential_gen, postprocess_gen = info.potential_fn, info.postprocess_fn
+            fixed_model = _plates_fixed(model, info.model_trace)
+        else:
+            fixed_model = model
+
+            def potential_gen(*args, **kwargs):
+                return partial(potential_energy, model, args, kwargs)
+
+            def postprocess_gen(*args, **kwargs):
+                return partial(constrain_fn, model, args, kwargs, return_deterministic=True)
+
+        prototype = jax.tree.map(lambda t: jnp.zeros(t.shape, t.dtype), shapes)
+        if not jax.tree.leaves(prototype):
+            raise ValueError("The model has no continuous latent sample site to sample.")
+        flat, unravel = ravel_pytree(prototype)
+        names, index = _site_index(prototype)
+
+        def make_logdensity(args, kwargs):
+            potential = potential_gen(*args, **kwargs)
+            return lambda x: -potential(unravel(x))
+
+        def make_postprocess(args, kwargs):
+            return postprocess_gen(*args, **kwargs)
+
+        def make_init(keys, args, kwargs):
+            (z, _, _), is_valid = find_valid_initial_params(
+                keys,
+                fixed_model,
+                init_strategy=init_strategy,
+                model_args=args,
+                model_kwargs=kwargs,
+                prototype_params=prototype,
+            )
+            positions = jax.vmap(lambda t: ravel_pytree(t)[0])(z)
+            return positions, is_valid
+
+        return Target(
+            dim=int(flat.shape[0]),
+            dtype=flat.dtype,
+            prototype=prototype,
+            unravel=unravel,
+            make_logdensity=make_logdensity,
+            make_postprocess=make_postprocess,
+            make_init=make_init,
+            site_names=names,
+            site_index=index,
+            deterministic_sites=found["deterministic"],
+        )
+
+    def _bind_potential(self, init_params) -> Target:
+        potential_fn = self.potential_fn
+        leaves = jax.tree.leaves(init_params)
+        if not leaves:
+            raise ValueError("init_params is empty.")
+        prototype = jax.tree.map(lambda x: jnp.asarray(x), init_params)
+        flat, unravel = ravel_pytree(prototype)
+        names, index = _site_index(prototype)
+
+        def make_logdensity(args, kwargs):
+            return lambda x: -potential_fn(unravel(x))
+
+        def make_postprocess(args, kwargs):
+            return lambda z: z
+
+        return Target(
+            dim=int(flat.shape[0]),
+            dtype=flat.dtype,
+            prototype=prototype,
+            unravel=unravel,
+            make_logdensity=make_logdensity,
+            make_postprocess=make_postprocess,
+            make_init=None,
+            site_names=names,
+            site_index=index,
+            deterministic_sites=(),
+        )
+
+    def block_mask(self, target: Target) -> np.ndarray | None:
+        """``(d, d)`` bool mask of the block-diagonal inverse mass matrix, or ``None``."""
+        if not self._is_block_dense():
+            return None
+        if not target.site_names:
+            raise ValueError("dense_mass groups need the unconstrained values to be a dict.")
+        known = set(target.site_names)
+        group_of = np.full(len(target.site_names), -1, np.int64)
+        for g, group in enumerate(self.dense_mass):
+            unknown = [n for n in group if n not in known]
+            if unknown:
+                raise ValueError(
+                    f"dense_mass refers to unknown latent site(s) {unknown}; the latent sites "
+                    f"are {list(target.site_names)}."
+                )
+            for name in group:
+                group_of[target.site_names.index(name)] = g
+        coord_group = group_of[target.site_index]
+        same = (coord_group[:, None] == coord_group[None, :]) & (coord_group[:, None] >= 0)
+        return same | np.eye(target.dim, dtype=bool)
+
+    # -- kernels (traced) -----------------------------------------------------------------------
+
+    def _kernel_options(self, step_size: float) -> dict:
+        return {}
+
+    def _make_adaptation(
+        self,
+        logdensity: Callable,
+        num_warmup: int,
+        progress_fn: Callable | None,
+        *,
+        dense: bool,
+        adapt_mass_matrix: bool,
+        initial_step_size: float,
+    ) -> adapt.Adaptation:
+        options = dict(
+            kernel=self.kernel_name,
+            target_accept_prob=self.target_accept_prob,
+            initial_step_size=initial_step_size,
+            adapt_step_size=self.adapt_step_size,
+            adapt_mass_matrix=adapt_mass_matrix,
+            progress_fn=progress_fn,
+            divergence_threshold=self.divergence_threshold,
+            **self._kernel_options(initial_step_size),
+        )
+        options.update(self.adaptation_options)
+        if self.adaptation == "stan":
+            return adapt.window_adaptation(logdensity, num_warmup, dense_mass=dense, **options)
+        return adapt.nutpie_adaptation(
+            logdensity, num_warmup, low_rank=self.adaptation == "nutpie_low_rank", **options
+        )
+
+    def warmup(
+        self,
+        logdensity: Callable,
+        num_warmup: int,
+        key: jax.Array,
+        position: jax.Array,
+        progress_fn: Callable | None = None,
+        block_mask: np.ndarray | None = None,
+    ) -> tuple[Any, jax.Array, jax.Array, jax.Array]:
+        """Warm up one chain (traced; vmap it for several chains).
+
+        Args:
+            logdensity: ``(d,) -> ()``.
+            num_warmup: number of warm-up transitions (static).
+            key: PRNG key of the chain's warm-up.
+            position: ``(d,)`` initial position.
+            progress_fn: ``progress_fn(index, info)`` hook called in the warm-up scan.
+            block_mask: ``(d, d)`` mask for block-dense mass matrices (see the module doc).
+
+        Returns:
+            ``(kernel_state, step_size (), inverse_mass_matrix (d,) | (d, d),
+            num_divergent ())``.
+        """
+        dense = self._is_dense()
+        if block_mask is None or num_warmup < 20 or not self.adapt_mass_matrix:
+            warm = self._make_adaptation(
+                logdensity,
+                num_warmup,
+                progress_fn,
+                dense=dense,
+                adapt_mass_matrix=self.adapt_mass_matrix,
+                initial_step_size=self.step_size,
+            )
+            state, params, infos = warm.run(key, position)
+            n_div = jnp.sum(infos.kernel_info.is_divergent.astype(jnp.int32))
+            imm = params.inverse_mass_matrix
+            if block_mask is not None:
+                imm = jnp.where(jnp.asarray(block_mask), imm, 0.0)
+            return state, params.step_size, imm, n_div
+        # Block-dense: dense Stan warm-up, mask, then re-tune the step size (see module doc).
+        n_tune = max(1, int(round(0.1 * num_warmup)))
+        n_dense = num_warmup - n_tune
+        key_dense, key_tune = jax.random.split(key)
+        first = self._make_adaptation(
+            logdensity,
+            n_dense,
+            progress_fn,
+            dense=True,
+            adapt_mass_matrix=True,
+            initial_step_size=self.step_size,
+        )
+        state, params, infos = first.run(key_dense, position)
+        imm = jnp.where(jnp.asarray(block_mask), params.inverse_mass_matrix, 0.0)
+        shifted = None
+        if progress_fn is not None:
+            shifted = lambda i, info: progress_fn(i + n_dense, info)
+        second = self._make_adaptation(
+            logdensity,
+            n_tune,
+            shifted,
+            dense=True,
+            adapt_mass_matrix=False,
+            initial_step_size=self.step_size,
+        )
+        start = second.init(state.position, inverse_mass_matrix=imm, step_size=params.step_size)
+        start = start._replace(chain=state)
+        state, params2, infos2 = second.run(key_tune, start)
+        n_div = jnp.sum(infos.kernel_info.is_divergent.astype(jnp.int32)) + jnp.sum(
+            infos2.kernel_info.is_divergent.astype(jnp.int32)
+        )
+        return state, params2.step_size, imm, n_div
+
+    def sampling_step(self, logdensity: Callable) -> KernelStep:
+        """The post-warm-up transition as a :class:`KernelStep`."""
+        raise NotImplementedError
+
+    def progress_info(self, info: Any) -> tuple[jax.Array, jax.Array, jax.Array]:
+        """``(is_divergent (), acceptance_rate (), num_steps ())`` from a kernel info."""
+        raise NotImplementedError
+
+
+class NUTS(_HamiltonianSampler):
+    """The No-U-Turn Sampler (multinomial, generalized U-turn; Stan's variant).
+
+    Args:
+        model: a jppl model (give this or ``potential_fn``).
+        potential_fn: ``pytree -> ()`` negative log density on an unconstrained pytree; then
+            ``MCMC.run`` needs ``init_params``.
+        step_size: initial step size (the start of the step-size search when adapted).
+        adapt_step_size: tune the step size by dual averaging during warm-up.
+        adapt_mass_matrix: tune the inverse mass matrix during warm-up.
+        dense_mass: ``False`` (diagonal), ``True`` (dense) or a list of tuples of site names
+            (block diagonal: dense within each group; see the module docstring).
+        target_accept_prob: target mean acceptance statistic of the step-size adaptation.
+        max_tree_depth: maximum number of trajectory doublings (``2^depth - 1`` steps).
+        init_strategy: an ``init_to_*`` strategy (models only).
+        adaptation: ``"stan"`` (windowed adaptation), ``"nutpie"`` (gradient-based diagonal)
+            or ``"nutpie_low_rank"`` (diagonal plus low-rank correction, dense matrix).
+        divergence_threshold: energy error counted as a divergence.
+        adaptation_options: extra keyword arguments for the adaptation function (e.g.
+            ``init_buffer``, ``switch_freq``).
+    """
+
+    kernel_name = "nuts"
+    state_type = nuts.NUTSState
+    optional_fields = ("momentum", "is_turning")
+
+    def __init__(
+        self,
+        model: Callable | None = None,
+        potential_fn: Callable | None = None,
+        *,
+        step_size: float = 1.0,
+        adapt_step_size: bool = True,
+        adapt_mass_matrix: bool = True,
+        dense_mass: bool | Sequence[Sequence[str]] = False,
+        target_accept_prob: float = 0.8,
+        max_tree_depth: int = 10,
+        init_strategy: Callable = init_to_uniform,
+        adaptation: str = adapt.DEFAULT_ADAPTATION,
+        divergence_threshold: float = 1000.0,
+        adaptation_options: dict | None = None,
+    ):
+        super().__init__(
+            model,
+            potential_fn,
+            step_size=step_size,
+            adapt_step_size=adapt_step_size,
+            adapt_mass_matrix=adapt_mass_matrix,
+            dense_mass=dense_mass,
+            target_accept_prob=target_accept_prob,
+            init_strategy=init_strategy,
+            adaptation=adaptation,
+            divergence_threshold=divergence_threshold,
+            adaptation_options=adaptation_options,
+        )
+        max_tree_depth = int(max_tree_depth)
+        if not 1 <= max_tree_depth <= 30:
+            raise ValueError(f"max_tree_depth must be between 1 and 30, got {max_tree_depth}")
+        self._max_tree_depth = max_tree_depth
+
+    @property
+    def max_tree_depth(self) -> int:
+        return self._max_tree_depth
+
+    def config(self) -> dict:
+        return {**super().config(), "max_tree_depth": self._max_tree_depth}
+
+    def _kernel_options(self, step_size: float) -> dict:
+        return {"max_tree_depth": self._max_tree_depth}
+
+    def sampling_step(self, logdensity: Callable) -> KernelStep:
+        kernel = nuts.build_kernel(
+            logdensity,
+            max_tree_depth=self._max_tree_depth,
+            divergence_threshold=self.divergence_threshold,
+        )
+
+        def step(key, state, step_size, inverse_mass_matrix):
+            state, info = kernel(key, state, nuts.NUTSParams(step_size, inverse_mass_matrix))
+            return state, {
+                "diverging": info.is_divergent,
+                "accept_prob": info.acceptance_rate,
+                "num_steps": info.num_steps,
+                "tree_depth": info.tree_depth,
+                "energy": info.energy,
+                "momentum": info.momentum,
+                "is_turning": info.is_turning,
+            }
+
+        return KernelStep(step, self.optional_fields)
+
+    def progress_info(self, info):
+        return info.is_divergent, info.acceptance_rate, info.num_steps
+
+
+class HMC(_HamiltonianSampler):
+    """Hamiltonian Monte Carlo with a fixed trajectory length.
+
+    Args:
+        model, potential_fn, step_size, adapt_step_size, adapt_mass_matrix, dense_mass,
+        target_accept_prob, init_strategy, adaptation, divergence_threshold,
+        adaptation_options: as for :class:`NUTS`.
+        num_steps: number of leapfrog steps per transition. If ``None``, it is
+            ``ceil(trajectory_length / step_size)`` (at most ``max_num_steps``): computed from
+            the initial ``step_size`` during warm-up (the adaptation needs a fixed number) and
+            from each chain's adapted step size during sampling.
+        trajectory_length: integration time used when ``num_steps`` is ``None``.
+        max_num_steps: upper bound on the derived number of leapfrog steps.
+    """
+
+    kernel_name = "hmc"
+    state_type = hmc.HMCState
+    optional_fields = ("momentum", "is_accepted")
+
+    def __init__(
+        self,
+        model: Callable | None = None,
+        potential_fn: Callable | None = None,
+        *,
+        step_size: float = 1.0,
+        adapt_step_size: bool = True,
+        adapt_mass_matrix: bool = True,
+        dense_mass: bool | Sequence[Sequence[str]] = False,
+        target_accept_prob: float = 0.8,
+        num_steps: int | None = None,
+        trajectory_length: float = 2.0 * math.pi,
+        max_num_steps: int = 1024,
+        init_strategy: Callable = init_to_uniform,
+        adaptation: str = adapt.DEFAULT_ADAPTATION,
+        divergence_threshold: float = 1000.0,
+        adaptation_options: dict | None = None,
+    ):
+        super().__init__(
+            model,
+            potential_fn,
+            step_size=step_size,
+            adapt_step_size=adapt_step_size,
+            adapt_mass_matrix=adapt_mass_matrix,
+            dense_mass=dense_mass,
+            target_accept_prob=target_accept_prob,
+            init_strategy=init_strategy,
+            adaptation=adaptation,
+            divergence_threshold=divergence_threshold,
+            adaptation_options=adaptation_options,
+        )
+        if num_steps is not None and int(num_steps) < 1:
+            raise ValueError(f"num_steps must be >= 1, got {num_steps}")
+        if not float(trajectory_length) > 0:
+            raise ValueError(f"trajectory_length must be positive, got {trajectory_length}")
+        self.num_steps = None if num_steps is None else int(num_steps)
+        self.trajectory_length = float(trajectory_length)
+        self.max_num_steps = int(max_num_steps)
+
+    def config(self) -> dict:
+        return {
+            **super().config(),
+            "num_steps": self.num_steps,
+            "trajectory_length": self.trajectory_length,
+        }
+
+    def _num_steps(self, step_size):
+        if self.num_steps is not None:
+            return self.num_steps
+        n = jnp.ceil(self.trajectory_length / step_size)
+        return jnp.clip(n, 1, self.max_num_steps).astype(jnp.int32)
+
+    def _kernel_options(self, step_size: float) -> dict:
+        n = self.num_steps
+        if n is None:
+            n = int(min(max(1, math.ceil(self.trajectory_length / step_size)), self.max_num_steps))
+        return {"num_integration_steps": n}
+
+    def sampling_step(self, logdensity: Callable) -> KernelStep:
+        kernel = hmc.build_kernel(logdensity, divergence_threshold=self.divergence_threshold)
+
+        def step(key, state, step_size, inverse_mass_matrix):
+            params = hmc.HMCParams(step_size, inverse_mass_matrix, self._num_steps(step_size))
+            state, info = kernel(key, state, params)
+            return state, {
+                "diverging": info.is_divergent,
+                "accept_prob": info.acceptance_rate,
+                "num_steps": info.num_integration_steps,
+                "energy": info.energy,
+                "momentum": info.momentum,
+                "is_accepted": info.is_accepted,
+            }
+
+        return KernelStep(step, self.optional_fields)
+
+    def progress_info(self, info):
+        return info.is_divergent, info.acceptance_rate, info.num_integration_steps

@@ -636,3 +636,15 @@ def test_live_progress_bar_callbacks(monkeypatch, capsys):
     assert calls == []
     lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
     assert len(lines) == 2 and lines[0].startswith("warmup: 20/20") and "sample: 20/20" in lines[1]
+
+
+def test_runs_with_x64_enabled():
+    """The sampling loop's carries keep their dtypes when float64/int64 are on."""
+    with jax.enable_x64(True):
+
+        def model():
+            jppl.sample("x", dist.Normal(0.0, 1.0))
+
+        mcmc = MCMC(NUTS(model), num_warmup=20, num_samples=20, progress_bar=False)
+        mcmc.run(jax.random.key(0))
+        assert mcmc.get_samples()["x"].dtype == jnp.float64

@@ -142,10 +142,10 @@ def build_sample_chain(
             ts = state.step + j * thinning + jnp.arange(thinning, dtype=jnp.int32)
             kstate, infos = jax.lax.scan(transition, kstate, ts)
             last = {k: v[-1] for k, v in infos.items()}
-            n_div = jnp.sum(infos["diverging"].astype(jnp.int32))
+            n_div = jnp.sum(infos["diverging"], dtype=jnp.int32)
             n_depth = jnp.zeros((), jnp.int32)
             if max_depth is not None:
-                n_depth = jnp.sum((infos["tree_depth"] >= max_depth).astype(jnp.int32))
+                n_depth = jnp.sum(infos["tree_depth"] >= max_depth, dtype=jnp.int32)
             n_div_so_far = n_div_so_far + n_div
             if reporter is not None:
                 reporter(

@@ -21,7 +21,7 @@ import numpy as np
 from jax.scipy.special import betaln, gammaln, xlog1py, xlogy
 
 from jppl.distributions import constraints
-from jppl.distributions.distribution import Distribution, _inside_model
+from jppl.distributions.distribution import Distribution
 from jppl.distributions.util import (
     is_concrete,
     lazy_broadcast_shape,
@@ -111,11 +111,6 @@ def _check_one_of(name: str, probs, logits) -> None:
         )
 
 
-def _log_p_log_1mp_from_logits(logits):
-    """``(log p, log(1 - p))`` for ``p = sigmoid(logits)``, computed stably."""
-    return -jax.nn.softplus(-logits), -jax.nn.softplus(logits)
-
-
 def _enumerate_counts(dist: Distribution, n, expand: bool):
     """``arange(n + 1)`` shaped ``(n + 1,) + (1,) * batch_ndim`` (or expanded to the batch)."""
     if not isinstance(n, int):
@@ -152,79 +147,99 @@ def _check_count_and_float(total_count, param):
     return total_count, param, lazy_broadcast_shape(jnp.shape(total_count), jnp.shape(param))
 
 
-# -- Bernoulli -------------------------------------------------------------------------------
-class BernoulliProbs(Distribution):
-    """Bernoulli over {0, 1} with success probability ``probs`` (shape ``batch_shape``)."""
+def _log_p_log_1mp_from_logits(logits):
+    """``(log p, log(1 - p))`` for ``p = sigmoid(logits)``, computed stably."""
+    return -jax.nn.softplus(-logits), -jax.nn.softplus(logits)
 
-    arg_constraints = {"probs": constraints.unit_interval}
-    support = constraints.boolean
-    has_enumerate_support = True
 
-    def __init__(self, probs, *, validate_args=None):
-        self.probs = _to_float(probs)
-        super().__init__(jnp.shape(self.probs), validate_args=validate_args)
+# -- the probs and logits forms ----------------------------------------------------------------
+# A family given either by probabilities or by logits has a base class with everything that does
+# not depend on the form, and one class per form: ``class FooProbs(_BinaryProbs, _FooBase)``.
+# The mixin stores nothing; it derives the other form and the log-probabilities from the one
+# that the class's ``__init__`` stores.
+class _BinaryProbs:
+    """Form of a binary family given by its success probability ``probs``."""
+
+    probs: jax.Array
 
     @property
-    def logits(self):
+    def logits(self) -> jax.Array:
         return probs_to_logits(self.probs, is_binary=True)
 
-    def sample(self, key, sample_shape=()):
-        shape = validate_sample_shape(sample_shape) + self.batch_shape
-        return jax.random.bernoulli(key, self.probs, shape).astype(_INT)
+    def _log_p_log_q(self) -> tuple[jax.Array, jax.Array]:
+        """``(log p, log(1 - p))``, each shaped like ``probs``."""
+        return jnp.log(self.probs), jnp.log1p(-self.probs)
 
-    def log_prob(self, value):
-        x = _float_value(value, self.probs)
-        ok = (x == 0) | (x == 1)
-        x = jnp.where(ok, x, 0.0)
-        return _neg_inf_outside(ok, xlogy(x, self.probs) + xlog1py(1.0 - x, -self.probs))
 
-    @property
-    def mean(self):
-        return self.probs
+class _BinaryLogits:
+    """Form of a binary family given by its success log-odds ``logits``."""
+
+    logits: jax.Array
 
     @property
-    def variance(self):
-        return self.probs * (1.0 - self.probs)
-
-    def entropy(self):
-        p = self.probs
-        return -xlogy(p, p) - xlog1py(1.0 - p, -p)
-
-    def enumerate_support(self, expand=True):
-        return _enumerate_counts(self, 1, expand)
-
-
-class BernoulliLogits(Distribution):
-    """Bernoulli over {0, 1} with success log-odds ``logits`` (shape ``batch_shape``)."""
-
-    arg_constraints = {"logits": constraints.real}
-    support = constraints.boolean
-    has_enumerate_support = True
-
-    def __init__(self, logits, *, validate_args=None):
-        self.logits = _to_float(logits)
-        super().__init__(jnp.shape(self.logits), validate_args=validate_args)
-
-    @property
-    def probs(self):
+    def probs(self) -> jax.Array:
         return logits_to_probs(self.logits, is_binary=True)
 
+    def _log_p_log_q(self) -> tuple[jax.Array, jax.Array]:
+        """``(log p, log(1 - p))``, each shaped like ``logits``."""
+        return _log_p_log_1mp_from_logits(self.logits)
+
+
+class _CategoryProbs:
+    """Form of a categorical family given by ``probs``: ``batch_shape + (K,)`` on the simplex."""
+
+    probs: jax.Array
+
+    @property
+    def _num_categories(self) -> int:
+        return jnp.shape(self.probs)[-1]
+
+    @property
+    def logits(self) -> jax.Array:
+        return probs_to_logits(self.probs)
+
+    def _normalized_logits(self) -> jax.Array:
+        """Log-probabilities of the K categories: ``batch_shape + (K,)``."""
+        return jnp.log(self.probs)
+
+
+class _CategoryLogits:
+    """Form of a categorical family given by unnormalized ``logits``: ``batch_shape + (K,)``."""
+
+    logits: jax.Array
+
+    @property
+    def _num_categories(self) -> int:
+        return jnp.shape(self.logits)[-1]
+
+    @property
+    def probs(self) -> jax.Array:
+        return logits_to_probs(self.logits)
+
+    def _normalized_logits(self) -> jax.Array:
+        """Log-probabilities of the K categories: ``batch_shape + (K,)``."""
+        return jax.nn.log_softmax(self.logits, axis=-1)
+
+
+def _category_param(owner: str, name: str, x) -> jax.Array:
+    """``x`` as a float array with a last (category) axis; the error names ``owner.name``."""
+    x = _to_float(x)
+    if jnp.ndim(x) < 1:
+        raise ValueError(
+            f"{owner}: `{name}` must have at least one dimension (the categories), got a scalar."
+        )
+    return x
+
+
+# -- Bernoulli -------------------------------------------------------------------------------
+class _BernoulliBase(Distribution):
+    support = constraints.boolean
+    has_enumerate_support = True
+    probs: jax.Array
+
     def sample(self, key, sample_shape=()):
         shape = validate_sample_shape(sample_shape) + self.batch_shape
         return jax.random.bernoulli(key, self.probs, shape).astype(_INT)
-
-    def log_prob(self, value):
-        x = _float_value(value, self.logits)
-        ok = (x == 0) | (x == 1)
-        # x * l - softplus(l) is log p for x = 1 and log(1 - p) for x = 0: one softplus pass
-        # instead of two (this is the hot loop of logistic regressions). Infinite logits are
-        # handled apart so that inf - inf never appears.
-        logits = self.logits
-        finite = jnp.isfinite(logits)
-        safe = jnp.where(finite, logits, 0.0)
-        lp = x * safe - jax.nn.softplus(safe)
-        lp = jnp.where(finite, lp, jnp.where((logits > 0) == (x == 1), 0.0, -jnp.inf))
-        return _neg_inf_outside(ok, lp)
 
     @property
     def mean(self):
@@ -235,11 +250,56 @@ class BernoulliLogits(Distribution):
         p = self.probs
         return p * (1.0 - p)
 
-    def entropy(self):
-        return jax.nn.softplus(self.logits) - self.probs * self.logits
-
     def enumerate_support(self, expand=True):
         return _enumerate_counts(self, 1, expand)
+
+
+class BernoulliProbs(_BinaryProbs, _BernoulliBase):
+    """Bernoulli over {0, 1} with success probability ``probs`` (shape ``batch_shape``)."""
+
+    arg_constraints = {"probs": constraints.unit_interval}
+
+    def __init__(self, probs, *, validate_args=None):
+        self.probs = _to_float(probs)
+        super().__init__(jnp.shape(self.probs), validate_args=validate_args)
+
+    def log_prob(self, value):
+        x = _float_value(value, self.probs)
+        ok = (x == 0) | (x == 1)
+        x = jnp.where(ok, x, 0.0)
+        return _neg_inf_outside(ok, xlogy(x, self.probs) + xlog1py(1.0 - x, -self.probs))
+
+    def entropy(self):
+        p = self.probs
+        return -xlogy(p, p) - xlog1py(1.0 - p, -p)
+
+
+class BernoulliLogits(_BinaryLogits, _BernoulliBase):
+    """Bernoulli over {0, 1} with success log-odds ``logits`` (shape ``batch_shape``)."""
+
+    arg_constraints = {"logits": constraints.real}
+
+    def __init__(self, logits, *, validate_args=None):
+        self.logits = _to_float(logits)
+        super().__init__(jnp.shape(self.logits), validate_args=validate_args)
+
+    def log_prob(self, value):
+        x = _float_value(value, self.logits)
+        ok = (x == 0) | (x == 1)
+        # x * l - softplus(l) is log p for x = 1 and log(1 - p) for x = 0: one softplus pass
+        # instead of two (this is the hot loop of logistic regressions). Infinite logits are
+        # handled apart so that inf - inf never appears.
+        logits = self.logits
+        finite = jnp.isfinite(logits)
+        safe = jnp.where(finite, logits, 0.0)
+        # softplus as max(l, 0) + log1p(exp(-|l|)): its gradient reuses exp(-|l|), so value and
+        # gradient cost two transcendentals per observation (jax.nn.softplus's costs three).
+        lp = x * safe - (jnp.maximum(safe, 0.0) + jnp.log1p(jnp.exp(-jnp.abs(safe))))
+        lp = jnp.where(finite, lp, jnp.where((logits > 0) == (x == 1), 0.0, -jnp.inf))
+        return _neg_inf_outside(ok, lp)
+
+    def entropy(self):
+        return jax.nn.softplus(self.logits) - self.probs * self.logits
 
 
 def Bernoulli(probs=None, logits=None, *, validate_args=None):
@@ -253,17 +313,14 @@ def Bernoulli(probs=None, logits=None, *, validate_args=None):
 # -- Categorical -----------------------------------------------------------------------------
 class _CategoricalBase(Distribution):
     has_enumerate_support = True
+    _num_categories: int
 
-    @property
-    def _num_categories(self) -> int:
+    def _normalized_logits(self) -> jax.Array:
         raise NotImplementedError
 
     @property
     def support(self):  # type: ignore[override]
         return constraints.integer_interval(0, self._num_categories - 1)
-
-    def _normalized_logits(self):
-        raise NotImplementedError
 
     def log_prob(self, value):
         value = _float_value(value)
@@ -276,6 +333,11 @@ class _CategoricalBase(Distribution):
         logp = jnp.broadcast_to(logp, shape + (k,))
         lp = jnp.take_along_axis(logp, idx[..., None], axis=-1)[..., 0]
         return _neg_inf_outside(ok, lp)
+
+    def _sample(self, key, sample_shape, log_weights: jax.Array) -> jax.Array:
+        """Draws given log-weights of the categories (normalized or not): Gumbel-max."""
+        shape = validate_sample_shape(sample_shape) + self.batch_shape
+        return jax.random.categorical(key, log_weights, shape=shape).astype(_INT)
 
     @property
     def mean(self):
@@ -299,63 +361,33 @@ class _CategoricalBase(Distribution):
         return values
 
 
-class CategoricalProbs(_CategoricalBase):
+class CategoricalProbs(_CategoryProbs, _CategoricalBase):
     """Categorical over ``{0, ..., K-1}``; ``probs``: ``batch_shape + (K,)`` on the simplex."""
 
     arg_constraints = {"probs": constraints.simplex}
 
     def __init__(self, probs, *, validate_args=None):
-        probs = _to_float(probs)
-        if jnp.ndim(probs) < 1:
-            raise ValueError("CategoricalProbs: `probs` must have at least one dimension.")
-        self.probs = probs
-        super().__init__(jnp.shape(probs)[:-1], validate_args=validate_args)
-
-    @property
-    def _num_categories(self) -> int:
-        return jnp.shape(self.probs)[-1]
-
-    @property
-    def logits(self):
-        return probs_to_logits(self.probs)
-
-    def _normalized_logits(self):
-        return jnp.log(self.probs)
+        self.probs = _category_param("CategoricalProbs", "probs", probs)
+        super().__init__(jnp.shape(self.probs)[:-1], validate_args=validate_args)
 
     def sample(self, key, sample_shape=()):
-        shape = validate_sample_shape(sample_shape) + self.batch_shape
-        return jax.random.categorical(key, jnp.log(self.probs), shape=shape).astype(_INT)
+        return self._sample(key, sample_shape, jnp.log(self.probs))
 
     def entropy(self):
         return -jnp.sum(xlogy(self.probs, self.probs), axis=-1)
 
 
-class CategoricalLogits(_CategoricalBase):
+class CategoricalLogits(_CategoryLogits, _CategoricalBase):
     """Categorical over ``{0, ..., K-1}``; ``logits``: ``batch_shape + (K,)``, unnormalized."""
 
     arg_constraints = {"logits": constraints.real_vector}
 
     def __init__(self, logits, *, validate_args=None):
-        logits = _to_float(logits)
-        if jnp.ndim(logits) < 1:
-            raise ValueError("CategoricalLogits: `logits` must have at least one dimension.")
-        self.logits = logits
-        super().__init__(jnp.shape(logits)[:-1], validate_args=validate_args)
-
-    @property
-    def _num_categories(self) -> int:
-        return jnp.shape(self.logits)[-1]
-
-    @property
-    def probs(self):
-        return logits_to_probs(self.logits)
-
-    def _normalized_logits(self):
-        return jax.nn.log_softmax(self.logits, axis=-1)
+        self.logits = _category_param("CategoricalLogits", "logits", logits)
+        super().__init__(jnp.shape(self.logits)[:-1], validate_args=validate_args)
 
     def sample(self, key, sample_shape=()):
-        shape = validate_sample_shape(sample_shape) + self.batch_shape
-        return jax.random.categorical(key, self.logits, shape=shape).astype(_INT)
+        return self._sample(key, sample_shape, self.logits)
 
 
 def Categorical(probs=None, logits=None, *, validate_args=None):
@@ -370,12 +402,13 @@ def Categorical(probs=None, logits=None, *, validate_args=None):
 class _BinomialBase(Distribution):
     has_enumerate_support = True
     total_count: int | jax.Array
+    probs: jax.Array
 
     @property
     def support(self):  # type: ignore[override]
         return constraints.integer_interval(0, self.total_count)
 
-    def _log_p_log_q(self):
+    def _log_p_log_q(self) -> tuple[jax.Array, jax.Array]:
         raise NotImplementedError
 
     def sample(self, key, sample_shape=()):
@@ -408,7 +441,7 @@ class _BinomialBase(Distribution):
         return _enumerate_counts(self, self.total_count, expand)
 
 
-class BinomialProbs(_BinomialBase):
+class BinomialProbs(_BinaryProbs, _BinomialBase):
     """Number of successes in ``total_count`` trials with success probability ``probs``."""
 
     arg_constraints = {
@@ -420,15 +453,8 @@ class BinomialProbs(_BinomialBase):
         self.total_count, self.probs, batch_shape = _check_count_and_float(total_count, probs)
         super().__init__(batch_shape, validate_args=validate_args)
 
-    @property
-    def logits(self):
-        return probs_to_logits(self.probs, is_binary=True)
 
-    def _log_p_log_q(self):
-        return jnp.log(self.probs), jnp.log1p(-self.probs)
-
-
-class BinomialLogits(_BinomialBase):
+class BinomialLogits(_BinaryLogits, _BinomialBase):
     """Number of successes in ``total_count`` trials with success log-odds ``logits``."""
 
     arg_constraints = {
@@ -439,13 +465,6 @@ class BinomialLogits(_BinomialBase):
     def __init__(self, logits, total_count=1, *, validate_args=None):
         self.total_count, self.logits, batch_shape = _check_count_and_float(total_count, logits)
         super().__init__(batch_shape, validate_args=validate_args)
-
-    @property
-    def probs(self):
-        return logits_to_probs(self.logits, is_binary=True)
-
-    def _log_p_log_q(self):
-        return _log_p_log_1mp_from_logits(self.logits)
 
 
 def Binomial(total_count=1, probs=None, logits=None, *, validate_args=None):
@@ -459,17 +478,20 @@ def Binomial(total_count=1, probs=None, logits=None, *, validate_args=None):
 # -- Multinomial -----------------------------------------------------------------------------
 class _MultinomialBase(Distribution):
     total_count: int | jax.Array
+    probs: jax.Array
+
+    def __init__(self, param: jax.Array, total_count, validate_args):
+        """Shapes from the category parameter ``param`` (``(..., K)``) and ``total_count``."""
+        self.total_count = _count_param(total_count)
+        batch_shape = lazy_broadcast_shape(jnp.shape(self.total_count), jnp.shape(param)[:-1])
+        super().__init__(batch_shape, jnp.shape(param)[-1:], validate_args=validate_args)
+
+    def _normalized_logits(self) -> jax.Array:
+        raise NotImplementedError
 
     @property
     def support(self):  # type: ignore[override]
         return constraints.multinomial(self.total_count)
-
-    @property
-    def _param(self):
-        raise NotImplementedError
-
-    def _log_probs(self):
-        raise NotImplementedError
 
     def sample(self, key, sample_shape=()):
         shape = validate_sample_shape(sample_shape) + self.batch_shape
@@ -479,10 +501,10 @@ class _MultinomialBase(Distribution):
 
     def log_prob(self, value):
         n = self.total_count
-        x = _float_value(value, self._param)
+        logp = self._normalized_logits()
+        x = _float_value(value, logp)
         ok = jnp.all((x >= 0) & _is_integer(x), axis=-1) & (jnp.sum(x, axis=-1) == n)
         x = jnp.where(ok[..., None], x, 0.0)
-        logp = self._log_probs()
         terms = jnp.where(x > 0, x * logp, 0.0)
         lp = gammaln(n + 1.0) - jnp.sum(gammaln(x + 1.0), axis=-1) + jnp.sum(terms, axis=-1)
         return _neg_inf_outside(ok, lp)
@@ -499,16 +521,7 @@ class _MultinomialBase(Distribution):
         return n * p * (1.0 - p)
 
 
-def _multinomial_shapes(total_count, param):
-    total_count = _count_param(total_count)
-    param = _to_float(param)
-    if jnp.ndim(param) < 1:
-        raise ValueError("Multinomial: `probs`/`logits` must have at least one dimension.")
-    batch_shape = lazy_broadcast_shape(jnp.shape(total_count), jnp.shape(param)[:-1])
-    return total_count, param, batch_shape, jnp.shape(param)[-1:]
-
-
-class MultinomialProbs(_MultinomialBase):
+class MultinomialProbs(_CategoryProbs, _MultinomialBase):
     """Counts of ``total_count`` draws over K categories; ``probs``: ``batch_shape + (K,)``.
 
     Draws have shape ``sample_shape + batch_shape + (K,)`` and sum to ``total_count``.
@@ -521,25 +534,15 @@ class MultinomialProbs(_MultinomialBase):
     }
 
     def __init__(self, probs, total_count=1, *, total_count_max=None, validate_args=None):
-        self.total_count, self.probs, batch_shape, event_shape = _multinomial_shapes(
-            total_count, probs
-        )
-        super().__init__(batch_shape, event_shape, validate_args=validate_args)
-
-    @property
-    def _param(self):
-        return self.probs
-
-    @property
-    def logits(self):
-        return probs_to_logits(self.probs)
-
-    def _log_probs(self):
-        return jnp.log(self.probs)
+        self.probs = _category_param("MultinomialProbs", "probs", probs)
+        super().__init__(self.probs, total_count, validate_args)
 
 
-class MultinomialLogits(_MultinomialBase):
-    """Counts of ``total_count`` draws over K categories; ``logits``: ``batch_shape + (K,)``."""
+class MultinomialLogits(_CategoryLogits, _MultinomialBase):
+    """Counts of ``total_count`` draws over K categories; ``logits``: ``batch_shape + (K,)``.
+
+    ``total_count_max`` is accepted for NumPyro compatibility and ignored.
+    """
 
     arg_constraints = {
         "total_count": constraints.nonnegative_integer,
@@ -547,21 +550,8 @@ class MultinomialLogits(_MultinomialBase):
     }
 
     def __init__(self, logits, total_count=1, *, total_count_max=None, validate_args=None):
-        self.total_count, self.logits, batch_shape, event_shape = _multinomial_shapes(
-            total_count, logits
-        )
-        super().__init__(batch_shape, event_shape, validate_args=validate_args)
-
-    @property
-    def _param(self):
-        return self.logits
-
-    @property
-    def probs(self):
-        return logits_to_probs(self.logits)
-
-    def _log_probs(self):
-        return jax.nn.log_softmax(self.logits, axis=-1)
+        self.logits = _category_param("MultinomialLogits", "logits", logits)
+        super().__init__(self.logits, total_count, validate_args)
 
 
 def Multinomial(
@@ -577,8 +567,9 @@ def Multinomial(
 # -- Geometric -------------------------------------------------------------------------------
 class _GeometricBase(Distribution):
     support = constraints.nonnegative_integer
+    probs: jax.Array
 
-    def _log_p_log_q(self):
+    def _log_p_log_q(self) -> tuple[jax.Array, jax.Array]:
         raise NotImplementedError
 
     def sample(self, key, sample_shape=()):
@@ -610,7 +601,7 @@ class _GeometricBase(Distribution):
         return -(xlog1py(1.0 - p, -p) + xlogy(p, p)) / p
 
 
-class GeometricProbs(_GeometricBase):
+class GeometricProbs(_BinaryProbs, _GeometricBase):
     """Number of failures before the first success; success probability ``probs``."""
 
     arg_constraints = {"probs": constraints.unit_interval}
@@ -619,15 +610,8 @@ class GeometricProbs(_GeometricBase):
         self.probs = _to_float(probs)
         super().__init__(jnp.shape(self.probs), validate_args=validate_args)
 
-    @property
-    def logits(self):
-        return probs_to_logits(self.probs, is_binary=True)
 
-    def _log_p_log_q(self):
-        return jnp.log(self.probs), jnp.log1p(-self.probs)
-
-
-class GeometricLogits(_GeometricBase):
+class GeometricLogits(_BinaryLogits, _GeometricBase):
     """Number of failures before the first success; success log-odds ``logits``."""
 
     arg_constraints = {"logits": constraints.real}
@@ -635,13 +619,6 @@ class GeometricLogits(_GeometricBase):
     def __init__(self, logits, *, validate_args=None):
         self.logits = _to_float(logits)
         super().__init__(jnp.shape(self.logits), validate_args=validate_args)
-
-    @property
-    def probs(self):
-        return logits_to_probs(self.logits, is_binary=True)
-
-    def _log_p_log_q(self):
-        return _log_p_log_1mp_from_logits(self.logits)
 
 
 def Geometric(probs=None, logits=None, *, validate_args=None):
@@ -763,17 +740,31 @@ class NegativeBinomial2(GammaPoisson):
             return
         mean = np.asarray(self.concentration / self.rate)
         if not np.all(mean > 0):
-            msg = (
+            self._report_invalid_args(
                 f"{type(self).__name__}: parameter `mean` must satisfy the constraint positive, "
                 f"but got invalid value(s) {np.ravel(mean[~(mean > 0)])[:5]}"
             )
-            if _inside_model():
-                self._invalid_args_message = msg
-                return
-            raise ValueError(msg)
 
 
-class NegativeBinomialProbs(GammaPoisson):
+class _NegativeBinomialBase(GammaPoisson):
+    """``GammaPoisson(total_count, rate=(1 - p) / p)``, with the density written in ``p``."""
+
+    total_count: jax.Array
+
+    def _log_p_log_q(self) -> tuple[jax.Array, jax.Array]:
+        raise NotImplementedError
+
+    def log_prob(self, value):
+        n = self.total_count
+        log_p, log_q = self._log_p_log_q()
+        x = _float_value(value, n, log_p)
+        ok = (x >= 0) & _is_integer(x)
+        x = jnp.where(ok, x, 0.0)
+        lp = self._log_norm(x) + n * log_q + jnp.where(x > 0, x * log_p, 0.0)
+        return _neg_inf_outside(ok, lp)
+
+
+class NegativeBinomialProbs(_BinaryProbs, _NegativeBinomialBase):
     """Successes (each with probability ``probs``) before the ``total_count``-th failure.
 
     ``P(k) = C(k + n - 1, k) p^k (1 - p)^n`` with ``n = total_count``, ``p = probs``; mean
@@ -790,19 +781,8 @@ class NegativeBinomialProbs(GammaPoisson):
         self.total_count, self.probs = total_count, probs
         super().__init__(total_count, 1.0 / probs - 1.0, validate_args=validate_args)
 
-    @property
-    def logits(self):
-        return probs_to_logits(self.probs, is_binary=True)
 
-    def log_prob(self, value):
-        n, p = self.total_count, self.probs
-        x = _float_value(value, n, p)
-        ok = (x >= 0) & _is_integer(x)
-        x = jnp.where(ok, x, 0.0)
-        return _neg_inf_outside(ok, self._log_norm(x) + xlog1py(n, -p) + xlogy(x, p))
-
-
-class NegativeBinomialLogits(GammaPoisson):
+class NegativeBinomialLogits(_BinaryLogits, _NegativeBinomialBase):
     """As :class:`NegativeBinomialProbs` with ``probs = sigmoid(logits)``."""
 
     arg_constraints = {
@@ -814,19 +794,6 @@ class NegativeBinomialLogits(GammaPoisson):
         total_count, logits = promote_shapes(_to_float(total_count), _to_float(logits))
         self.total_count, self.logits = total_count, logits
         super().__init__(total_count, jnp.exp(-logits), validate_args=validate_args)
-
-    @property
-    def probs(self):
-        return logits_to_probs(self.logits, is_binary=True)
-
-    def log_prob(self, value):
-        n = self.total_count
-        x = _float_value(value, n, self.logits)
-        ok = (x >= 0) & _is_integer(x)
-        x = jnp.where(ok, x, 0.0)
-        log_p, log_q = _log_p_log_1mp_from_logits(self.logits)
-        lp = self._log_norm(x) + n * log_q + jnp.where(x > 0, x * log_p, 0.0)
-        return _neg_inf_outside(ok, lp)
 
 
 def NegativeBinomial(total_count, probs=None, logits=None, *, validate_args=None):

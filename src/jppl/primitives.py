@@ -38,6 +38,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jppl.distributions.distribution import Distribution, Unit, validation_enabled
+from jppl.parallel.sharding import check_plate_shard, replicated_indices, take_sharded
 
 __all__ = [
     "CondIndepStackFrame",
@@ -61,11 +62,15 @@ _HANDLER_STACK: list[Messenger] = []
 
 
 class CondIndepStackFrame(NamedTuple):
-    """One enclosing plate: its ``name``, batch ``dim`` (negative) and (sub)sample ``size``."""
+    """One enclosing plate: its ``name``, batch ``dim`` (negative) and (sub)sample ``size``.
+
+    ``shard`` is the mesh axis the plate is split along (``plate(..., shard="data")``), or None.
+    """
 
     name: str
     dim: int
     size: int
+    shard: str | None = None
 
 
 class Messenger:
@@ -395,10 +400,23 @@ class plate(Messenger):
     ``subsample_size`` (default ``size``). With ``subsample_size < size``, the log-probability
     of each site is scaled by ``size / subsample_size`` so the estimate of the full-data log
     density stays unbiased; ``with plate(...) as idx`` gives the minibatch indices.
+
+    ``shard="data"`` (a mesh axis name) splits the plate across the devices of that axis of
+    the mesh that an inference front end activates (``SVI(..., mesh=m)``, see
+    :mod:`jppl.parallel`): each device evaluates the log-probabilities (and their gradients)
+    of its own ``subsample_size / axis size`` entries, and the partial sums are all-reduced.
+    Without an active mesh it does nothing. With a mesh, the axis must exist and divide
+    ``subsample_size`` (else a ``ValueError``): pad the data and mask the padding out with
+    ``jppl.handlers.mask``.
     """
 
     def __init__(
-        self, name: str, size: int, subsample_size: int | None = None, dim: int | None = None
+        self,
+        name: str,
+        size: int,
+        subsample_size: int | None = None,
+        dim: int | None = None,
+        shard: str | None = None,
     ):
         _check_name(name, "plate")
         size = _as_int(size, f"plate '{name}': size")
@@ -413,7 +431,13 @@ class plate(Messenger):
             )
         if dim is not None and (not isinstance(dim, int) or dim >= 0):
             raise ValueError(f"plate '{name}': dim must be a negative int, got {dim!r}")
+        if shard is not None and (not isinstance(shard, str) or not shard):
+            raise TypeError(
+                f"plate '{name}': shard must be a mesh axis name (e.g. 'data') or None, "
+                f"got {shard!r}"
+            )
         self.name = name
+        self.shard = shard
         self.size = size
         self.subsample_size = subsample_size
         self._requested_dim = dim
@@ -437,6 +461,8 @@ class plate(Messenger):
 
     def __enter__(self):
         self.dim = self._allocate_dim()
+        if self.shard is not None:
+            check_plate_shard(self.name, self.shard, self.subsample_size)
         msg = _new_message(
             "plate",
             self.name,
@@ -454,6 +480,10 @@ class plate(Messenger):
                     f"substitute the indices: substitute(model, {{'{self.name}': indices}})."
                 )
             indices = jnp.arange(self.size)
+        if self.shard is not None and self.subsample_size < self.size:
+            # A copy of the minibatch indices on every device: each device then picks its own
+            # rows of the sharded data and only the minibatch is reduced across devices.
+            indices = replicated_indices(indices)
         self._indices = indices
         super().__enter__()
         return indices
@@ -462,7 +492,7 @@ class plate(Messenger):
         kind = msg["type"]
         if kind not in ("sample", "param", "deterministic", "subsample"):
             return
-        frame = CondIndepStackFrame(self.name, self.dim, self.subsample_size)
+        frame = CondIndepStackFrame(self.name, self.dim, self.subsample_size, self.shard)
         msg["cond_indep_stack"] = list(msg["cond_indep_stack"]) + [frame]
         if kind == "subsample":
             self._subsample(msg)
@@ -500,7 +530,10 @@ class plate(Messenger):
                 f"subsample inside plate '{self.name}': data of shape {jnp.shape(data)} "
                 f"(event_dim={event_dim}) has no dim of size {self.size} at plate dim {self.dim}."
             )
-        msg["value"] = jnp.take(data, self._indices, axis=axis)
+        if self.shard is not None:
+            msg["value"] = take_sharded(data, self._indices, axis, self.shard)
+        else:
+            msg["value"] = jnp.take(data, self._indices, axis=axis)
 
 
 def _as_int(value, what: str) -> int:

@@ -13,9 +13,12 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+from jax.sharding import Mesh
 
 from jppl.handlers import seed, substitute, trace
 from jppl.infer.util import _require_values, site_log_prob
+from jppl.parallel.mesh import axis_size, use_mesh
+from jppl.parallel.sharding import split_leading
 from jppl.primitives import Message
 
 __all__ = ["Predictive", "log_likelihood"]
@@ -48,13 +51,23 @@ def _flatten_batch(tree, batch_ndims: int, size: int):
     )
 
 
-def _map_batch(fn: Callable, inputs, batch_shape: tuple[int, ...], parallel: bool):
+def _map_batch(
+    fn: Callable,
+    inputs,
+    batch_shape: tuple[int, ...],
+    parallel: bool,
+    spmd_axis_name: str | None = None,
+):
     """Apply ``fn`` to each of the ``prod(batch_shape)`` slices of the (flattened) ``inputs``.
 
     ``inputs`` leaves have a single leading dim of size ``prod(batch_shape)``; outputs get
-    ``batch_shape`` as their leading dims.
+    ``batch_shape`` as their leading dims. ``spmd_axis_name``: mesh axis the vmapped dim is
+    split over (``parallel=True`` only).
     """
-    out = jax.vmap(fn)(inputs) if parallel else jax.lax.map(fn, inputs)
+    if parallel:
+        out = jax.vmap(fn, spmd_axis_name=spmd_axis_name)(inputs)
+    else:
+        out = jax.lax.map(fn, inputs)
     return jax.tree_util.tree_map(
         lambda x: jnp.reshape(x, tuple(batch_shape) + tuple(jnp.shape(x))[1:]), out
     )
@@ -84,6 +97,10 @@ class Predictive:
             with a ``guide`` and no samples, of ``params`` (default 0: shared params).
         exclude_deterministic: recompute deterministic sites instead of taking their values
             from ``posterior_samples``.
+        mesh: optional ``jax.sharding.Mesh`` (:func:`jppl.parallel.make_mesh`) activated while
+            the model runs, so that plates with ``shard="data"`` split their sites over it;
+            with ``parallel=True`` the draws are also split over its ``sample`` axis (their
+            number must then be divisible by its size). The draws do not depend on the mesh.
 
     Calling ``predictive(rng_key, *args, **kwargs)`` runs the model with those arguments and
     returns ``{site name: array of shape batch_shape + site shape}``, where ``batch_shape`` is
@@ -103,6 +120,7 @@ class Predictive:
         parallel: bool = False,
         batch_ndims: int | None = None,
         exclude_deterministic: bool = True,
+        mesh: Mesh | None = None,
     ):
         if infer_discrete:
             raise NotImplementedError(
@@ -150,6 +168,18 @@ class Predictive:
             batch_shape = (num_samples,)
             batched_samples = batched_params = False
 
+        if mesh is not None and not isinstance(mesh, Mesh):
+            raise TypeError(
+                f"Predictive: mesh must be a jax.sharding.Mesh (see jppl.parallel.make_mesh), "
+                f"got {mesh!r}"
+            )
+        n_dev = axis_size(mesh, "sample")
+        if parallel and math.prod(batch_shape) % n_dev:
+            raise ValueError(
+                f"Predictive: {math.prod(batch_shape)} draws are not divisible by the size "
+                f"{n_dev} of the mesh's 'sample' axis (parallel=True splits the draws over it)."
+            )
+        self.mesh = mesh
         self.model = model
         self.posterior_samples = {} if posterior_samples is None else posterior_samples
         self.guide = guide
@@ -227,7 +257,14 @@ class Predictive:
             samples if self._batched_samples else None,
             params if self._batched_params else None,
         )
-        return _map_batch(one, inputs, self._batch_shape, self.parallel)
+        if self.mesh is None:
+            return _map_batch(one, inputs, self._batch_shape, self.parallel)
+        with use_mesh(self.mesh):
+            spmd_axis = None
+            if self.parallel and axis_size(self.mesh, "sample") > 1:
+                spmd_axis = "sample"
+                inputs = split_leading(inputs, "sample")
+            return _map_batch(one, inputs, self._batch_shape, self.parallel, spmd_axis)
 
 
 def log_likelihood(

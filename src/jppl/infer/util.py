@@ -24,6 +24,8 @@ from jppl.distributions import constraints
 from jppl.distributions.util import sum_rightmost
 from jppl.handlers import seed, substitute, trace
 from jppl.infer.initialization import init_to_uniform
+from jppl.parallel.mesh import current_mesh
+from jppl.parallel.sharding import shard_log_prob
 from jppl.primitives import Message, Messenger
 
 __all__ = [
@@ -75,6 +77,8 @@ def site_log_prob(site: Message, scaled: bool = True) -> jax.Array:
     """Log-probability of one sample site's value, times the site's ``scale`` if ``scaled``.
 
     Masks need no special care: the ``mask`` handler and ``obs_mask`` wrap ``site["fn"]``.
+    Under an active mesh (:func:`jppl.parallel.use_mesh`), the log-probability of a site in a
+    plate with ``shard=`` is split along that plate's dim across the mesh axis.
 
     Returns:
         array of shape ``sample_shape + batch_shape`` of the site.
@@ -82,6 +86,8 @@ def site_log_prob(site: Message, scaled: bool = True) -> jax.Array:
     log_prob = site["fn"].log_prob(site["value"])
     if scaled and site["scale"] is not None:
         log_prob = site["scale"] * log_prob
+    if current_mesh() is not None:
+        log_prob = shard_log_prob(log_prob, site["cond_indep_stack"])
     return log_prob
 
 

@@ -20,6 +20,13 @@ Structure (shared by all ELBOs), written so that a mesh layer can shard particle
   ``axis_name`` names a mapped axis over which the particles are split (``psum``/``pmax``
   collectives are then used for the cross-particle sums).
 
+Meshes (:mod:`jppl.parallel`): under an active mesh whose ``sample`` axis has size ``D > 1``,
+:meth:`ELBO.loss` splits the particle axis over ``sample`` (each device runs
+``num_particles / D`` particles; ``num_particles`` must be divisible by ``D``), and the
+log-probabilities of sites in plates with ``shard="data"`` are split over ``data``. XLA then
+reduces the per-device partial sums; particle ``i`` keeps the key ``fold_in(rng_key, i)``, so
+the loss does not depend on the mesh (up to the order of floating-point sums).
+
 Non-reparameterizable latent sites of the guide (``not fn.has_rsample``: discrete, VonMises,
 ...) get a score-function (REINFORCE) term: the surrogate ``stop_gradient(cost - baseline) *
 log q(z)`` with a leave-one-out baseline (the mean of the other particles' costs) when
@@ -45,6 +52,8 @@ from jax import lax
 
 from jppl.distributions.kl import kl_divergence
 from jppl.handlers import replay, seed, substitute, trace
+from jppl.parallel.mesh import axis_size, current_mesh
+from jppl.parallel.sharding import shard_log_prob, split_leading
 from jppl.primitives import Message, Messenger
 
 __all__ = [
@@ -206,6 +215,14 @@ def _mul_scale(x, scale):
     return x if scale is None else scale * x
 
 
+def _log_prob(site: Message) -> jax.Array:
+    """Unscaled ``log_prob`` of a sample site, split along its sharded plates under a mesh."""
+    log_prob = site["fn"].log_prob(site["value"])
+    if current_mesh() is not None:
+        log_prob = shard_log_prob(log_prob, site["cond_indep_stack"])
+    return log_prob
+
+
 def _plate_scale(tr: Trace, frame_name: str) -> float:
     """``size / subsample_size`` of the plate ``frame_name`` recorded in trace ``tr`` (else 1)."""
     site = tr.get(frame_name)
@@ -240,7 +257,7 @@ def _score_log_prob(guide_trace: Trace) -> jax.Array:
     total = jnp.zeros(())
     for site in guide_trace.values():
         if _is_latent(site) and not site["fn"].has_rsample:
-            total = total + jnp.sum(site["fn"].log_prob(site["value"]))
+            total = total + jnp.sum(_log_prob(site))
     return total
 
 
@@ -315,8 +332,13 @@ class ELBO:
         guide: Callable,
         args: tuple = (),
         kwargs: dict | None = None,
+        spmd_axis_name: str | None = None,
     ) -> tuple[jax.Array, Any]:
         """:meth:`particle_loss` for a batch of particle keys (leading dim ``S_local``).
+
+        Args:
+            spmd_axis_name: mesh axis that the particle dim is split over (passed to
+                ``jax.vmap``, so sharding constraints inside keep that split).
 
         Returns:
             ``(elbo_particles, surrogates)``, each with a leading dim ``S_local``; the
@@ -327,7 +349,7 @@ class ELBO:
         def one(key):
             return self.particle_loss(key, param_map, model, guide, args, kwargs)
 
-        return jax.vmap(one)(keys)
+        return jax.vmap(one, spmd_axis_name=spmd_axis_name)(keys)
 
     def reduce_particles(
         self, elbo_particles: jax.Array, surrogates: Any, axis_name: str | None = None
@@ -370,9 +392,29 @@ class ELBO:
             rng_key: PRNG key; particle ``i`` uses ``fold_in(rng_key, i)``.
             param_map: ``{param site name: constrained value}``.
             model, guide: the model and guide; ``*args, **kwargs`` are passed to both.
+
+        Under an active mesh with a ``sample`` axis of size ``D > 1``, the particles are split
+        over it (``num_particles`` must be divisible by ``D``).
         """
         keys = particle_keys(rng_key, jnp.arange(self.num_particles))
-        elbos, surrogates = self.loss_from_particles(keys, param_map, model, guide, args, kwargs)
+        n_dev = axis_size(current_mesh(), "sample")
+        if n_dev == 1:
+            elbos, surrogates = self.loss_from_particles(
+                keys, param_map, model, guide, args, kwargs
+            )
+            return self.reduce_particles(elbos, surrogates)
+        if self.num_particles % n_dev:
+            raise ValueError(
+                f"{type(self).__name__}: num_particles={self.num_particles} is not divisible by "
+                f"the size {n_dev} of the mesh's 'sample' axis; every device must run the same "
+                "number of particles (use a multiple of it, or a mesh with a smaller 'sample' "
+                "axis)."
+            )
+        keys = split_leading(keys, "sample")
+        elbos, surrogates = self.loss_from_particles(
+            keys, param_map, model, guide, args, kwargs, spmd_axis_name="sample"
+        )
+        elbos, surrogates = split_leading((elbos, surrogates), "sample")
         return self.reduce_particles(elbos, surrogates)
 
 
@@ -390,10 +432,10 @@ class Trace_ELBO(ELBO):
         elbo = jnp.zeros(())
         for site in model_trace.values():
             if site["type"] == "sample":
-                elbo = elbo + jnp.sum(_mul_scale(site["fn"].log_prob(site["value"]), site["scale"]))
+                elbo = elbo + jnp.sum(_mul_scale(_log_prob(site), site["scale"]))
         for name, site in guide_trace.items():
             if _is_latent(site):
-                log_q = site["fn"].log_prob(site["value"])
+                log_q = _log_prob(site)
                 elbo = elbo - jnp.sum(_mul_scale(log_q, _guide_scale(name, site, model_trace)))
         return elbo, _score_log_prob(guide_trace)
 
@@ -416,7 +458,7 @@ class TraceMeanField_ELBO(ELBO):
         for name, site in model_trace.items():
             if site["type"] != "sample":
                 continue
-            log_p = jnp.sum(_mul_scale(site["fn"].log_prob(site["value"]), site["scale"]))
+            log_p = jnp.sum(_mul_scale(_log_prob(site), site["scale"]))
             if site["is_observed"]:
                 elbo = elbo + log_p
                 continue
@@ -426,13 +468,13 @@ class TraceMeanField_ELBO(ELBO):
             if kl is not None:
                 elbo = elbo - jnp.sum(_mul_scale(kl, site["scale"]))
             else:
-                log_q = guide_site["fn"].log_prob(guide_site["value"])
+                log_q = _log_prob(guide_site)
                 elbo = elbo + log_p - jnp.sum(_mul_scale(log_q, g_scale))
         for name, site in guide_trace.items():
             if _is_latent(site) and (
                 name not in model_trace or model_trace[name]["type"] != "sample"
             ):
-                log_q = site["fn"].log_prob(site["value"])
+                log_q = _log_prob(site)
                 elbo = elbo - jnp.sum(_mul_scale(log_q, _guide_scale(name, site, model_trace)))
         return elbo, _score_log_prob(guide_trace)
 
@@ -507,7 +549,7 @@ class RenyiELBO(ELBO):
 
         total = jnp.zeros(())
         for site, kind, name in sites:
-            log_prob = site["fn"].log_prob(site["value"])
+            log_prob = _log_prob(site)
             scale = site["scale"] if kind == "model" else _guide_scale(name, site, model_trace)
             log_prob = _mul_scale(log_prob, scale)
             if indep_scale != 1.0:

@@ -11,6 +11,11 @@ The state is an :class:`SVIState` pytree holding the *unconstrained* parameters
 (``biject_to(constraint).inv(value)`` of each ``param`` site), the optax state, the PRNG key
 and the step counter. Step ``t`` uses the key ``fold_in(state.rng_key, t)``, so a run that is
 stopped and resumed follows the same trajectory as an uninterrupted one.
+
+With ``SVI(..., mesh=m)`` (a mesh from :func:`jppl.parallel.make_mesh`) the same code runs on
+many devices: the ELBO's particles are split over the mesh's ``sample`` axis and the
+observations of plates with ``shard="data"`` over its ``data`` axis; parameters and optimizer
+state are replicated on every device (so results can be read on every process).
 """
 
 from __future__ import annotations
@@ -28,10 +33,14 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 from jax import lax
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
 
 from jppl.distributions import constraints
 from jppl.distributions.transforms import biject_to
 from jppl.handlers import replay, seed, substitute, trace
+from jppl.parallel.mesh import use_mesh
+from jppl.parallel.sharding import replicate
 from jppl.vi.elbo import ELBO
 
 __all__ = ["SVI", "SVIRunResult", "SVIState", "load_state", "save_state"]
@@ -83,6 +92,10 @@ class SVI:
             optimized too).
         optimizer: an ``optax.GradientTransformation`` (applied in the unconstrained space).
         loss: an :class:`~jppl.vi.elbo.ELBO` (e.g. ``Trace_ELBO()``).
+        mesh: optional ``jax.sharding.Mesh`` (:func:`jppl.parallel.make_mesh`): particles are
+            split over its ``sample`` axis, sharded plates over their axis (``data``), and the
+            state is replicated. ``None``: plain single-device code. For a fixed key the losses
+            and params do not depend on the mesh (up to the order of floating-point sums).
     """
 
     def __init__(
@@ -91,6 +104,8 @@ class SVI:
         guide: Callable,
         optimizer: optax.GradientTransformation,
         loss: ELBO,
+        *,
+        mesh: Mesh | None = None,
     ):
         if not callable(model) or not callable(guide):
             raise TypeError("SVI: model and guide must be callables.")
@@ -100,6 +115,11 @@ class SVI:
             )
         if not hasattr(loss, "loss"):
             raise TypeError(f"SVI: loss must be an ELBO (e.g. Trace_ELBO()), got {loss!r}")
+        if mesh is not None and not isinstance(mesh, Mesh):
+            raise TypeError(
+                f"SVI: mesh must be a jax.sharding.Mesh (see jppl.parallel.make_mesh), got {mesh!r}"
+            )
+        self.mesh = mesh
         self.model = model
         self.guide = guide
         self.optimizer = optimizer
@@ -185,22 +205,33 @@ class SVI:
                 ``init_value`` of those param sites.
         """
         init_key, run_key = jax.random.split(rng_key)
-        values = self._trace_params(init_key, args, kwargs, init_params)
+        with use_mesh(self.mesh):
+            values = self._trace_params(init_key, args, kwargs, init_params)
         # Strongly typed leaves: weakly typed ones would change type after the first optimizer
         # step and make the jitted update compile again.
         params = jax.tree_util.tree_map(
             lambda v: jnp.asarray(v, dtype=jnp.asarray(v).dtype), self.unconstrain(values)
         )
         optim_state = self.optimizer.init(params)
-        return SVIState(params, optim_state, run_key, jnp.zeros((), jnp.int32))
+        state = SVIState(params, optim_state, run_key, jnp.zeros((), jnp.int32))
+        if self.mesh is not None:
+            state = replicate(state, self.mesh)
+        return state
 
     def _loss_fn(self, step_key, args, kwargs) -> Callable:
         def loss_fn(params):
-            return self.loss.loss(
-                step_key, self.constrain(params), self.model, self.guide, *args, **kwargs
-            )
+            with use_mesh(self.mesh):
+                return self.loss.loss(
+                    step_key, self.constrain(params), self.model, self.guide, *args, **kwargs
+                )
 
         return loss_fn
+
+    def _replicated(self, tree):
+        """Pin ``tree`` as replicated on the mesh (readable on every process); no-op without."""
+        if self.mesh is None:
+            return tree
+        return jax.lax.with_sharding_constraint(tree, NamedSharding(self.mesh, P()))
 
     def _step(self, state: SVIState, args, kwargs, stable: bool) -> tuple[SVIState, jax.Array]:
         self._require_init()
@@ -214,7 +245,10 @@ class SVI:
             optim_state = jax.tree_util.tree_map(
                 lambda n, o: jnp.where(ok, n, o), optim_state, state.optim_state
             )
-        return SVIState(params, optim_state, state.rng_key, state.step + 1), loss
+        new_state = SVIState(params, optim_state, state.rng_key, state.step + 1)
+        if self.mesh is not None:
+            new_state, loss = self._replicated((new_state, loss))
+        return new_state, loss
 
     def update(self, state: SVIState, *args, **kwargs) -> tuple[SVIState, jax.Array]:
         """One optimization step; pure (``jax.jit``-able). Returns ``(new_state, loss)``."""
@@ -230,7 +264,7 @@ class SVI:
         """The loss at ``state`` with the key of its current step (no update)."""
         self._require_init()
         step_key = jax.random.fold_in(state.rng_key, state.step)
-        return self._loss_fn(step_key, args, kwargs)(state.params)
+        return self._replicated(self._loss_fn(step_key, args, kwargs)(state.params))
 
     # -- run ----------------------------------------------------------------------------------
     def _chunk_runner(self, size: int, stable: bool, treedef, static_leaves, dynamic_mask):
@@ -262,7 +296,10 @@ class SVI:
             losses = jnp.zeros((size,), loss_type.dtype)
             return lax.fori_loop(0, n, body, (state, losses))
 
-        runner = jax.jit(run_chunk)
+        if self.mesh is None:
+            runner = jax.jit(run_chunk)
+        else:
+            runner = jax.jit(run_chunk, out_shardings=NamedSharding(self.mesh, P()))
         if cache_key is not None:
             self._chunk_cache[cache_key] = runner
         return runner

@@ -1,0 +1,307 @@
+"""Scaling of jppl.parallel over devices: memory, FLOPs and cross-device traffic per step.
+
+Run from the repository root (it starts 8 fake CPU devices unless XLA_FLAGS is already set)::
+
+    .venv/bin/python benchmarks/parallel.py            # full run (a few minutes)
+    .venv/bin/python benchmarks/parallel.py --quick    # fewer timing repetitions
+
+Two workloads, each on D = 1, 2, 4 and 8 devices (D = 1 is the plain path, without a mesh):
+
+* ``bnn_sample``: one ``SVI.update`` step of a Bayesian MLP 64 -> 32 (tanh) -> 10 on
+  ``sklearn.datasets.load_digits`` (1797 images), ``AutoNormal`` guide,
+  ``Trace_ELBO(num_particles=16)``, with the particles split over the mesh's ``sample`` axis.
+* ``logreg_data``: the value and gradient of the log density of a covertype-scale logistic
+  regression (581,012 x 54 features + intercept, float32; synthetic values, fixed seed) with
+  the observations split over the ``data`` axis. 581,012 is not divisible by 8, so the data
+  are padded to 581,016 rows and the 4 padded rows masked out (``pad_to_multiple`` +
+  ``handlers.mask``), for every D alike.
+
+For each, from XLA's compiled program (per device): temporary memory
+(``memory_analysis().temp_size_in_bytes``), argument bytes, FLOPs (``cost_analysis()``), and
+the collectives (all-reduce / all-gather / ... with their result bytes, parsed from
+``compiled.as_text()``); the targets are temp and FLOPs at D = 8 at most 1.15 / 8 of D = 1, a
+reduction of the log density and gradient (never a gather of the data) on ``data``, and one
+reduction of the gradient on ``sample``. Wall time per step on 1 and 2 devices is recorded as
+information only: fake CPU devices share the machine's cores (see
+``/work/shared/notes/jax-multidevice-on-cpu.md``), so it is not a speed-up measurement.
+
+Results: ``benchmarks/results/parallel_cpu.json`` and ``benchmarks/results/parallel_cpu.md``.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=8")
+
+import argparse  # noqa: E402
+import statistics  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+from typing import Any  # noqa: E402
+
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
+import optax  # noqa: E402
+from jax.sharding import NamedSharding  # noqa: E402
+
+import jppl  # noqa: E402
+import jppl.distributions as dist  # noqa: E402
+from jppl import parallel  # noqa: E402
+from jppl.infer.util import log_density  # noqa: E402
+from jppl.vi import SVI, Trace_ELBO  # noqa: E402
+from jppl.vi.autoguide import AutoNormal  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import (  # noqa: E402
+    RESULTS_DIR,
+    machine_info,
+    markdown_table,
+    write_json,
+    write_markdown,
+)
+
+DEVICE_COUNTS = (1, 2, 4, 8)
+TARGET = 1.15  # at D devices, per-device temp memory and FLOPs <= TARGET / D of D = 1
+NUM_PARTICLES = 16
+COVTYPE_N, COVTYPE_F = 581_012, 55
+
+
+# ---------------------------------------------------------------------------------------------
+# Workloads
+# ---------------------------------------------------------------------------------------------
+
+
+def digits() -> tuple[np.ndarray, np.ndarray]:
+    from sklearn.datasets import load_digits
+
+    data = load_digits()
+    x = (data.data / 16.0).astype(np.float32)
+    return x, data.target.astype(np.int32)
+
+
+def bnn(x, y):
+    """Bayesian MLP with N(0, 1) priors; the image plate is declared data-shardable."""
+    n, d = x.shape
+    h, k = 32, 10
+    w1 = jppl.sample("w1", dist.Normal(0.0, 1.0).expand([d, h]).to_event(2))
+    b1 = jppl.sample("b1", dist.Normal(0.0, 1.0).expand([h]).to_event(1))
+    w2 = jppl.sample("w2", dist.Normal(0.0, 1.0).expand([h, k]).to_event(2))
+    b2 = jppl.sample("b2", dist.Normal(0.0, 1.0).expand([k]).to_event(1))
+    logits = jnp.tanh(x @ w1 + b1) @ w2 + b2
+    with jppl.plate("N", n, shard="data"):
+        jppl.sample("y", dist.CategoricalLogits(logits), obs=y)
+
+
+def covtype_like(n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Synthetic data with covertype's shape: ``x (n, 55)`` (last column 1), ``y (n,)``."""
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((n, COVTYPE_F), dtype=np.float32)
+    x[:, -1] = 1.0
+    w = rng.normal(scale=0.3, size=COVTYPE_F).astype(np.float32)
+    y = (rng.random(n, dtype=np.float32) < 1 / (1 + np.exp(-(x @ w)))).astype(np.float32)
+    return x, y
+
+
+def logreg(x, y, valid):
+    w = jppl.sample("w", dist.Normal(0.0, 1.0).expand([x.shape[1]]).to_event(1))
+    with jppl.plate("N", x.shape[0], shard="data"), jppl.handlers.mask(mask=valid):
+        jppl.sample("y", dist.BernoulliLogits(x @ w), obs=y)
+
+
+def logreg_value_and_grad(mesh):
+    def fn(w, x, y, valid):
+        with parallel.use_mesh(mesh):
+            return jax.value_and_grad(
+                lambda w: log_density(logreg, (x, y, valid), {}, {"w": w})[0]
+            )(w)
+
+    return jax.jit(fn)
+
+
+# ---------------------------------------------------------------------------------------------
+# Measurements
+# ---------------------------------------------------------------------------------------------
+
+
+def analyse(compiled) -> dict[str, Any]:
+    mem = compiled.memory_analysis()
+    cost = compiled.cost_analysis()
+    return {
+        "temp_bytes": int(mem.temp_size_in_bytes),
+        "argument_bytes": int(mem.argument_size_in_bytes),
+        "output_bytes": int(mem.output_size_in_bytes),
+        "flops": float(cost["flops"]),
+        "collectives": [c._asdict() for c in parallel.collectives(compiled)],
+        "collective_summary": parallel.summarize_collectives(compiled),
+    }
+
+
+def wall_per_call(fn, args, reps: int, inner: int) -> float:
+    """Median seconds of one call of ``fn(*args)`` (``inner`` calls per timed repetition)."""
+    jax.block_until_ready(fn(*args))
+    times = []
+    for _ in range(reps):
+        start = time.perf_counter()
+        for _ in range(inner):
+            out = fn(*args)
+        jax.block_until_ready(out)
+        times.append((time.perf_counter() - start) / inner)
+    return statistics.median(times)
+
+
+def mesh_for(axis: str, d: int):
+    return None if d == 1 else parallel.make_mesh(**{axis: d})
+
+
+def bench_bnn(reps: int) -> list[dict[str, Any]]:
+    x, y = digits()
+    rows = []
+    for d in DEVICE_COUNTS:
+        mesh = mesh_for("sample", d)
+        svi = SVI(
+            bnn,
+            AutoNormal(bnn, init_scale=0.1),
+            optax.adam(1e-2),
+            Trace_ELBO(num_particles=NUM_PARTICLES),
+            mesh=mesh,
+        )
+        state = svi.init(jax.random.key(0), x, y)
+        compiled = jax.jit(svi.update).lower(state, x, y).compile()
+        row = {"devices": d, **analyse(compiled)}
+        if d <= 2:
+            row["wall_s_per_step"] = wall_per_call(compiled, (state, x, y), reps, 20)
+        rows.append(row)
+        print(f"bnn_sample D={d}: temp {row['temp_bytes']}, flops {row['flops']:.4g}", flush=True)
+    return rows
+
+
+def bench_logreg(reps: int) -> list[dict[str, Any]]:
+    n_pad = -(-COVTYPE_N // max(DEVICE_COUNTS)) * max(DEVICE_COUNTS)
+    w = jnp.zeros(COVTYPE_F, jnp.float32) + 0.01
+    rows = []
+    host = None
+    for d in DEVICE_COUNTS:
+        mesh = mesh_for("data", d)
+        fn = logreg_value_and_grad(mesh)
+
+        def spec(shape, dtype, mesh=mesh):
+            sharding = (
+                None
+                if mesh is None
+                else NamedSharding(mesh, parallel.dim_spec(len(shape), 0, "data"))
+            )
+            return jax.ShapeDtypeStruct(shape, dtype, sharding=sharding)
+
+        compiled = fn.lower(
+            w,
+            spec((n_pad, COVTYPE_F), jnp.float32),
+            spec((n_pad,), jnp.float32),
+            spec((n_pad,), jnp.bool_),
+        ).compile()
+        row = {"devices": d, "rows": COVTYPE_N, "padded_rows": n_pad, **analyse(compiled)}
+        if d <= 2:
+            if host is None:
+                (xh, yh), valid = parallel.pad_to_multiple(covtype_like(COVTYPE_N), 8)
+                host = (xh, yh, valid)
+            # On the devices before timing (host arrays would be copied on every call).
+            data = jax.device_put(host) if mesh is None else parallel.shard_along(host, mesh)
+            row["wall_s_per_step"] = wall_per_call(compiled, (w, *data), reps, 5)
+            del data
+        rows.append(row)
+        print(f"logreg_data D={d}: temp {row['temp_bytes']}, flops {row['flops']:.4g}", flush=True)
+    return rows
+
+
+# ---------------------------------------------------------------------------------------------
+# Report
+# ---------------------------------------------------------------------------------------------
+
+
+def add_ratios(rows: list[dict[str, Any]]) -> None:
+    base = rows[0]
+    for row in rows:
+        d = row["devices"]
+        row["temp_ratio"] = row["temp_bytes"] / base["temp_bytes"]
+        row["flops_ratio"] = row["flops"] / base["flops"]
+        row["meets_target"] = bool(
+            row["temp_ratio"] <= TARGET / d and row["flops_ratio"] <= TARGET / d
+        )
+
+
+def traffic(row: dict[str, Any]) -> str:
+    parts = [f"{op} x{v['count']} ({v['bytes']} B)" for op, v in row["collective_summary"].items()]
+    return ", ".join(parts) if parts else "none"
+
+
+def table(rows: list[dict[str, Any]]) -> str:
+    header = [
+        "D",
+        "temp MiB",
+        "temp x D",
+        "GFLOP",
+        "FLOPs x D",
+        "args MiB",
+        "collectives",
+        "wall ms/step",
+        "<= 1.15/D",
+    ]
+    body = [
+        [
+            r["devices"],
+            r["temp_bytes"] / 2**20,
+            r["temp_ratio"] * r["devices"],
+            r["flops"] / 1e9,
+            r["flops_ratio"] * r["devices"],
+            r["argument_bytes"] / 2**20,
+            traffic(r),
+            1e3 * r["wall_s_per_step"] if "wall_s_per_step" in r else "-",
+            "yes" if r["meets_target"] else "NO",
+        ]
+        for r in rows
+    ]
+    return markdown_table(header, body)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="fewer timing repetitions")
+    args = parser.parse_args()
+    if len(jax.devices()) < max(DEVICE_COUNTS):
+        raise SystemExit(f"needs {max(DEVICE_COUNTS)} devices, found {len(jax.devices())}")
+    reps = 3 if args.quick else 7
+    results = {
+        "machine": machine_info(("scikit-learn",)),
+        "target": f"per-device temp memory and FLOPs at D devices <= {TARGET}/D of D=1",
+        "bnn_sample": bench_bnn(reps),
+        "logreg_data": bench_logreg(reps),
+    }
+    for key in ("bnn_sample", "logreg_data"):
+        add_ratios(results[key])
+    write_json(RESULTS_DIR / "parallel_cpu.json", results)
+    load = results["machine"]["load_average"]
+    text = f"""# jppl.parallel on fake CPU devices
+
+Generated by `benchmarks/parallel.py` ({results["machine"]["time"]}, jax
+{results["machine"]["jax"]}, {results["machine"]["cpu_count"]} CPUs, load average {load}).
+Per-device figures from XLA's compiled program; "x D" columns are the ratio to D = 1 times D
+(1.0 = perfect 1/D scaling; the target is <= {TARGET}). Collectives: ops in the compiled
+program with their per-device result bytes. Wall time (1 and 2 devices only) is information,
+not a target: fake devices share the same 2 cores.
+
+## BNN SVI step, S = {NUM_PARTICLES} particles split over `sample`
+
+{table(results["bnn_sample"])}
+
+## Covertype-scale logistic regression gradient ({COVTYPE_N:,} x {COVTYPE_F}), rows over `data`
+
+{table(results["logreg_data"])}
+"""
+    write_markdown(RESULTS_DIR / "parallel_cpu.md", text)
+    print(text)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,79 @@
+"""Running the same model on one device, many devices, or many hosts: only the mesh changes.
+
+::
+
+    from jppl import parallel
+    mesh = parallel.make_mesh(sample=2, data=-1)          # e.g. 2 x 4 on 8 devices
+    x, y = parallel.shard_along((x, y), mesh, "data")     # observations split over `data`
+
+    def model(x, y):
+        w = sample("w", dist.Normal(0, 1).expand([d]).to_event(1))
+        with plate("N", n, shard="data"):                 # a no-op without a mesh
+            sample("y", dist.BernoulliLogits(x @ w), obs=y)
+
+    svi = SVI(model, guide, optax.adam(1e-2), Trace_ELBO(num_particles=8), mesh=mesh)
+
+* :mod:`~jppl.parallel.mesh`: :func:`make_mesh` (axes ``chain, sample, data, model``),
+  :func:`use_mesh` / :func:`current_mesh` (the mesh active while a front end traces).
+* :mod:`~jppl.parallel.sharding`: :func:`shard_along`, :func:`replicate`,
+  :func:`process_local_array` (multi-host data loading), :func:`pad_to_multiple`, and the
+  annotations used while tracing: :func:`shard_log_prob` (sharded plates),
+  :func:`split_leading` (a vmapped batch of particles or chains split over a mesh axis, with
+  ``jax.vmap(..., spmd_axis_name=axis)``), :func:`take_sharded` (minibatches of sharded data).
+* :mod:`~jppl.parallel.hlo`: :func:`collectives` lists the all-reduces / all-gathers of a
+  compiled program (to check what crosses devices).
+* :mod:`~jppl.parallel.distributed`: :func:`initialize` (``jax.distributed``),
+  :func:`is_coordinator`, :func:`gather`.
+
+How it works: the model keeps seeing global shapes. Log-probabilities of sites in a plate with
+``shard="data"`` carry a sharding constraint along the plate's dim, so XLA's SPMD partitioner
+has each device compute its own rows and all-reduces the partial sums of the log density and
+of its gradient (the data are never gathered). The ELBO's particle axis is split over
+``sample`` the same way; particle ``i`` always uses ``fold_in(step_key, i)``, so draws, losses
+and parameters do not depend on the mesh (up to the order of floating-point sums).
+"""
+
+from jppl.parallel.distributed import (
+    gather,
+    initialize,
+    is_coordinator,
+    process_count,
+    process_index,
+)
+from jppl.parallel.hlo import collectives, summarize_collectives
+from jppl.parallel.mesh import AXES, axis_size, current_mesh, make_mesh, use_mesh
+from jppl.parallel.sharding import (
+    constrain,
+    dim_spec,
+    pad_to_multiple,
+    process_local_array,
+    replicate,
+    shard_along,
+    shard_log_prob,
+    split_leading,
+    take_sharded,
+)
+
+__all__ = [
+    "AXES",
+    "axis_size",
+    "collectives",
+    "constrain",
+    "current_mesh",
+    "dim_spec",
+    "gather",
+    "initialize",
+    "is_coordinator",
+    "make_mesh",
+    "pad_to_multiple",
+    "process_count",
+    "process_index",
+    "process_local_array",
+    "replicate",
+    "shard_along",
+    "shard_log_prob",
+    "split_leading",
+    "summarize_collectives",
+    "take_sharded",
+    "use_mesh",
+]

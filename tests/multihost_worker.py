@@ -1,0 +1,141 @@
+"""One process of the multi-host test (``tests/test_multihost.py``); also its shared problems.
+
+Run as ``python multihost_worker.py PROCESS_ID NUM_PROCESSES PORT TASK[,TASK...]``: it joins
+the others through ``jppl.parallel.initialize`` (coordinator on 127.0.0.1), runs the tasks on a
+mesh over every device of every process, and prints one line ``RESULT <json>``. Each task is a
+function in :data:`TASKS` returning JSON-able numbers; the test runs the same functions in one
+process with the same number of devices and compares. Importing this module has no side
+effects (the test imports it for the reference run).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import numpy as np
+
+N_OBS, N_FEAT = 64, 3
+NUM_PARTICLES, SVI_STEPS = 8, 10
+W_EVAL = (0.3, -0.2, 0.1)
+
+
+def dataset() -> tuple[np.ndarray, np.ndarray]:
+    """The global logistic-regression data ``X (N, F)``, ``y (N,)`` (float32, fixed seed)."""
+    rng = np.random.default_rng(42)
+    x = rng.normal(size=(N_OBS, N_FEAT)).astype(np.float32)
+    w = np.array([1.0, -2.0, 0.5], np.float32)
+    y = (rng.random(N_OBS) < 1 / (1 + np.exp(-x @ w))).astype(np.float32)
+    return x, y
+
+
+def logreg_model(x, y):
+    """Bayesian logistic regression with its data plate sharded over ``data``."""
+    import jppl
+    import jppl.distributions as dist
+
+    w = jppl.sample("w", dist.Normal(0.0, 1.0).expand([x.shape[1]]).to_event(1))
+    with jppl.plate("N", x.shape[0], shard="data"):
+        jppl.sample("y", dist.BernoulliLogits(x @ w), obs=y)
+
+
+def local_rows(array: np.ndarray, process_id: int, num_processes: int) -> np.ndarray:
+    """Process ``process_id``'s consecutive block of rows (all rows with one process)."""
+    rows = array.shape[0] // num_processes
+    return array[process_id * rows : (process_id + 1) * rows]
+
+
+def load_data(mesh):
+    """``(X, y)`` as global arrays split over ``data``; each process gives only its rows."""
+    import jax
+
+    from jppl import parallel
+
+    x, y = dataset()
+    pid, n = jax.process_index(), jax.process_count()
+    return (
+        parallel.process_local_array(local_rows(x, pid, n), mesh, "data"),
+        parallel.process_local_array(local_rows(y, pid, n), mesh, "data"),
+    )
+
+
+def task_logdensity(num_devices: int) -> dict:
+    """Log density and gradient of ``logreg_model`` at ``W_EVAL``, data over the devices."""
+    import jax
+    import jax.numpy as jnp
+    from jax.sharding import NamedSharding
+    from jax.sharding import PartitionSpec as P
+
+    from jppl import parallel
+    from jppl.infer.util import log_density
+
+    mesh = parallel.make_mesh(data=num_devices)
+    x, y = load_data(mesh)
+
+    def value_and_grad(w, x, y):
+        with parallel.use_mesh(mesh):
+            return jax.value_and_grad(lambda w: log_density(logreg_model, (x, y), {}, {"w": w})[0])(
+                w
+            )
+
+    fn = jax.jit(value_and_grad, out_shardings=NamedSharding(mesh, P()))
+    w = jnp.asarray(W_EVAL, jnp.float32)
+    value, grad = parallel.gather(fn(w, x, y))
+    return {"value": float(value), "grad": np.asarray(grad).tolist()}
+
+
+def task_svi(num_devices: int) -> dict:
+    """SVI (AutoNormal, Trace_ELBO with 8 particles) with the particles over the devices."""
+    import jax
+    import optax
+
+    from jppl import parallel
+    from jppl.vi import SVI, Trace_ELBO
+    from jppl.vi.autoguide import AutoNormal
+
+    mesh = parallel.make_mesh(sample=num_devices)
+    x, y = dataset()
+    svi = SVI(
+        logreg_model,
+        AutoNormal(logreg_model),
+        optax.adam(0.05),
+        Trace_ELBO(num_particles=NUM_PARTICLES),
+        mesh=mesh,
+    )
+    result = svi.run(jax.random.key(3), SVI_STEPS, x, y, progress_bar=False)
+    params = parallel.gather(result.params)
+    return {
+        "losses": parallel.gather(result.losses).tolist(),
+        "params": {k: np.asarray(v).tolist() for k, v in params.items()},
+    }
+
+
+TASKS = {"logdensity": task_logdensity, "svi": task_svi}
+"""Task name -> ``fn(num_devices) -> JSON-able dict``; a NUTS task joins here once ``MCMC``
+takes a mesh."""
+
+
+def main(argv: list[str]) -> None:
+    process_id, num_processes, port = int(argv[1]), int(argv[2]), int(argv[3])
+    tasks = argv[4].split(",")
+    import jax
+
+    jax.config.update("jax_num_cpu_devices", 2)  # before anything starts the backend
+    from jppl import parallel
+
+    parallel.initialize(
+        f"127.0.0.1:{port}",
+        num_processes,
+        process_id,
+        initialization_timeout=30,
+        heartbeat_timeout_seconds=10,
+    )
+    results = {"process_index": parallel.process_index(), "devices": jax.device_count()}
+    for name in tasks:
+        results[name] = TASKS[name](jax.device_count())
+    print("RESULT " + json.dumps(results), flush=True)
+    jax.distributed.shutdown()
+
+
+if __name__ == "__main__":
+    main(sys.argv)

@@ -1,0 +1,103 @@
+"""Multi-host runs: 2 local processes x 2 CPU devices give the results of 1 process x 4 devices.
+
+The workers (``tests/multihost_worker.py``) join through ``jppl.parallel.initialize`` with a
+coordinator on 127.0.0.1 and gloo CPU collectives, load only their own rows of the data
+(``process_local_array``), and run (a) the data-sharded log density and gradient of a logistic
+regression, (b) SVI with the ELBO's particles split over all 4 devices. ``jax.distributed`` is
+never initialized in the pytest process; each worker has short init/heartbeat timeouts and is
+killed if the pair does not finish in time, so the test cannot hang.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import jax
+import numpy as np
+import pytest
+
+import multihost_worker as worker
+
+NUM_PROCESSES = 2
+TIMEOUT_S = 240
+WORKER = Path(__file__).resolve().parent / "multihost_worker.py"
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _launch(tasks: list[str]) -> list[dict]:
+    port = _free_port()
+    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+    procs = [
+        subprocess.Popen(
+            [sys.executable, str(WORKER), str(i), str(NUM_PROCESSES), str(port), ",".join(tasks)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
+        for i in range(NUM_PROCESSES)
+    ]
+    outputs = []
+    try:
+        for proc in procs:
+            outputs.append(proc.communicate(timeout=TIMEOUT_S))
+    except subprocess.TimeoutExpired:
+        for proc in procs:
+            proc.kill()
+        for proc in procs:
+            proc.communicate()
+        pytest.fail(f"multi-host workers did not finish in {TIMEOUT_S} s")
+    results = []
+    for proc, (out, err) in zip(procs, outputs, strict=True):
+        assert proc.returncode == 0, f"worker failed (rc {proc.returncode}):\n{err[-4000:]}"
+        lines = [line for line in out.splitlines() if line.startswith("RESULT ")]
+        assert lines, f"worker printed no result:\n{out[-2000:]}\n{err[-2000:]}"
+        results.append(json.loads(lines[-1][len("RESULT ") :]))
+    return results
+
+
+def _logreg_numpy(w: np.ndarray) -> tuple[float, np.ndarray]:
+    """Log joint and gradient of the worker's logistic regression, in float64 NumPy."""
+    x, y = (a.astype(np.float64) for a in worker.dataset())
+    logits = x @ w
+    value = np.sum(y * logits - np.logaddexp(0.0, logits))
+    value += np.sum(-0.5 * w**2 - 0.5 * np.log(2 * np.pi))
+    grad = x.T @ (y - 1 / (1 + np.exp(-logits))) - w
+    return float(value), grad
+
+
+def _rel(a, b) -> float:
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    return float(np.max(np.abs(a - b)) / np.max(np.abs(b)))
+
+
+@pytest.mark.slow  # about 50 s: two fresh JAX processes plus the reference runs
+@pytest.mark.skipif(len(jax.devices()) < 4, reason="needs 4 (fake) devices for the reference")
+def test_two_processes_match_one_process_with_four_devices():
+    results = _launch(["logdensity", "svi"])
+    assert sorted(r["process_index"] for r in results) == list(range(NUM_PROCESSES))
+    assert all(r["devices"] == 4 for r in results)
+
+    ref_ld = worker.task_logdensity(4)
+    ref_svi = worker.task_svi(4)
+    truth_value, truth_grad = _logreg_numpy(np.asarray(worker.W_EVAL, np.float64))
+    assert abs(ref_ld["value"] - truth_value) <= 1e-5 * abs(truth_value)
+    assert _rel(ref_ld["grad"], truth_grad) <= 1e-5
+
+    for r in results:  # every process reads the same replicated results
+        assert _rel(r["logdensity"]["value"], ref_ld["value"]) <= 1e-5
+        assert _rel(r["logdensity"]["grad"], ref_ld["grad"]) <= 1e-5
+        assert len(r["svi"]["losses"]) == worker.SVI_STEPS
+        assert _rel(r["svi"]["losses"], ref_svi["losses"]) <= 1e-5
+        for name, value in ref_svi["params"].items():
+            assert _rel(r["svi"]["params"][name], value) <= 1e-5, name

@@ -405,3 +405,31 @@ def test_chains_over_chain_axis_with_data_sharded_potential():
     ops = parallel.collectives(fn.lower(w, x, y).compile())
     assert {c.op for c in ops} == {"all-reduce"}
     assert sum(c.bytes for c in ops) <= 2 * 4 * (1 + F)  # this device's chains' values + grads
+
+
+def _local_latent_model(x, y):
+    """Per-row random effects ``u`` in the sharded plate (local latents of the guide)."""
+    w = jppl.sample("w", dist.Normal(0.0, 1.0).expand([F]).to_event(1))
+    with jppl.plate("N", x.shape[0], shard="data"):
+        u = jppl.sample("u", dist.Normal(0.0, 0.5))
+        jppl.sample("y", dist.BernoulliLogits(x @ w + u), obs=y)
+
+
+def test_autonormal_keeps_the_shard_of_local_latent_plates():
+    guide = AutoNormal(_local_latent_model)
+    guide_trace = trace(jppl.handlers.seed(guide, 0)).get_trace(X, Y)
+    frames = guide_trace["u"]["cond_indep_stack"]
+    assert [(f.name, f.shard) for f in frames] == [("N", "data")]
+
+    def run(mesh):
+        x, y = (X, Y) if mesh is None else parallel.shard_along((X, Y), mesh, "data")
+        svi = SVI(
+            _local_latent_model,
+            AutoNormal(_local_latent_model),
+            optax.adam(0.05),
+            Trace_ELBO(num_particles=2),
+            mesh=mesh,
+        )
+        return svi.run(jax.random.key(3), 4, x, y, progress_bar=False)
+
+    _assert_same_run(run(parallel.make_mesh(data=4)), run(None))

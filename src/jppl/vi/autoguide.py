@@ -205,6 +205,7 @@ class AutoGuide:
         self._sites: dict[str, _LatentSite] = {}
         # plate name -> (size, subsample_size, dim) for plates enclosing latent sites
         self._plates: dict[str, tuple[int, int, int]] = {}
+        self._plate_shards: dict[str, str | None] = {}
         self._model_args: tuple = ()
         self._model_kwargs: dict = {}
 
@@ -240,6 +241,7 @@ class AutoGuide:
         }
         sites: dict[str, _LatentSite] = {}
         plates: dict[str, tuple[int, int, int]] = {}
+        shards: dict[str, str | None] = {}
         for name, site in model_trace.items():
             if site["type"] != "sample" or site["is_observed"]:
                 continue
@@ -256,6 +258,7 @@ class AutoGuide:
             for frame in frames:
                 size, sub = plate_sizes.get(frame.name, (frame.size, frame.size))
                 plates[frame.name] = (size, sub, frame.dim)
+                shards[frame.name] = frame.shard
                 if size != sub:
                     # Parameters cover the full plate: repeat the minibatch's initial values.
                     value = _repeat_to(value, jnp.ndim(value) - event_dim + frame.dim, size)
@@ -277,6 +280,7 @@ class AutoGuide:
         self.prototype_trace = model_trace
         self._sites = sites
         self._plates = plates
+        self._plate_shards = shards
         self._model_args, self._model_kwargs = args, dict(kwargs)
 
     def _ensure_setup(self, rng_key, args: tuple, kwargs: dict) -> None:
@@ -317,7 +321,7 @@ class AutoGuide:
         for name, (size, sub, dim) in self._plates.items():
             p = user.get(name)
             if p is None:
-                p = plate(name, size, subsample_size=sub, dim=dim)
+                p = plate(name, size, subsample_size=sub, dim=dim, shard=self._plate_shards[name])
             elif p.size != size:
                 raise ValueError(
                     f"{type(self).__name__}: create_plates gave plate '{name}' of size {p.size}, "
@@ -338,7 +342,9 @@ class AutoGuide:
             stack.enter_context(substitute(data={f.name: drawn[f.name][3] for f in site.frames}))
             for frame in site.frames:
                 size, sub, dim, _ = drawn[frame.name]
-                stack.enter_context(plate(frame.name, size, subsample_size=sub, dim=dim))
+                stack.enter_context(
+                    plate(frame.name, size, subsample_size=sub, dim=dim, shard=frame.shard)
+                )
             yield
 
     # -- interface --------------------------------------------------------------------------

@@ -614,3 +614,28 @@ def test_subsampled_guide_plate_with_another_name_errors():
 
     with pytest.raises(ValueError, match="same name"):
         Trace_ELBO().loss(jax.random.key(0), {}, model, guide)
+
+
+def test_mean_field_kl_is_analytic_for_equal_concrete_array_scales():
+    """Model and guide weight sites scaled by two *distinct* arrays of equal value: the KL is
+    still analytic (the loss does not depend on the key and equals beta * KL in closed form);
+    with unequal scales it falls back to Monte Carlo (the loss varies with the key)."""
+    loc, sd = 0.4, 0.7
+    kl = math.log(1.0 / sd) + (sd**2 + loc**2) / 2.0 - 0.5  # KL(N(loc, sd) || N(0, 1))
+
+    def make(model_beta, guide_beta):
+        def model():
+            with jppl.handlers.scale(scale=model_beta):
+                jppl.sample("z", dist.Normal(0.0, 1.0))
+
+        def guide():
+            with jppl.handlers.scale(scale=guide_beta):
+                jppl.sample("z", dist.Normal(loc, sd))
+
+        elbo = TraceMeanField_ELBO(1)
+        return [float(elbo.loss(jax.random.key(k), {}, model, guide)) for k in range(3)]
+
+    same = make(jnp.asarray(0.3), np.asarray(0.3, np.float32))
+    np.testing.assert_allclose(same, 0.3 * kl, rtol=1e-5)
+    different = make(jnp.asarray(0.3), jnp.asarray(0.5))
+    assert len(set(different)) == 3

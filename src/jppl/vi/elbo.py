@@ -48,6 +48,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax import lax
 
 from jppl.distributions.kl import kl_divergence
@@ -272,7 +273,10 @@ def _same_scale(a, b) -> bool:
         return True
     if isinstance(a, int | float) and isinstance(b, int | float):
         return math.isclose(a, b, rel_tol=1e-12)
-    return False
+    if isinstance(a, jax.core.Tracer) or isinstance(b, jax.core.Tracer):
+        return False  # values unknown while tracing: only the same object counts as equal
+    a, b = np.asarray(a), np.asarray(b)
+    return a.shape == b.shape and bool(np.all(a == b))
 
 
 def _is_one(x) -> bool:

@@ -1,15 +1,41 @@
 #!/usr/bin/env bash
-# Set up ./.venv (with the dev extra) if needed and run the default test suite and ruff.
-# Extra arguments go to pytest (e.g. `-m slow` for the long tests).
+# Set up ./.venv (with the dev, docs and notebooks extras) if needed, then run, in order:
+#   1. ruff on the code and the notebooks;
+#   2. the default test suite (extra arguments go to pytest, e.g. `-m slow` for the long tests);
+#   3. every notebook in notebooks/, executed in a fresh kernel with a time limit each
+#      (scripts/run_notebooks.py; the committed notebooks are not rewritten);
+#   4. the API reference: `mkdocs build --strict` (fails on any warning).
+# Any failing step makes the script fail. JPPL_SKIP_NOTEBOOKS=1 / JPPL_SKIP_DOCS=1 skip steps 3/4.
 set -uo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-bash "$root/scripts/setup_venv.sh" dev || exit 1
+bash "$root/scripts/setup_venv.sh" dev,docs,notebooks || exit 1
 cd "$root"
-.venv/bin/ruff check src tests examples benchmarks || exit 1
+.venv/bin/ruff check src tests examples benchmarks scripts notebooks docs || exit 1
 .venv/bin/python -m pytest "$@"
 rc=$?
 if [ "$rc" -eq 5 ]; then
   echo "ERROR: pytest collected no tests; treating this as a failure." >&2
   exit 1
 fi
-exit "$rc"
+[ "$rc" -eq 0 ] || exit "$rc"
+
+if [ "${JPPL_SKIP_NOTEBOOKS:-0}" != "1" ]; then
+  echo "== notebooks ==" >&2
+  .venv/bin/python scripts/run_notebooks.py --timeout "${JPPL_NOTEBOOK_TIMEOUT:-300}" || {
+    echo "ERROR: a notebook failed (see above)." >&2
+    exit 1
+  }
+fi
+
+if [ "${JPPL_SKIP_DOCS:-0}" != "1" ]; then
+  echo "== docs: mkdocs build --strict ==" >&2
+  site="$(mktemp -d)"
+  NO_MKDOCS_2_WARNING=1 .venv/bin/mkdocs build --strict --quiet --site-dir "$site"
+  rc=$?
+  rm -rf "$site"
+  if [ "$rc" -ne 0 ]; then
+    echo "ERROR: the API reference does not build cleanly (mkdocs build --strict)." >&2
+    exit 1
+  fi
+fi
+exit 0

@@ -48,8 +48,9 @@ _RECORDED_TYPES = ("sample", "param", "deterministic", "plate")
 class trace(Messenger):
     """Record every site into an ordered dict ``name -> site`` (the final messages).
 
-    >>> tr = trace(seed(model, 0)).get_trace(x)
-    >>> tr["mu"]["value"]
+    Examples:
+        >>> tr = trace(seed(model, 0)).get_trace(x)
+        >>> tr["mu"]["value"]
     """
 
     def __enter__(self):

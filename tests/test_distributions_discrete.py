@@ -314,14 +314,22 @@ SAMPLED = [
 ]
 
 
+@jax.jit
+def _draw(d, key):
+    """``N_DRAWS`` draws, whether each is in the support, and the log density of the first 50,
+    as one compiled program (eager sampling compiles every op of the sampler apart)."""
+    x = d.sample(key, (N_DRAWS,))
+    return x, d.support(x), d.log_prob(x[:50])
+
+
 @pytest.mark.parametrize("make", SAMPLED)
 def test_sample_shape_support_and_moments(make):
     d = make()
-    x = d.sample(jax.random.key(3), (N_DRAWS,))
+    x, in_support, lp = _draw(d, jax.random.key(3))
     assert x.shape == (N_DRAWS,) + d.batch_shape + d.event_shape
     assert x.dtype == jnp.int32
-    assert np.all(np.asarray(d.support(x)))
-    assert np.all(np.isfinite(np.asarray(d.log_prob(x[:50]))))
+    assert np.all(np.asarray(in_support))
+    assert np.all(np.isfinite(np.asarray(lp)))
     xs = np.asarray(x, dtype=np.float64)
     mean, var = np.asarray(d.mean, np.float64), np.asarray(d.variance, np.float64)
     assert mean.shape == var.shape == d.batch_shape + d.event_shape
@@ -464,6 +472,43 @@ def test_jit_and_vmap():
     assert all(o.shape == (3,) for o in out)
     np.testing.assert_allclose(np.asarray(out[2]), stats.binom(5, [0.1, 0.2, 0.3]).logpmf(2),
                                rtol=1e-5)
+
+
+def test_batch_shape_follows_vmap_and_tree_map():
+    """The batch shape is read off the parameters when JAX rebuilds a distribution."""
+    key = jax.random.key(0)
+    probs = jnp.array([0.1, 0.4, 0.9, 0.5])
+    # built inside vmap and returned: the stacked axis becomes the batch
+    bern = jax.vmap(lambda p: dist.Bernoulli(probs=p))(probs)
+    assert bern.batch_shape == (4,) and bern.sample(key, (2,)).shape == (2, 4)
+    assert bern.enumerate_support().shape == (2, 4)
+    np.testing.assert_allclose(_lp(bern, jnp.ones((3, 1))), np.log([probs] * 3), rtol=1e-6)
+    binom = jax.vmap(lambda p: dist.Binomial(6, probs=p))(probs)
+    assert binom.batch_shape == (4,)
+    np.testing.assert_allclose(_lp(binom, 2), stats.binom(6, probs).logpmf(2), rtol=1e-5)
+
+    # mapped over: inside, the mapped axis is gone (the samplers read self.batch_shape)
+    def inside(d, k):
+        return d.sample(k), jnp.zeros(d.batch_shape + d.event_shape)
+
+    @jax.jit
+    def mapped(cat, ind, keys):
+        return (
+            jax.vmap(inside, in_axes=(1, 0))(cat, keys),  # the middle batch axis
+            jax.vmap(inside, in_axes=(0, None))(ind, keys[0]),
+        )
+
+    cat = dist.Categorical(logits=jnp.zeros((4, 3, 5)))
+    ind = dist.Bernoulli(probs=jnp.full((4, 3), 0.5)).to_event(1)  # wrappers follow the base
+    (cat_draws, cat_zeros), (ind_draws, ind_zeros) = mapped(cat, ind, jax.random.split(key, 3))
+    assert cat_draws.shape == cat_zeros.shape == (3, 4)
+    assert ind_draws.shape == ind_zeros.shape == (4, 3)
+    # jax.tree.map with a shape-changing function
+    sliced = jax.tree.map(lambda x: x[:2], cat)
+    assert sliced.batch_shape == (2, 3) and sliced.sample(key).shape == (2, 3)
+    # JAX also rebuilds trees with placeholder leaves: the stored shape is kept then
+    leaves, treedef = jax.tree.flatten(cat)
+    assert jax.tree.unflatten(treedef, [object()] * len(leaves)).batch_shape == (4, 3)
 
 
 def test_gradients_finite():

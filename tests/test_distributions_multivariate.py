@@ -40,12 +40,59 @@ def test_dirichlet_log_prob_entropy_vs_scipy():
 def test_dirichlet_sample_moments_and_support(key):
     conc = jnp.array([0.3, 2.0, 5.0])
     d = dist.Dirichlet(conc)
-    x = d.sample(key, (40000,))
+
+    @jax.jit
+    def draw(d):
+        x = d.sample(key, (40000,))
+        return x, constraints.simplex(x), d.log_prob(x)
+
+    x, on_simplex, lp = draw(d)
     assert x.shape == (40000, 3) and x.dtype == jnp.float32
-    assert bool(jnp.all(constraints.simplex(x)))
-    assert bool(jnp.all(jnp.isfinite(d.log_prob(x))))
+    assert bool(jnp.all(on_simplex))
+    assert bool(jnp.all(jnp.isfinite(lp)))
     np.testing.assert_allclose(x.mean(0), d.mean, atol=0.01)
     np.testing.assert_allclose(x.var(0), d.variance, rtol=0.05)
+
+
+def test_dirichlet_log_prob_off_simplex_is_minus_inf():
+    """Like every distribution here, a value outside the support gets -inf, not a density."""
+    conc = jnp.array([2.0, 3.0, 0.5])
+    d = dist.Dirichlet(conc)
+    on = np.array([0.2, 0.3, 0.5])
+    off = np.array(
+        [
+            [0.5, 0.5, 0.5],  # sums to 1.5
+            [-0.1, 0.6, 0.5],  # sums to 1, one negative entry
+            [0.2, 0.3, 0.4],  # sums to 0.9
+        ]
+    )
+    lp = np.asarray(d.log_prob(np.concatenate([on[None], off])))
+    np.testing.assert_allclose(lp[0], st.dirichlet(np.asarray(conc)).logpdf(on), rtol=1e-5)
+    assert np.all(np.isneginf(lp[1:]))
+    # float32 rounding of a simplex point (sum off by a few ulps) stays inside
+    x32 = jnp.full(10, 0.1, jnp.float32)
+    assert 0 < abs(float(jnp.sum(x32)) - 1.0) < 1e-6
+    np.testing.assert_allclose(
+        dist.Dirichlet(jnp.ones(10)).log_prob(x32), math.lgamma(10.0), rtol=1e-6
+    )
+    # gradients in the value and in the concentration stay finite off the simplex
+    g_x = jax.grad(lambda x: d.log_prob(x))(jnp.asarray(off[0], jnp.float32))
+    g_a = jax.grad(lambda a: dist.Dirichlet(a).log_prob(jnp.asarray(off[1], jnp.float32)))(conc)
+    assert np.all(np.isfinite(g_x)) and np.all(np.isfinite(g_a))
+
+
+def test_dirichlet_off_simplex_observation_raises_with_validation():
+    from jppl import handlers, primitives
+
+    def model(x):
+        primitives.sample("p", dist.Dirichlet(jnp.ones(3)), obs=x)
+
+    bad = jnp.array([0.5, 0.5, 0.5])
+    handlers.trace(model).get_trace(bad)  # validation off: no error, log density -inf
+    dist.enable_validation()
+    with pytest.raises(ValueError, match=r"'p'.*outside the support simplex.*0\.5"):
+        handlers.trace(model).get_trace(bad)
+    handlers.trace(model).get_trace(jnp.array([0.2, 0.3, 0.5]))
 
 
 def test_dirichlet_reparameterized_gradient(key):
@@ -54,7 +101,7 @@ def test_dirichlet_reparameterized_gradient(key):
         return jnp.mean(dist.Dirichlet(conc).sample(key, (20000,))[:, 0])
 
     conc = jnp.array([1.5, 2.0, 2.5])
-    g = jax.grad(mean_x0)(conc)
+    g = jax.jit(jax.grad(mean_x0))(conc)
     s = float(conc.sum())
     np.testing.assert_allclose(g[0], (s - 1.5) / s**2, rtol=0.1)
     np.testing.assert_allclose(g[1], -1.5 / s**2, rtol=0.1)
@@ -195,10 +242,31 @@ def test_mvn_jit_vmap():
 def test_vmap_over_distribution(make, key):
     d = make()
     keys = jax.random.split(key, 2)
-    s = jax.vmap(lambda d, k: d.sample(k, (4,)), out_axes=1)(d, keys)
+
+    @jax.jit  # vmap outside jit would run (and compile) the sampler op by op
+    def mapped(d, keys):
+        s = jax.vmap(lambda d, k: d.sample(k, (4,)), out_axes=1)(d, keys)
+        lp = jax.vmap(lambda d, x: d.log_prob(x), in_axes=(0, 1), out_axes=1)(d, s)
+        return s, lp, d.log_prob(s)
+
+    s, lp, lp_unmapped = mapped(d, keys)
     assert s.shape == (4,) + d.batch_shape + d.event_shape
-    lp = jax.vmap(lambda d, x: d.log_prob(x), in_axes=(0, 1), out_axes=1)(d, s)
-    np.testing.assert_allclose(lp, d.log_prob(s), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(lp, lp_unmapped, rtol=1e-5, atol=1e-5)
+
+
+def test_vmap_returns_batched_distribution(key):
+    """A distribution built inside ``vmap`` comes out with the stacked axis in its batch."""
+    locs = jnp.arange(12.0).reshape(4, 3)
+    mvn = jax.vmap(lambda m: dist.MultivariateNormal(m, scale_tril=2.0 * jnp.eye(3)))(locs)
+    assert mvn.batch_shape == (4,) and mvn.event_shape == (3,)
+    x = mvn.sample(key, (2,))
+    assert x.shape == (2, 4, 3)
+    expected = st.multivariate_normal(np.zeros(3), 4.0 * np.eye(3)).logpdf(
+        np.asarray(x - locs, np.float64)
+    )
+    np.testing.assert_allclose(mvn.log_prob(x), expected, rtol=1e-5)
+    inside = jax.vmap(lambda d: jnp.zeros(d.batch_shape + d.event_shape))(mvn)
+    assert inside.shape == (4, 3)
 
 
 # -- LowRankMultivariateNormal ------------------------------------------------------------------
@@ -297,18 +365,26 @@ def test_lkj_density_integrates_to_one(key):
     np.testing.assert_allclose(integral, 1.0, atol=0.02)
 
 
+@jax.jit
+def _lkj_draws(lkj, key):
+    """10000 draws of Cholesky factors, their correlation matrices, support and PSD checks and
+    log densities, as one program (the two cvine cases share it)."""
+    L = lkj.sample(key, (10000,))
+    R = L @ jnp.swapaxes(L, -1, -2)
+    return L, R, constraints.corr_cholesky(L), jnp.linalg.eigvalsh(R)[..., 0], lkj.log_prob(L)
+
+
 @pytest.mark.parametrize("method,eta", [("onion", 1.5), ("cvine", 1.5), ("cvine", 0.4)])
 def test_lkj_cholesky_samples(key, method, eta):
     d = 4
     lkj = dist.LKJCholesky(d, jnp.array([eta, eta]), sample_method=method)
     assert lkj.batch_shape == (2,) and lkj.event_shape == (d, d)
-    L = lkj.sample(key, (10000,))
+    L, R, in_support, min_eig, lp = _lkj_draws(lkj, key)
     assert L.shape == (10000, 2, d, d) and L.dtype == jnp.float32
-    assert bool(jnp.all(constraints.corr_cholesky(L)))
-    R = L @ jnp.swapaxes(L, -1, -2)
+    assert bool(jnp.all(in_support))
     np.testing.assert_allclose(jnp.diagonal(R, axis1=-2, axis2=-1), 1.0, atol=1e-5)
-    assert bool(jnp.all(jnp.linalg.eigvalsh(R)[..., 0] > -1e-5))  # PSD up to float32 rounding
-    assert bool(jnp.all(jnp.isfinite(lkj.log_prob(L))))
+    assert bool(jnp.all(min_eig > -1e-5))  # PSD up to float32 rounding
+    assert bool(jnp.all(jnp.isfinite(lp)))
     # Each off-diagonal correlation r has (r + 1) / 2 ~ Beta(b, b), b = eta - 1 + d / 2.
     b = eta - 1 + d / 2
     var_r = 1 / (2 * b + 1)
@@ -328,10 +404,16 @@ def test_lkj_cholesky_samples(key, method, eta):
 
 def test_lkj_correlation_matrices(key):
     lkj = dist.LKJ(3, 2.0)
-    R = lkj.sample(key, (500,))
+
+    @jax.jit  # one program: eager sampling compiles each op of the beta sampler apart
+    def draw(d, key):
+        R = d.sample(key, (500,))
+        return R, constraints.corr_matrix(R), d.log_prob(R)
+
+    R, in_support, lp = draw(lkj, key)
     assert R.shape == (500, 3, 3)
-    assert bool(jnp.all(constraints.corr_matrix(R)))
-    assert lkj.log_prob(R).shape == (500,)
+    assert bool(jnp.all(in_support))
+    assert lp.shape == (500,) and bool(jnp.all(jnp.isfinite(lp)))
     np.testing.assert_allclose(lkj.mean, jnp.eye(3))
     # d = 2: log_prob on correlation matrices equals the Beta form.
     r = 0.3

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -87,6 +87,12 @@ def _as_draws(x: ArrayLike, min_draws: int = MIN_DRAWS) -> tuple[np.ndarray, tup
 
 def _unflatten(values: np.ndarray, param_shape: tuple[int, ...]) -> np.ndarray:
     return np.asarray(values, dtype=np.float64).reshape(param_shape)
+
+
+def _per_parameter(flat_fn: Callable[..., np.ndarray], x: ArrayLike, *args: Any) -> np.ndarray:
+    """Apply ``flat_fn`` ((M, N, P) -> (P,)) to draws (M, N, *param_shape): ``param_shape``."""
+    arr, shape = _as_draws(x)
+    return _unflatten(flat_fn(arr, *args), shape)
 
 
 def _split(x: np.ndarray) -> np.ndarray:
@@ -320,29 +326,25 @@ def effective_sample_size(x: ArrayLike, split: bool = False) -> np.ndarray:
     :func:`ess_bulk` for the recommended ESS.
 
     Args:
-        x: draws shaped ``(num_chains, num_draws, *param_shape)``, ``num_draws >= 4``.
+        x: draws ``(num_chains, num_draws, *param_shape)``.
         split: whether to split chains in half first.
 
     Returns:
-        Array shaped ``param_shape``.
+        ``param_shape`` array.
     """
-    arr, shape = _as_draws(x)
-    out = _ess_core(_split(arr) if split else arr)
-    return _unflatten(out, shape)
+    return _per_parameter(lambda arr: _ess_core(_split(arr) if split else arr), x)
 
 
 def split_rhat(x: ArrayLike) -> np.ndarray:
     """Split-R-hat (Gelman et al., BDA3) on the raw draws, without rank normalization.
 
     Args:
-        x: draws shaped ``(num_chains, num_draws, *param_shape)``, ``num_draws >= 4``; a single
-            chain is split in two.
+        x: draws ``(num_chains, num_draws, *param_shape)``; one chain is split in two.
 
     Returns:
-        Array shaped ``param_shape``; ``nan`` for constant draws.
+        ``param_shape`` array (``nan`` for constant draws).
     """
-    arr, shape = _as_draws(x)
-    return _unflatten(_split_rhat_flat(arr), shape)
+    return _per_parameter(_split_rhat_flat, x)
 
 
 def rank_normalized_split_rhat(x: ArrayLike) -> np.ndarray:
@@ -353,42 +355,38 @@ def rank_normalized_split_rhat(x: ArrayLike) -> np.ndarray:
     that the chains have not mixed.
 
     Args:
-        x: draws shaped ``(num_chains, num_draws, *param_shape)``, ``num_draws >= 4``; a single
-            chain is split in two.
+        x: draws ``(num_chains, num_draws, *param_shape)``; one chain is split in two.
 
     Returns:
-        Array shaped ``param_shape``; ``nan`` for constant draws.
+        ``param_shape`` array (``nan`` for constant draws).
     """
-    arr, shape = _as_draws(x)
-    return _unflatten(_rank_rhat_flat(arr), shape)
+    return _per_parameter(_rank_rhat_flat, x)
 
 
 def ess_bulk(x: ArrayLike) -> np.ndarray:
     """Bulk effective sample size: ESS of the rank-normalized split chains.
 
     Args:
-        x: draws shaped ``(num_chains, num_draws, *param_shape)``, ``num_draws >= 4``.
+        x: draws ``(num_chains, num_draws, *param_shape)``.
 
     Returns:
-        Array shaped ``param_shape``; ``nan`` for constant draws.
+        ``param_shape`` array (``nan`` for constant draws).
     """
-    arr, shape = _as_draws(x)
-    return _unflatten(_ess_bulk_flat(arr), shape)
+    return _per_parameter(_ess_bulk_flat, x)
 
 
 def ess_tail(x: ArrayLike, prob: float | Sequence[float] = 0.05) -> np.ndarray:
     """Tail effective sample size: the smaller ESS of the 5% and 95% quantile indicators.
 
     Args:
-        x: draws shaped ``(num_chains, num_draws, *param_shape)``, ``num_draws >= 4``.
+        x: draws ``(num_chains, num_draws, *param_shape)``.
         prob: the lower tail probability ``p`` (quantiles ``p`` and ``1 - p``), or a pair of
             probabilities.
 
     Returns:
-        Array shaped ``param_shape``; ``nan`` for constant draws.
+        ``param_shape`` array (``nan`` for constant draws).
     """
-    arr, shape = _as_draws(x)
-    return _unflatten(_ess_tail_flat(arr, prob), shape)
+    return _per_parameter(_ess_tail_flat, x, prob)
 
 
 def mcse_mean(x: ArrayLike) -> np.ndarray:
@@ -398,13 +396,12 @@ def mcse_mean(x: ArrayLike) -> np.ndarray:
     without rank normalization (as ArviZ 0.23 and Stan).
 
     Args:
-        x: draws shaped ``(num_chains, num_draws, *param_shape)``, ``num_draws >= 4``.
+        x: draws ``(num_chains, num_draws, *param_shape)``.
 
     Returns:
-        Array shaped ``param_shape``.
+        ``param_shape`` array.
     """
-    arr, shape = _as_draws(x)
-    return _unflatten(_mcse_mean_flat(arr), shape)
+    return _per_parameter(_mcse_mean_flat, x)
 
 
 def mcse_sd(x: ArrayLike) -> np.ndarray:
@@ -414,13 +411,12 @@ def mcse_sd(x: ArrayLike) -> np.ndarray:
     estimate, and the delta method gives ``mcse_sd = sqrt(Var[s] / ess_mean(s) / (4 E[s]))``.
 
     Args:
-        x: draws shaped ``(num_chains, num_draws, *param_shape)``, ``num_draws >= 4``.
+        x: draws ``(num_chains, num_draws, *param_shape)``.
 
     Returns:
-        Array shaped ``param_shape``.
+        ``param_shape`` array.
     """
-    arr, shape = _as_draws(x)
-    return _unflatten(_mcse_sd_flat(arr), shape)
+    return _per_parameter(_mcse_sd_flat, x)
 
 
 def mcse_quantile(x: ArrayLike, prob: float) -> np.ndarray:
@@ -430,16 +426,15 @@ def mcse_quantile(x: ArrayLike, prob: float) -> np.ndarray:
     ``Beta(ess p + 1, ess (1 - p) + 1)``, with ``ess`` the split ESS of the quantile indicator.
 
     Args:
-        x: draws shaped ``(num_chains, num_draws, *param_shape)``, ``num_draws >= 4``.
+        x: draws ``(num_chains, num_draws, *param_shape)``.
         prob: the quantile level in (0, 1).
 
     Returns:
-        Array shaped ``param_shape``.
+        ``param_shape`` array.
     """
     if not 0.0 < prob < 1.0:
         raise ValueError(f"prob must lie in (0, 1), got {prob}.")
-    arr, shape = _as_draws(x)
-    return _unflatten(_mcse_quantile_flat(arr, prob), shape)
+    return _per_parameter(_mcse_quantile_flat, x, prob)
 
 
 def hpdi(x: ArrayLike, prob: float = 0.9, axis: int = 0) -> np.ndarray:
@@ -792,8 +787,9 @@ def warn_diagnostics(
     """Run :func:`check_warnings` and emit each message as a :class:`ConvergenceWarning`.
 
     Args:
-        samples, num_divergent, num_max_treedepth_hits, rhat_threshold, min_ess_per_chain,
-        max_tree_depth, group_by_chain: as in :func:`check_warnings`.
+        samples: as in :func:`check_warnings`, as are ``num_divergent``,
+            ``num_max_treedepth_hits``, ``rhat_threshold``, ``min_ess_per_chain``,
+            ``max_tree_depth`` and ``group_by_chain``.
         stacklevel: passed to :func:`warnings.warn` (2 points at the caller).
 
     Returns:

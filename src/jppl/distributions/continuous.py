@@ -44,7 +44,7 @@ from jax.scipy.special import (
 from jax.typing import ArrayLike
 
 from jppl.distributions import constraints
-from jppl.distributions.distribution import Distribution, _inside_model
+from jppl.distributions.distribution import Distribution
 from jppl.distributions.util import (
     clamp_probs,
     is_concrete,
@@ -100,11 +100,7 @@ def _broadcast_params(*params: ArrayLike) -> tuple[tuple[int, ...], list[jax.Arr
 
 
 def _shape(sample_shape: Sequence[int], param: jax.Array) -> tuple[int, ...]:
-    """``sample_shape + batch_shape``, with the batch shape read off a (broadcast) parameter.
-
-    Reading it off the parameter rather than ``self.batch_shape`` keeps ``sample`` right when the
-    distribution is a pytree mapped over by ``jax.vmap``.
-    """
+    """``sample_shape + batch_shape``, with the batch shape read off a (broadcast) parameter."""
     return validate_sample_shape(sample_shape) + jnp.shape(param)
 
 
@@ -129,97 +125,112 @@ def _check_ordered(d: Distribution, low_name: str, high_name: str) -> None:
     if not (is_concrete(low) and is_concrete(high)):
         return
     if not bool(jnp.all(low < high)):
-        msg = (
+        d._report_invalid_args(
             f"{type(d).__name__}: parameters `{low_name}` and `{high_name}` must satisfy "
             f"{low_name} < {high_name}, but got {low_name}={low} and {high_name}={high}"
         )
-        if _inside_model():
-            d._invalid_args_message = msg
-            return
-        raise ValueError(msg)
 
 
 # ------------------------------------------------------------------------------------------
 # location-scale families on the real line
 # ------------------------------------------------------------------------------------------
-class Normal(Distribution):
+class _LocScaleFamily(Distribution):
+    """A location-scale family on the real line: ``X = loc + scale * Z``.
+
+    ``Z`` is the family's standard member, which a subclass describes by static functions
+    ``_std_sample(key, shape, dtype)``, ``_std_log_prob(z)``, ``_std_cdf(z)``, ``_std_icdf(q)``
+    and constants ``_std_mean``, ``_std_variance``, ``_std_entropy`` (``nan``/``inf`` where a
+    moment does not exist). ``loc`` and ``scale`` (> 0) broadcast to ``batch_shape``.
+    """
+
+    arg_constraints = {"loc": constraints.real, "scale": constraints.positive}
+    support = constraints.real
+    has_rsample = True
+    _std_mean: float
+    _std_variance: float
+    _std_entropy: float
+
+    def __init__(self, loc: ArrayLike = 0.0, scale: ArrayLike = 1.0, *, validate_args=None):
+        batch_shape, (self.loc, self.scale) = _broadcast_params(loc, scale)
+        super().__init__(batch_shape, validate_args=validate_args)
+
+    @staticmethod
+    def _std_sample(key, shape: tuple[int, ...], dtype) -> jax.Array:
+        raise NotImplementedError
+
+    @staticmethod
+    def _std_log_prob(z: jax.Array) -> jax.Array:
+        raise NotImplementedError
+
+    @staticmethod
+    def _std_cdf(z: jax.Array) -> jax.Array:
+        raise NotImplementedError
+
+    @staticmethod
+    def _std_icdf(q: ArrayLike) -> jax.Array:
+        raise NotImplementedError
+
+    def sample(self, key, sample_shape: Sequence[int] = ()) -> jax.Array:
+        eps = self._std_sample(key, _shape(sample_shape, self.loc), self.loc.dtype)
+        return self.loc + self.scale * eps
+
+    def log_prob(self, value: ArrayLike) -> jax.Array:
+        return self._std_log_prob((value - self.loc) / self.scale) - jnp.log(self.scale)
+
+    def cdf(self, value: ArrayLike) -> jax.Array:
+        return self._std_cdf((value - self.loc) / self.scale)
+
+    def icdf(self, q: ArrayLike) -> jax.Array:
+        return self.loc + self.scale * self._std_icdf(q)
+
+    def entropy(self) -> jax.Array:
+        return self._std_entropy + jnp.log(self.scale)
+
+    @property
+    def mean(self) -> jax.Array:
+        return self.loc + self.scale * self._std_mean
+
+    @property
+    def variance(self) -> jax.Array:
+        return self.scale**2 * self._std_variance
+
+
+class Normal(_LocScaleFamily):
     """Normal (Gaussian) distribution.
 
     ``loc``: mean; ``scale``: standard deviation (> 0). Both broadcast to ``batch_shape``.
     """
 
-    arg_constraints = {"loc": constraints.real, "scale": constraints.positive}
-    support = constraints.real
-    has_rsample = True
+    _std_sample = staticmethod(jax.random.normal)
+    _std_cdf = staticmethod(ndtr)
+    _std_icdf = staticmethod(ndtri)
+    _std_mean, _std_variance, _std_entropy = 0.0, 1.0, 0.5 + _HALF_LOG_2PI
 
-    def __init__(self, loc: ArrayLike = 0.0, scale: ArrayLike = 1.0, *, validate_args=None):
-        batch_shape, (self.loc, self.scale) = _broadcast_params(loc, scale)
-        super().__init__(batch_shape, validate_args=validate_args)
-
-    def sample(self, key, sample_shape: Sequence[int] = ()) -> jax.Array:
-        eps = jax.random.normal(key, _shape(sample_shape, self.loc), self.loc.dtype)
-        return self.loc + self.scale * eps
-
-    def log_prob(self, value: ArrayLike) -> jax.Array:
-        z = (value - self.loc) / self.scale
-        return -0.5 * z**2 - _HALF_LOG_2PI - jnp.log(self.scale)
-
-    def cdf(self, value: ArrayLike) -> jax.Array:
-        return ndtr((value - self.loc) / self.scale)
-
-    def icdf(self, q: ArrayLike) -> jax.Array:
-        return self.loc + self.scale * ndtri(q)
-
-    def entropy(self) -> jax.Array:
-        return 0.5 + _HALF_LOG_2PI + jnp.log(self.scale)
-
-    @property
-    def mean(self) -> jax.Array:
-        return self.loc
-
-    @property
-    def variance(self) -> jax.Array:
-        return self.scale**2
+    @staticmethod
+    def _std_log_prob(z: jax.Array) -> jax.Array:
+        return -0.5 * z**2 - _HALF_LOG_2PI
 
 
-class Cauchy(Distribution):
+class Cauchy(_LocScaleFamily):
     """Cauchy distribution. ``loc``: median; ``scale``: half width at half maximum (> 0).
 
     Its mean is undefined (``nan``) and its variance infinite.
     """
 
-    arg_constraints = {"loc": constraints.real, "scale": constraints.positive}
-    support = constraints.real
-    has_rsample = True
+    _std_sample = staticmethod(jax.random.cauchy)
+    _std_mean, _std_variance, _std_entropy = math.nan, math.inf, math.log(4 * math.pi)
 
-    def __init__(self, loc: ArrayLike = 0.0, scale: ArrayLike = 1.0, *, validate_args=None):
-        batch_shape, (self.loc, self.scale) = _broadcast_params(loc, scale)
-        super().__init__(batch_shape, validate_args=validate_args)
+    @staticmethod
+    def _std_log_prob(z: jax.Array) -> jax.Array:
+        return -_LOG_PI - jnp.log1p(z**2)
 
-    def sample(self, key, sample_shape: Sequence[int] = ()) -> jax.Array:
-        eps = jax.random.cauchy(key, _shape(sample_shape, self.loc), self.loc.dtype)
-        return self.loc + self.scale * eps
+    @staticmethod
+    def _std_cdf(z: jax.Array) -> jax.Array:
+        return 0.5 + jnp.arctan(z) / jnp.pi
 
-    def log_prob(self, value: ArrayLike) -> jax.Array:
-        z = (value - self.loc) / self.scale
-        return -_LOG_PI - jnp.log(self.scale) - jnp.log1p(z**2)
-
-    def cdf(self, value: ArrayLike) -> jax.Array:
-        return 0.5 + jnp.arctan((value - self.loc) / self.scale) / jnp.pi
-
-    def icdf(self, q: ArrayLike) -> jax.Array:
-        return self.loc + self.scale * jnp.tan(jnp.pi * (q - 0.5))
-
-    def entropy(self) -> jax.Array:
-        return jnp.log(4 * jnp.pi * self.scale)
-
-    @property
-    def mean(self) -> jax.Array:
-        return jnp.full_like(self.loc, jnp.nan)
-
-    @property
-    def variance(self) -> jax.Array:
-        return jnp.full_like(self.loc, jnp.inf)
+    @staticmethod
+    def _std_icdf(q: ArrayLike) -> jax.Array:
+        return jnp.tan(jnp.pi * (q - 0.5))
 
 
 class StudentT(Distribution):
@@ -290,116 +301,56 @@ class StudentT(Distribution):
         return jnp.where(df > 1, var, jnp.nan)
 
 
-class Laplace(Distribution):
+class Laplace(_LocScaleFamily):
     """Laplace (double exponential) distribution. ``loc``: median; ``scale``: > 0."""
 
-    arg_constraints = {"loc": constraints.real, "scale": constraints.positive}
-    support = constraints.real
-    has_rsample = True
+    _std_sample = staticmethod(jax.random.laplace)
+    _std_mean, _std_variance, _std_entropy = 0.0, 2.0, 1.0 + _LOG_2
 
-    def __init__(self, loc: ArrayLike = 0.0, scale: ArrayLike = 1.0, *, validate_args=None):
-        batch_shape, (self.loc, self.scale) = _broadcast_params(loc, scale)
-        super().__init__(batch_shape, validate_args=validate_args)
+    @staticmethod
+    def _std_log_prob(z: jax.Array) -> jax.Array:
+        return -_LOG_2 - jnp.abs(z)
 
-    def sample(self, key, sample_shape: Sequence[int] = ()) -> jax.Array:
-        eps = jax.random.laplace(key, _shape(sample_shape, self.loc), self.loc.dtype)
-        return self.loc + self.scale * eps
-
-    def log_prob(self, value: ArrayLike) -> jax.Array:
-        return -_LOG_2 - jnp.log(self.scale) - jnp.abs(value - self.loc) / self.scale
-
-    def cdf(self, value: ArrayLike) -> jax.Array:
-        z = (value - self.loc) / self.scale
+    @staticmethod
+    def _std_cdf(z: jax.Array) -> jax.Array:
         return 0.5 - 0.5 * jnp.sign(z) * jnp.expm1(-jnp.abs(z))
 
-    def icdf(self, q: ArrayLike) -> jax.Array:
+    @staticmethod
+    def _std_icdf(q: ArrayLike) -> jax.Array:
         d = q - 0.5
-        return self.loc - self.scale * jnp.sign(d) * jnp.log1p(-2.0 * jnp.abs(d))
-
-    def entropy(self) -> jax.Array:
-        return 1.0 + _LOG_2 + jnp.log(self.scale)
-
-    @property
-    def mean(self) -> jax.Array:
-        return self.loc
-
-    @property
-    def variance(self) -> jax.Array:
-        return 2.0 * self.scale**2
+        return -jnp.sign(d) * jnp.log1p(-2.0 * jnp.abs(d))
 
 
-class Logistic(Distribution):
+class Logistic(_LocScaleFamily):
     """Logistic distribution. ``loc``: mean and median; ``scale``: > 0."""
 
-    arg_constraints = {"loc": constraints.real, "scale": constraints.positive}
-    support = constraints.real
-    has_rsample = True
+    _std_sample = staticmethod(jax.random.logistic)
+    _std_cdf = staticmethod(expit)
+    _std_icdf = staticmethod(logit)
+    _std_mean, _std_variance, _std_entropy = 0.0, math.pi**2 / 3.0, 2.0
 
-    def __init__(self, loc: ArrayLike = 0.0, scale: ArrayLike = 1.0, *, validate_args=None):
-        batch_shape, (self.loc, self.scale) = _broadcast_params(loc, scale)
-        super().__init__(batch_shape, validate_args=validate_args)
-
-    def sample(self, key, sample_shape: Sequence[int] = ()) -> jax.Array:
-        eps = jax.random.logistic(key, _shape(sample_shape, self.loc), self.loc.dtype)
-        return self.loc + self.scale * eps
-
-    def log_prob(self, value: ArrayLike) -> jax.Array:
-        z = (value - self.loc) / self.scale
-        return -z - 2.0 * jax.nn.softplus(-z) - jnp.log(self.scale)
-
-    def cdf(self, value: ArrayLike) -> jax.Array:
-        return expit((value - self.loc) / self.scale)
-
-    def icdf(self, q: ArrayLike) -> jax.Array:
-        return self.loc + self.scale * logit(q)
-
-    def entropy(self) -> jax.Array:
-        return jnp.log(self.scale) + 2.0
-
-    @property
-    def mean(self) -> jax.Array:
-        return self.loc
-
-    @property
-    def variance(self) -> jax.Array:
-        return self.scale**2 * (jnp.pi**2 / 3.0)
+    @staticmethod
+    def _std_log_prob(z: jax.Array) -> jax.Array:
+        return -z - 2.0 * jax.nn.softplus(-z)
 
 
-class Gumbel(Distribution):
+class Gumbel(_LocScaleFamily):
     """Gumbel (type-I extreme value, maximum) distribution. ``loc``: mode; ``scale``: > 0."""
 
-    arg_constraints = {"loc": constraints.real, "scale": constraints.positive}
-    support = constraints.real
-    has_rsample = True
+    _std_sample = staticmethod(jax.random.gumbel)
+    _std_mean, _std_variance, _std_entropy = _EULER_GAMMA, math.pi**2 / 6.0, _EULER_GAMMA + 1.0
 
-    def __init__(self, loc: ArrayLike = 0.0, scale: ArrayLike = 1.0, *, validate_args=None):
-        batch_shape, (self.loc, self.scale) = _broadcast_params(loc, scale)
-        super().__init__(batch_shape, validate_args=validate_args)
+    @staticmethod
+    def _std_log_prob(z: jax.Array) -> jax.Array:
+        return -(z + jnp.exp(-z))
 
-    def sample(self, key, sample_shape: Sequence[int] = ()) -> jax.Array:
-        eps = jax.random.gumbel(key, _shape(sample_shape, self.loc), self.loc.dtype)
-        return self.loc + self.scale * eps
+    @staticmethod
+    def _std_cdf(z: jax.Array) -> jax.Array:
+        return jnp.exp(-jnp.exp(-z))
 
-    def log_prob(self, value: ArrayLike) -> jax.Array:
-        z = (value - self.loc) / self.scale
-        return -(z + jnp.exp(-z)) - jnp.log(self.scale)
-
-    def cdf(self, value: ArrayLike) -> jax.Array:
-        return jnp.exp(-jnp.exp(-(value - self.loc) / self.scale))
-
-    def icdf(self, q: ArrayLike) -> jax.Array:
-        return self.loc - self.scale * jnp.log(-jnp.log(q))
-
-    def entropy(self) -> jax.Array:
-        return jnp.log(self.scale) + (_EULER_GAMMA + 1.0)
-
-    @property
-    def mean(self) -> jax.Array:
-        return self.loc + self.scale * _EULER_GAMMA
-
-    @property
-    def variance(self) -> jax.Array:
-        return self.scale**2 * (jnp.pi**2 / 6.0)
+    @staticmethod
+    def _std_icdf(q: ArrayLike) -> jax.Array:
+        return -jnp.log(-jnp.log(q))
 
 
 # ------------------------------------------------------------------------------------------

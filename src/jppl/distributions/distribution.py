@@ -58,6 +58,53 @@ def _inside_model() -> bool:
     return bool(primitives._HANDLER_STACK)
 
 
+def _full_shape(child) -> tuple[int, ...] | None:
+    """An array's shape, a distribution's ``batch_shape + event_shape``, else ``None``.
+
+    ``child`` is a pytree child of a distribution, or whatever JAX put in its place when it
+    rebuilt the tree (a tracer, a ``ShapeDtypeStruct``, or a sentinel object with no shape).
+    """
+    if isinstance(child, Distribution):
+        return child.batch_shape + child.event_shape
+    shape = getattr(child, "shape", None)
+    if isinstance(shape, tuple) and all(isinstance(s, int) for s in shape):
+        return shape
+    return None
+
+
+def _trailing_ndim(child, batch_shape: tuple[int, ...]) -> int | None:
+    """How many dims ``child`` has after ``batch_shape``, if its shape starts with it.
+
+    Only such children ("batch-aligned": parameters stored broadcast to the batch shape)
+    determine the batch shape when a tree is rebuilt with differently shaped leaves.
+    """
+    shape = _full_shape(child)
+    n = len(batch_shape)
+    if shape is None or len(shape) < n or shape[:n] != batch_shape:
+        return None
+    return len(shape) - n
+
+
+def _rebuilt_batch_shape(children, trailing_ndims) -> tuple[int, ...] | None:
+    """The batch shape implied by the batch-aligned children of a rebuilt tree.
+
+    ``None`` when no child is batch-aligned, a child has no shape (JAX rebuilds trees with
+    placeholder leaves too), or the children disagree; the stored batch shape is kept then.
+    """
+    found = None
+    for child, trailing in zip(children, trailing_ndims, strict=True):
+        if trailing is None:
+            continue
+        shape = _full_shape(child)
+        if shape is None or len(shape) < trailing:
+            return None
+        batch = shape[: len(shape) - trailing]
+        if found is not None and batch != found:
+            return None
+        found = batch
+    return found
+
+
 class Distribution(PyTreeObject):
     """Base class of all distributions.
 
@@ -65,6 +112,12 @@ class Distribution(PyTreeObject):
     ``has_rsample``; implement ``sample(key, sample_shape)`` and ``log_prob(value)``; and call
     ``super().__init__(batch_shape, event_shape, validate_args=validate_args)`` after storing
     their parameters as arrays.
+
+    As a pytree, the batch shape is recomputed from the parameters whenever JAX rebuilds the
+    distribution with leaves of other shapes: inside ``jax.vmap`` over a batched distribution
+    the mapped axis is gone from ``batch_shape``, and a distribution returned from ``vmap`` (or
+    built by ``jax.tree.map``) gains the stacked axis. Only parameters stored broadcast to the
+    batch shape (array shape ``batch_shape + ...``) are read for this.
     """
 
     arg_constraints: dict[str, constraints.Constraint] = {}
@@ -89,6 +142,21 @@ class Distribution(PyTreeObject):
         if self._validate_args:
             self._check_args()
 
+    # -- pytree -----------------------------------------------------------------------------
+    def _tree_flatten(self):
+        children, (keys, aux) = super()._tree_flatten()
+        trailing = tuple(_trailing_ndim(c, self._batch_shape) for c in children)
+        return children, (keys, aux, trailing)
+
+    @classmethod
+    def _tree_unflatten(cls, aux_data, children):
+        keys, aux, trailing = aux_data
+        obj = super()._tree_unflatten((keys, aux), children)
+        batch_shape = _rebuilt_batch_shape(children, trailing)
+        if batch_shape is not None:
+            obj.__dict__["_batch_shape"] = batch_shape
+        return obj
+
     # -- validation -------------------------------------------------------------------------
     def _check_args(self) -> None:
         """Check each parameter against ``arg_constraints``.
@@ -107,14 +175,22 @@ class Distribution(PyTreeObject):
                 bad = np.asarray(value)[~np.broadcast_to(ok, np.shape(value))] if np.ndim(
                     value
                 ) == np.ndim(ok) else np.asarray(value)
-                msg = (
+                self._report_invalid_args(
                     f"{type(self).__name__}: parameter `{name}` must satisfy the constraint "
                     f"{constraint!r}, but got invalid value(s) {np.ravel(bad)[:5]}"
                 )
-                if _inside_model():
-                    self._invalid_args_message = msg
-                    return
-                raise ValueError(msg)
+                return
+
+    def _report_invalid_args(self, msg: str) -> None:
+        """Raise ``ValueError(msg)``; inside a model, keep ``msg`` for the ``sample`` site.
+
+        The site raises it with its own name prepended. Subclasses that check more than
+        ``arg_constraints`` (e.g. ``low < high``) report through this too.
+        """
+        if _inside_model():
+            self._invalid_args_message = msg
+            return
+        raise ValueError(msg)
 
     def validate_sample(self, value):
         """Boolean array of shape ``sample_shape + batch_shape``: is ``value`` in the support."""
@@ -240,7 +316,30 @@ def _interstitial_axes(batch_shape, base_batch_shape):
     ]
 
 
-class ExpandedDistribution(Distribution):
+class _Wrapper(Distribution):
+    """A distribution built around ``base_dist``; by default it keeps the base's support, its
+    mean and variance, and whether it has reparameterized samples."""
+
+    base_dist: Distribution
+
+    @property
+    def has_rsample(self):  # type: ignore[override]
+        return self.base_dist.has_rsample
+
+    @property
+    def support(self):  # type: ignore[override]
+        return self.base_dist.support
+
+    @property
+    def mean(self):
+        return self.base_dist.mean
+
+    @property
+    def variance(self):
+        return self.base_dist.variance
+
+
+class ExpandedDistribution(_Wrapper):
     """``base_dist`` with its batch shape broadcast to ``batch_shape``; draws are independent."""
 
     def __init__(self, base_dist: Distribution, batch_shape: Sequence[int] = ()):
@@ -258,16 +357,8 @@ class ExpandedDistribution(Distribution):
         super().__init__(batch_shape, base_dist.event_shape, validate_args=False)
 
     @property
-    def has_rsample(self):  # type: ignore[override]
-        return self.base_dist.has_rsample
-
-    @property
     def has_enumerate_support(self):  # type: ignore[override]
         return self.base_dist.has_enumerate_support
-
-    @property
-    def support(self):  # type: ignore[override]
-        return self.base_dist.support
 
     def sample_with_intermediates(self, key, sample_shape=()):
         sample_shape = validate_sample_shape(sample_shape)
@@ -316,7 +407,7 @@ class ExpandedDistribution(Distribution):
         return jnp.broadcast_to(self.base_dist.entropy(), self.batch_shape)
 
 
-class Independent(Distribution):
+class Independent(_Wrapper):
     """Reinterpret the rightmost ``reinterpreted_batch_ndims`` batch dims as event dims."""
 
     def __init__(
@@ -341,10 +432,6 @@ class Independent(Distribution):
         )
 
     @property
-    def has_rsample(self):  # type: ignore[override]
-        return self.base_dist.has_rsample
-
-    @property
     def support(self):  # type: ignore[override]
         return constraints.independent(self.base_dist.support, self.reinterpreted_batch_ndims)
 
@@ -356,14 +443,6 @@ class Independent(Distribution):
 
     def log_prob(self, value):
         return sum_rightmost(self.base_dist.log_prob(value), self.reinterpreted_batch_ndims)
-
-    @property
-    def mean(self):
-        return self.base_dist.mean
-
-    @property
-    def variance(self):
-        return self.base_dist.variance
 
     def entropy(self):
         return sum_rightmost(self.base_dist.entropy(), self.reinterpreted_batch_ndims)
@@ -377,7 +456,7 @@ class Independent(Distribution):
         return Independent(self.base_dist.expand(base_shape), n)
 
 
-class MaskedDistribution(Distribution):
+class MaskedDistribution(_Wrapper):
     """``base_dist`` whose log density is zero where ``mask`` is False.
 
     ``mask``: a bool, or a bool array broadcastable to ``base_dist.batch_shape``.
@@ -392,14 +471,6 @@ class MaskedDistribution(Distribution):
             batch_shape = lazy_broadcast_shape(jnp.shape(self._mask), base_dist.batch_shape)
         self.base_dist = base_dist
         super().__init__(batch_shape, base_dist.event_shape, validate_args=False)
-
-    @property
-    def has_rsample(self):  # type: ignore[override]
-        return self.base_dist.has_rsample
-
-    @property
-    def support(self):  # type: ignore[override]
-        return self.base_dist.support
 
     def sample_with_intermediates(self, key, sample_shape=()):
         return self.base_dist.expand(self.batch_shape).sample_with_intermediates(key, sample_shape)
@@ -417,14 +488,6 @@ class MaskedDistribution(Distribution):
         if self._mask is True:
             return jnp.broadcast_to(lp, shape)
         return jnp.where(self._mask, lp, jnp.zeros((), dtype=jnp.result_type(lp)))
-
-    @property
-    def mean(self):
-        return self.base_dist.mean
-
-    @property
-    def variance(self):
-        return self.base_dist.variance
 
 
 class Delta(Distribution):

@@ -123,10 +123,21 @@ class Dirichlet(Distribution):
         return jnp.clip(x, tiny, 1.0)
 
     def log_prob(self, value) -> jax.Array:
-        """``value: (..., k)`` on the simplex; returns ``broadcast(value.shape[:-1], batch)``."""
+        """``value: (..., k)``; returns ``broadcast(value.shape[:-1], batch)``.
+
+        ``-inf`` off the (closed) simplex: a negative entry, or entries whose sum is not 1 up
+        to float rounding (``max(1e-5, k * eps)``, no stricter than ``constraints.simplex``).
+        """
         a = self.concentration
+        value = jnp.asarray(value)
+        value = value.astype(jnp.result_type(value, a))
+        k = a.shape[-1]
+        tol = max(1e-5, k * float(jnp.finfo(value.dtype).eps))
+        ok = jnp.all(value >= 0, -1) & (jnp.abs(jnp.sum(value, -1) - 1.0) <= tol)
+        # off the simplex, evaluate at the centre instead so that gradients stay finite
+        x = jnp.where(ok[..., None], value, 1.0 / k)
         norm = gammaln(jnp.sum(a, -1)) - jnp.sum(gammaln(a), -1)
-        return jnp.sum(xlogy(a - 1.0, value), -1) + norm
+        return jnp.where(ok, jnp.sum(xlogy(a - 1.0, x), -1) + norm, -jnp.inf)
 
     @property
     def mean(self) -> jax.Array:
@@ -441,19 +452,12 @@ def _lkj_cholesky_sample(key, dimension: int, concentration, shape, method: str)
     raise ValueError(f"LKJ: unknown sample_method {method!r}; use 'onion' or 'cvine'.")
 
 
-class LKJCholesky(Distribution):
-    """LKJ distribution over lower Cholesky factors ``L`` of ``d x d`` correlation matrices.
-
-    The correlation matrix ``R = L L^T`` has density proportional to ``det(R)^(eta - 1)``.
-    The density of ``L`` is with respect to Lebesgue measure on its strictly-lower entries:
-    ``prod_{i>=1} L_ii^(2 (eta - 1) + d - 1 - i) / c_d(eta)``.
-
-    ``dimension``: ``d >= 2``; ``concentration``: ``eta > 0``, shape ``batch_shape``;
-    ``event_shape = (d, d)``. ``sample_method``: ``'onion'`` (default) or ``'cvine'``.
+class _LKJBase(Distribution):
+    """Shared parameters of :class:`LKJCholesky` and :class:`LKJ`: ``dimension``,
+    ``concentration`` (shape ``batch_shape``) and ``sample_method``; ``event_shape = (d, d)``.
     """
 
     arg_constraints = {"concentration": constraints.positive}
-    support = constraints.corr_cholesky
 
     def __init__(
         self,
@@ -478,11 +482,29 @@ class LKJCholesky(Distribution):
             jnp.shape(self.concentration), (dimension, dimension), validate_args=validate_args
         )
 
-    def sample(self, key, sample_shape: Sequence[int] = ()) -> jax.Array:
+    def _sample_cholesky(self, key, sample_shape: Sequence[int]) -> jax.Array:
+        """Cholesky factors of LKJ correlation matrices: ``sample_shape + batch_shape + (d, d)``."""
         shape = validate_sample_shape(sample_shape) + jnp.shape(self.concentration)
         return _lkj_cholesky_sample(
             key, self.dimension, self.concentration, shape, self.sample_method
         )
+
+
+class LKJCholesky(_LKJBase):
+    """LKJ distribution over lower Cholesky factors ``L`` of ``d x d`` correlation matrices.
+
+    The correlation matrix ``R = L L^T`` has density proportional to ``det(R)^(eta - 1)``.
+    The density of ``L`` is with respect to Lebesgue measure on its strictly-lower entries:
+    ``prod_{i>=1} L_ii^(2 (eta - 1) + d - 1 - i) / c_d(eta)``.
+
+    ``dimension``: ``d >= 2``; ``concentration``: ``eta > 0``, shape ``batch_shape``;
+    ``event_shape = (d, d)``. ``sample_method``: ``'onion'`` (default) or ``'cvine'``.
+    """
+
+    support = constraints.corr_cholesky
+
+    def sample(self, key, sample_shape: Sequence[int] = ()) -> jax.Array:
+        return self._sample_cholesky(key, sample_shape)
 
     def log_prob(self, value) -> jax.Array:
         """``value: (..., d, d)`` lower Cholesky factor; returns ``value.shape[:-2]`` (with
@@ -496,41 +518,17 @@ class LKJCholesky(Distribution):
         return unnorm - _lkj_log_normalizer(d, eta)
 
 
-class LKJ(Distribution):
+class LKJ(_LKJBase):
     """LKJ distribution over ``d x d`` correlation matrices: density ``det(R)^(eta - 1) /
     c_d(eta)`` with respect to Lebesgue measure on the strictly-lower entries of ``R``.
 
     ``concentration``: ``eta > 0`` of shape ``batch_shape``; ``event_shape = (d, d)``.
     """
 
-    arg_constraints = {"concentration": constraints.positive}
     support = constraints.corr_matrix
 
-    def __init__(
-        self,
-        dimension: int,
-        concentration: ArrayLike = 1.0,
-        sample_method: str = "onion",
-        *,
-        validate_args: bool | None = None,
-    ):
-        dimension = int(dimension)
-        if dimension < 2:
-            raise ValueError(f"LKJ: `dimension` must be >= 2, got {dimension}.")
-        if sample_method not in ("onion", "cvine"):
-            raise ValueError(
-                f"LKJ: sample_method must be 'onion' or 'cvine', got {sample_method!r}."
-            )
-        self.dimension = dimension
-        self.sample_method = sample_method
-        self.concentration = _as_float(concentration)
-        super().__init__(
-            jnp.shape(self.concentration), (dimension, dimension), validate_args=validate_args
-        )
-
     def sample(self, key, sample_shape: Sequence[int] = ()) -> jax.Array:
-        shape = validate_sample_shape(sample_shape) + jnp.shape(self.concentration)
-        L = _lkj_cholesky_sample(key, self.dimension, self.concentration, shape, self.sample_method)
+        L = self._sample_cholesky(key, sample_shape)
         return jnp.matmul(L, jnp.swapaxes(L, -2, -1))
 
     def log_prob(self, value) -> jax.Array:

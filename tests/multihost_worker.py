@@ -17,6 +17,7 @@ import numpy as np
 
 N_OBS, N_FEAT = 64, 3
 NUM_PARTICLES, SVI_STEPS = 8, 10
+NUTS_CHAINS, NUTS_DRAWS, NUTS_STEP_SIZE = 2, 10, 0.2
 W_EVAL = (0.3, -0.2, 0.1)
 
 
@@ -110,9 +111,47 @@ def task_svi(num_devices: int) -> dict:
     }
 
 
-TASKS = {"logdensity": task_logdensity, "svi": task_svi}
-"""Task name -> ``fn(num_devices) -> JSON-able dict``; a NUTS task joins here once ``MCMC``
-takes a mesh."""
+def task_nuts(num_devices: int) -> dict:
+    """NUTS (2 chains, fixed step size) with the data split over all the devices.
+
+    Both chains run on every device (``chain=1``), each device evaluating the log density and
+    gradient of its own rows. The results are replicated, so every process reads them whole.
+    """
+    import jax
+
+    from jppl import parallel
+    from jppl.mcmc import MCMC, NUTS
+
+    mesh = parallel.make_mesh(data=num_devices)
+    x, y = load_data(mesh)
+    sampler = NUTS(
+        logreg_model, step_size=NUTS_STEP_SIZE, adapt_step_size=False, adapt_mass_matrix=False
+    )
+    mcmc = MCMC(
+        sampler,
+        num_warmup=0,
+        num_samples=NUTS_DRAWS,
+        num_chains=NUTS_CHAINS,
+        progress_bar=False,
+        warn=False,
+        mesh=mesh,
+    )
+    mcmc.run(jax.random.key(7), x, y)
+    samples = mcmc.get_samples(group_by_chain=True)
+    fields = mcmc.get_extra_fields(group_by_chain=True)
+    assert all(
+        leaf.is_fully_replicated for leaf in jax.tree.leaves((samples, fields, mcmc.last_state))
+    )
+    return {
+        "w": np.asarray(samples["w"]).tolist(),
+        "potential_energy": np.asarray(fields["potential_energy"]).tolist(),
+        "num_steps": np.asarray(fields["num_steps"]).tolist(),
+        "last_position": np.asarray(mcmc.last_state.position).tolist(),
+    }
+
+
+TASKS = {"logdensity": task_logdensity, "svi": task_svi, "nuts": task_nuts}
+"""Task name -> ``fn(num_devices) -> JSON-able dict``."""
 
 
 def main(argv: list[str]) -> None:

@@ -470,7 +470,8 @@ def test_hmc_kernel_options_and_progress_hook():
     calls = []
 
     def progress_fn(step_index, info):
-        jax.debug.callback(lambda i: calls.append(int(i)), step_index, ordered=True)
+        record = lambda i, s: calls.append((int(i), float(s)))
+        jax.debug.callback(record, step_index, info.step_size, ordered=True)
 
     logdensity = lambda x: -0.5 * jnp.sum((x / jnp.array([1.0, 2.0, 0.5])) ** 2)
     warmup = adapt.window_adaptation(
@@ -478,7 +479,9 @@ def test_hmc_kernel_options_and_progress_hook():
     )
     state, params, infos = jax.jit(warmup.run)(jax.random.key(0), jnp.ones(3))
     jax.effects_barrier()
-    assert calls == list(range(200))
+    assert [i for i, _ in calls] == list(range(200))
+    # the hook sees the step size each transition used
+    np.testing.assert_allclose([s for _, s in calls], infos.step_size, rtol=1e-6)
     assert params.num_integration_steps == 5
     np.testing.assert_allclose(params.inverse_mass_matrix, [1.0, 4.0, 0.25], rtol=0.5)
     assert infos.kernel_info.is_accepted.shape == (200,)

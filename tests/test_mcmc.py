@@ -411,6 +411,58 @@ def test_chain_methods_agree():
         np.testing.assert_allclose(short["vectorized"][name], short["sharded"][name], atol=1e-4)
 
 
+def test_default_chain_method():
+    """Sharded when every chain gets its own device (and there are several), else vectorized."""
+    assert jax.device_count() == 8
+    chosen = [
+        MCMC(NUTS(small_model), num_warmup=1, num_samples=1, num_chains=c).chain_method
+        for c in (1, 4, 9)
+    ]
+    assert chosen == ["vectorized", "sharded", "vectorized"]
+    few = MCMC(NUTS(small_model), num_warmup=1, num_samples=1, num_chains=4, devices=[None] * 3)
+    assert few.chain_method == "vectorized"
+
+
+def test_single_chain_programs_and_fused_warmup():
+    """One chain runs the single-chain program without vmap, so vectorized equals sequential
+    bitwise. The warm-up inside the one-loop program is ``window_adaptation(...).run`` with the
+    same keys (same tuned step size, inverse mass matrix and position), and warmup() then
+    run() equals one run() bitwise."""
+    from jppl.mcmc import window_adaptation
+    from jppl.mcmc.state import chain_keys
+
+    init = {"loc": jnp.array([0.3, -0.2]), "scale": jnp.asarray(0.1)}
+    runs = {}
+    for method in ("vectorized", "sequential"):
+        mcmc = MCMC(
+            NUTS(small_model), num_warmup=150, num_samples=40, chain_method=method, **_quiet()
+        )
+        mcmc.run(jax.random.key(12), Y_SMALL, init_params=init)
+        runs[method] = mcmc
+    full = runs["sequential"]
+    _assert_trees_equal(runs["vectorized"].get_samples(), full.get_samples())
+
+    split = runs["vectorized"]
+    split.warmup(jax.random.key(12), Y_SMALL, init_params=init)
+    target = split.sampler.bind(jax.random.key(0), (Y_SMALL,), {})
+    key_warm = jax.random.split(chain_keys(jax.random.key(12), 1)[0], 3)[1]
+    position = jnp.concatenate([init["loc"], init["scale"][None]])  # sorted site order
+
+    @jax.jit
+    def replay(key, position, y):
+        return window_adaptation(target.make_logdensity((y,), {}), 150).run(key, position)
+
+    chain, params, _ = replay(key_warm, position, Y_SMALL)
+    state = split.post_warmup_state
+    np.testing.assert_allclose(state.step_size[0], params.step_size, rtol=1e-5)
+    np.testing.assert_allclose(state.inverse_mass_matrix[0], params.inverse_mass_matrix, rtol=1e-5)
+    np.testing.assert_allclose(state.position[0], chain.position, rtol=1e-4, atol=1e-5)
+
+    split.run(None, Y_SMALL)
+    _assert_trees_equal(split.get_samples(), full.get_samples())
+    _assert_trees_equal(split.last_state, full.last_state)
+
+
 def test_sharded_pads_uneven_chains():
     mcmc = MCMC(
         NUTS(small_model),
@@ -585,17 +637,19 @@ def test_progress_interval():
 
 
 def test_live_progress_bar_callbacks(monkeypatch, capsys):
-    """With a terminal: ~100 throttled callbacks per phase, one per reported step for all
-    chains (not one per chain, nor one per device), with the exact running divergence count
-    during sampling. Without one: one line per phase and nothing compiled into the loops."""
+    """With a terminal: ~100 throttled callbacks per phase from the one compiled program, one
+    per reported step for all chains (not one per chain, nor one per device), with the step
+    size in use and the exact running divergence count of the phase. Without one: one line
+    per phase and nothing compiled into the loops."""
     from jppl.mcmc import progress, runner
 
     calls = []
     original = progress.ProgressBar.update
 
     def spy(self, packed):
-        index, divergences, _, accept, _ = packed.tolist()
-        calls.append((self._phase, int(index), int(divergences), accept))
+        phase, index, divergences, step_size, accept, _ = packed.tolist()
+        calls.append((("warmup", "sample")[int(phase)], int(index), int(divergences), accept))
+        calls[-1] += (step_size,)
         original(self, packed)
 
     monkeypatch.setattr(progress.ProgressBar, "update", spy)
@@ -613,17 +667,19 @@ def test_live_progress_bar_callbacks(monkeypatch, capsys):
         )
         mcmc.run(jax.random.key(14))
         jax.effects_barrier()
+        # warm-up and sampling: one program (besides the initialization's)
+        assert [k[0] for k in mcmc._compiled] == ["init", "chain"]
+        totals = {"warmup": mcmc._counts["warmup_num_divergent"], "sample": mcmc.num_divergent}
         for phase in ("warmup", "sample"):
-            mine = [c for c in calls if c[0] == phase]
+            mine = sorted((c for c in calls if c[0] == phase), key=lambda c: c[1])
             # every 2nd transition -> exactly 100 callbacks per phase, all chains at once
-            assert sorted(c[1] for c in mine) == list(range(1, 200, 2)), (method, phase)
+            assert [c[1] for c in mine] == list(range(1, 200, 2)), (method, phase)
             assert all(0.0 <= c[3] <= 1.0 for c in mine)
-        assert all(c[2] == -1 for c in calls if c[0] == "warmup")  # not counted in warm-up
-        sample = sorted((c for c in calls if c[0] == "sample"), key=lambda c: c[1])
-        counts = [c[2] for c in sample]
-        assert counts == sorted(counts) and counts[-1] == mcmc.num_divergent > 0
+            assert all(c[4] == 1.0 for c in mine)  # the (fixed) step size in use
+            counts = [c[2] for c in mine]
+            assert counts == sorted(counts) and counts[-1] == totals[phase] > 0, (method, phase)
     err = capsys.readouterr().err
-    assert "warmup" in err and "sample" in err and "divergences" in err
+    assert "warmup" in err and "sample" in err and "divergences" in err and "step size" in err
 
     # progress_bar=False compiles no callback; no terminal: one summary line per phase
     calls.clear()
@@ -636,6 +692,7 @@ def test_live_progress_bar_callbacks(monkeypatch, capsys):
     assert calls == []
     lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
     assert len(lines) == 2 and lines[0].startswith("warmup: 20/20") and "sample: 20/20" in lines[1]
+    assert "step size" in lines[0] and "divergences" in lines[1]
 
 
 def test_runs_with_x64_enabled():

@@ -3,7 +3,8 @@
 The workers (``tests/multihost_worker.py``) join through ``jppl.parallel.initialize`` with a
 coordinator on 127.0.0.1 and gloo CPU collectives, load only their own rows of the data
 (``process_local_array``), and run (a) the data-sharded log density and gradient of a logistic
-regression, (b) SVI with the ELBO's particles split over all 4 devices. ``jax.distributed`` is
+regression, (b) SVI with the ELBO's particles split over all 4 devices, (c) NUTS with the
+data split over all 4 devices. ``jax.distributed`` is
 never initialized in the pytest process; each worker has short init/heartbeat timeouts and is
 killed if the pair does not finish in time, so the test cannot hang.
 """
@@ -81,15 +82,22 @@ def _rel(a, b) -> float:
     return float(np.max(np.abs(a - b)) / np.max(np.abs(b)))
 
 
-@pytest.mark.slow  # about 50 s: two fresh JAX processes plus the reference runs
+@pytest.mark.slow  # about 90 s: two fresh JAX processes plus the reference runs
 @pytest.mark.skipif(len(jax.devices()) < 4, reason="needs 4 (fake) devices for the reference")
 def test_two_processes_match_one_process_with_four_devices():
-    results = _launch(["logdensity", "svi"])
+    results = _launch(["logdensity", "svi", "nuts"])
     assert sorted(r["process_index"] for r in results) == list(range(NUM_PROCESSES))
     assert all(r["devices"] == 4 for r in results)
 
     ref_ld = worker.task_logdensity(4)
     ref_svi = worker.task_svi(4)
+    ref_nuts = worker.task_nuts(4)
+    draws = np.asarray(ref_nuts["w"], np.float64)
+    assert draws.shape == (worker.NUTS_CHAINS, worker.NUTS_DRAWS, worker.N_FEAT)
+    log_joint = np.vectorize(lambda c, i: _logreg_numpy(draws[c, i])[0])(
+        *np.indices(draws.shape[:2])
+    )
+    assert _rel(ref_nuts["potential_energy"], -log_joint) <= 1e-5
     truth_value, truth_grad = _logreg_numpy(np.asarray(worker.W_EVAL, np.float64))
     assert abs(ref_ld["value"] - truth_value) <= 1e-5 * abs(truth_value)
     assert _rel(ref_ld["grad"], truth_grad) <= 1e-5
@@ -101,3 +109,6 @@ def test_two_processes_match_one_process_with_four_devices():
         assert _rel(r["svi"]["losses"], ref_svi["losses"]) <= 1e-5
         for name, value in ref_svi["params"].items():
             assert _rel(r["svi"]["params"][name], value) <= 1e-5, name
+        assert r["nuts"]["num_steps"] == ref_nuts["num_steps"]
+        for name in ("w", "potential_energy", "last_position"):
+            assert _rel(r["nuts"][name], ref_nuts[name]) <= 1e-5, name

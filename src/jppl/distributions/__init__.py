@@ -18,6 +18,7 @@ from jppl.distributions.distribution import (
     enable_validation,
     validation_enabled,
 )
+from jppl.distributions.glm import *  # noqa: F403
 from jppl.distributions.kl import *  # noqa: F403
 from jppl.distributions.mixtures import *  # noqa: F403
 from jppl.distributions.multivariate import *  # noqa: F403

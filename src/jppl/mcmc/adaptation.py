@@ -309,9 +309,10 @@ def find_reasonable_step_size(
     From ``step_size``, take one leapfrog step with a fresh momentum; if its acceptance
     probability ``min(1, exp(H0 - H1))`` exceeds ``target_accept_prob`` keep doubling the step
     size (fresh momentum each time) until it no longer does, otherwise keep halving until it
-    does. The step size at which the crossing happens is returned. Runs in a
-    ``lax.while_loop`` bounded by ``max_iterations`` and by the range ``[1e-10, 1e7]``;
-    a non-finite or non-positive ``step_size`` is returned unchanged.
+    does. The first step size at which the crossing happens is returned (as in Stan's
+    ``init_stepsize``). Runs in one ``lax.while_loop`` (the leapfrog step is traced once)
+    bounded by ``max_iterations`` and by the range ``[1e-10, 1e7]``; a non-finite or
+    non-positive ``step_size`` is returned unchanged.
 
     Args:
         key: PRNG key.
@@ -340,27 +341,28 @@ def find_reasonable_step_size(
         delta = hamiltonian(metric.kinetic_energy, start) - hamiltonian(metric.kinetic_energy, end)
         return jnp.where(jnp.isnan(delta), -jnp.inf, delta)
 
-    key_first, key_loop = jax.random.split(key)
     valid = jnp.isfinite(step_size) & (step_size > 0)
-    safe_eps = jnp.where(valid, step_size, 1.0)
-    going_up = log_accept(key_first, safe_eps) > log_target
 
     def cond(carry):
-        i, _, _, done = carry
-        return (i < max_iterations) & ~done
+        i, _, _, _, done = carry
+        return (i <= max_iterations) & ~done
 
     def body(carry):
-        i, loop_key, eps, _ = carry
+        # Iteration 0 fixes the direction at the starting step size; each later iteration
+        # tries the doubled/halved step size and stops at the first crossing.
+        i, loop_key, eps, going_up, _ = carry
         loop_key, step_key = jax.random.split(loop_key)
         above = log_accept(step_key, eps) > log_target
-        crossed = jnp.where(going_up, ~above, above)
+        going_up = jnp.where(i == 0, above, going_up)
+        crossed = (i > 0) & jnp.where(going_up, ~above, above)
         new_eps = jnp.where(crossed, eps, jnp.where(going_up, 2.0 * eps, 0.5 * eps))
         out_of_range = (new_eps > _STEP_SIZE_MAX) | (new_eps < _STEP_SIZE_MIN)
         new_eps = jnp.clip(new_eps, _STEP_SIZE_MIN, _STEP_SIZE_MAX).astype(dtype)
-        return i + 1, loop_key, new_eps, crossed | out_of_range
+        return i + 1, loop_key, new_eps, going_up, crossed | out_of_range
 
-    init = (jnp.zeros((), jnp.int32), key_loop, safe_eps, ~valid)
-    _, _, eps, _ = jax.lax.while_loop(cond, body, init)
+    safe_eps = jnp.where(valid, step_size, 1.0)
+    init = (jnp.zeros((), jnp.int32), key, safe_eps, jnp.zeros((), bool), ~valid)
+    _, _, eps, _, _ = jax.lax.while_loop(cond, body, init)
     return jnp.where(valid, eps, step_size)
 
 
@@ -688,16 +690,38 @@ class AdaptationInfo(NamedTuple):
 class Adaptation(NamedTuple):
     """A warm-up procedure bound to a target.
 
+    ``run`` is the whole warm-up as one ``lax.scan``. Its scan body is also exposed in pieces,
+    so that a driver can embed the warm-up in a larger loop that calls the kernel once per
+    iteration (:mod:`jppl.mcmc.chains` fuses warm-up and sampling this way): for transition
+    ``i`` with per-step key ``key_i`` and flags ``tuple(a[i] for a in schedule)``::
+
+        key_step, key_adapt = jax.random.split(key_i)
+        state = before(state, key_adapt, flags)                 # step-size search if due
+        params = make_params(state.step_size, state.inverse_mass_matrix)
+        chain, info = step(key_step, state.chain, params)
+        state = after(state, key_adapt, flags, chain, info.acceptance_rate)
+
+    and after the last transition ``make_params(final_step_size(state),
+    state.inverse_mass_matrix)`` are the tuned parameters.
+
     Attributes:
         init: ``(position (d,), inverse_mass_matrix=None, step_size=None) ->
             AdaptationState``; no random numbers are used.
-        run: ``(key, position_or_state) -> (chain_state, params, AdaptationInfo)``: the whole
-            warm-up as one ``lax.scan``. ``position_or_state`` is a ``(d,)`` position, a
-            ``NUTSState``/``HMCState`` or an :class:`AdaptationState`. ``params`` is a
-            ``NUTSParams`` (or ``HMCParams``) with the final step size and inverse mass matrix.
+        run: ``(key, position_or_state) -> (chain_state, params, AdaptationInfo)``.
+            ``position_or_state`` is a ``(d,)`` position, a ``NUTSState``/``HMCState`` or an
+            :class:`AdaptationState`. ``params`` is a ``NUTSParams`` (or ``HMCParams``) with the
+            final step size and inverse mass matrix.
         step: the kernel transition ``step(key, state, params) -> (state, info)``.
         make_params: ``(step_size, inverse_mass_matrix) -> NUTSParams | HMCParams``.
         num_warmup: number of warm-up transitions.
+        start: ``position_or_state -> AdaptationState`` (``init`` for a position or kernel
+            state; an :class:`AdaptationState` is returned as is).
+        schedule: tuple of NumPy arrays of length ``num_warmup``: the per-transition flags.
+        before: ``(state, key, flags) -> state``: before a transition (searches the step size
+            and restarts dual averaging where the schedule says so).
+        after: ``(state, key, flags, chain, acceptance_rate ()) -> state`` after a transition
+            to ``chain``: dual averaging, mass-matrix estimation and updates.
+        final_step_size: ``state -> ()``: the tuned step size after the last transition.
     """
 
     init: Callable[..., AdaptationState]
@@ -705,6 +729,11 @@ class Adaptation(NamedTuple):
     step: Callable
     make_params: Callable
     num_warmup: int
+    start: Callable[[Any], AdaptationState]
+    schedule: tuple[np.ndarray, ...]
+    before: Callable[..., AdaptationState]
+    after: Callable[..., AdaptationState]
+    final_step_size: Callable[[AdaptationState], jax.Array]
 
 
 def _build_kernel(
@@ -745,13 +774,72 @@ def _coerce_state(init: Callable[..., AdaptationState], position_or_state: Any) 
     return init(position_or_state)
 
 
-def _run_scan(
-    body: Callable, state: AdaptationState, key: jax.Array, schedule: tuple[np.ndarray, ...]
-) -> tuple[AdaptationState, AdaptationInfo]:
+def _search_flags(restart: np.ndarray, adapt_step_size: bool) -> tuple[np.ndarray, np.ndarray]:
+    """``(search_before, search_after)`` flags of the step-size search for a schedule whose
+    transitions in ``restart`` change the mass matrix: the search runs before the first
+    transition and before the transition following each change (so that the warm-up program
+    holds one search, next to the kernel step). A change at the last transition can only be
+    followed by a search after it (``search_after``, all false otherwise)."""
+    n = len(restart)
+    before = np.zeros(n, bool)
+    after = np.zeros(n, bool)
+    if adapt_step_size and n > 0:
+        before[0] = True
+        before[1:] = restart[:-1]
+        after[-1] = restart[-1]
+    return before, after
+
+
+def _search_restart(
+    search: Callable, key: jax.Array, state: AdaptationState, due: jax.Array
+) -> AdaptationState:
+    """Under ``lax.cond(due)``: search a step size for ``state.chain`` and the current inverse
+    mass matrix from ``state.step_size``, and restart dual averaging from it."""
+
+    def restart():
+        step_size = search(key, state.chain, state.inverse_mass_matrix, state.step_size)
+        return step_size, dual_averaging_init(step_size)
+
+    step_size, da = jax.lax.cond(due, restart, lambda: (state.step_size, state.dual_averaging))
+    return state._replace(step_size=step_size, dual_averaging=da)
+
+
+def _make_run(
+    start: Callable[[Any], AdaptationState],
+    step: Callable,
+    make_params: Callable,
+    before: Callable,
+    after: Callable,
+    final_step_size: Callable,
+    schedule: tuple[np.ndarray, ...],
+    progress_fn: Callable | None,
+) -> Callable:
+    """``run(key, position_or_state)``: the warm-up as one ``lax.scan`` (see
+    :class:`Adaptation` for the body)."""
     num_steps = len(schedule[0])
-    keys = jax.random.split(key, num_steps)
-    xs = (jnp.arange(num_steps, dtype=jnp.int32), keys) + tuple(jnp.asarray(s) for s in schedule)
-    return jax.lax.scan(body, state, xs)
+
+    def body(state: AdaptationState, xs):
+        index, key, *flags = xs
+        key_step, key_adapt = jax.random.split(key)
+        state = before(state, key_adapt, flags)
+        params = make_params(state.step_size, state.inverse_mass_matrix)
+        chain, info = step(key_step, state.chain, params)
+        state = after(state, key_adapt, flags, chain, info.acceptance_rate)
+        out = AdaptationInfo(info, jnp.asarray(params.step_size))
+        if progress_fn is not None:
+            progress_fn(index, out)
+        return state, out
+
+    def run(key: jax.Array, position_or_state: Any):
+        state = start(position_or_state)
+        keys = jax.random.split(key, num_steps)
+        flags = tuple(jnp.asarray(s) for s in schedule)
+        xs = (jnp.arange(num_steps, dtype=jnp.int32), keys) + flags
+        state, infos = jax.lax.scan(body, state, xs)
+        params = make_params(final_step_size(state), state.inverse_mass_matrix)
+        return state.chain, params, infos
+
+    return run
 
 
 def window_adaptation(
@@ -765,12 +853,13 @@ def window_adaptation(
     max_tree_depth: int = 10,
     adapt_step_size: bool = True,
     adapt_mass_matrix: bool = True,
-    progress_fn: Callable[[jax.Array, Any], None] | None = None,
+    progress_fn: Callable[[jax.Array, AdaptationInfo], None] | None = None,
     init_buffer: int = 75,
     term_buffer: int = 50,
     base_window: int = 25,
     divergence_threshold: float = 1000.0,
     num_integration_steps: int = 10,
+    block_mask: ArrayLike | None = None,
 ) -> Adaptation:
     """Stan's windowed warm-up (see the module docstring).
 
@@ -786,10 +875,18 @@ def window_adaptation(
         adapt_mass_matrix: tune the inverse mass matrix (otherwise it stays as initialized,
             and dual averaging runs over the whole warm-up without restarts).
         progress_fn: optional ``progress_fn(step_index, info)`` called inside the scan body
-            after each transition (e.g. to emit a throttled host callback).
+            after each transition with the :class:`AdaptationInfo` of that transition (kernel
+            info and the step size it used), e.g. to emit a throttled host callback.
         init_buffer, term_buffer, base_window: Stan's schedule parameters.
         divergence_threshold: energy error counted as a divergence.
         num_integration_steps: leapfrog steps of the HMC kernel.
+        block_mask: optional ``(d, d)`` bool mask (static, NumPy) of a block-diagonal dense
+            metric (requires ``dense_mass``). The dense matrix is adapted with the Stan
+            schedule of the first ``num_warmup - n_tune`` draws (``n_tune = max(1,
+            round(0.1 * num_warmup))``), so each block's estimate is what a per-block
+            estimator would give; then it is masked, and the last ``n_tune`` draws re-tune the
+            step size (search from the dual-averaged step size, then dual averaging) for the
+            masked metric. The initial matrix is masked too.
 
     Returns:
         An :class:`Adaptation`; ``run(key, position_or_state) -> (state, params, infos)``.
@@ -798,7 +895,23 @@ def window_adaptation(
     init_chain, step, make_params = _build_kernel(
         logdensity_fn, kernel, max_tree_depth, divergence_threshold, num_integration_steps
     )
-    if adapt_mass_matrix:
+    mask = None
+    if block_mask is not None:
+        if not dense_mass:
+            raise ValueError("block_mask needs dense_mass=True.")
+        mask = np.asarray(block_mask, bool)
+    apply_mask = np.zeros(num_warmup, bool)
+    if adapt_mass_matrix and mask is not None and num_warmup >= 20:
+        n_tune = max(1, int(round(0.1 * num_warmup)))
+        dense_part = build_schedule(num_warmup - n_tune, init_buffer, term_buffer, base_window)
+        pad = lambda a, value: np.concatenate([a, np.full(n_tune, value, a.dtype)])
+        schedule = WindowSchedule(
+            pad(dense_part.window_index, -1),
+            pad(dense_part.in_window, False),
+            pad(dense_part.is_window_end, False),
+        )
+        apply_mask[num_warmup - n_tune - 1] = True
+    elif adapt_mass_matrix:
         schedule = build_schedule(num_warmup, init_buffer, term_buffer, base_window)
     else:
         schedule = WindowSchedule(
@@ -806,6 +919,10 @@ def window_adaptation(
             np.zeros(num_warmup, bool),
             np.zeros(num_warmup, bool),
         )
+    search_before, search_after = _search_flags(
+        schedule.is_window_end | apply_mask, adapt_step_size
+    )
+    flags = (schedule.in_window, schedule.is_window_end, apply_mask, search_before, search_after)
     da_options = dict(target_accept_prob=target_accept_prob)
 
     def init(
@@ -819,6 +936,8 @@ def window_adaptation(
         if inverse_mass_matrix is None:
             inverse_mass_matrix = jnp.eye(dim, dtype=dtype) if dense_mass else jnp.ones(dim, dtype)
         inverse_mass_matrix = jnp.asarray(inverse_mass_matrix, dtype)
+        if mask is not None:
+            inverse_mass_matrix = jnp.where(mask, inverse_mass_matrix, 0.0)
         step_size = jnp.asarray(initial_step_size if step_size is None else step_size, dtype)
         return AdaptationState(
             chain=chain,
@@ -838,14 +957,16 @@ def window_adaptation(
             target_accept_prob=0.8,
         )
 
-    def body(state: AdaptationState, xs):
-        index, key, _, in_window, is_window_end = xs
-        key_step, key_search = jax.random.split(key)
-        params = make_params(state.step_size, state.inverse_mass_matrix)
-        chain, info = step(key_step, state.chain, params)
+    def before(state: AdaptationState, key: jax.Array, flags) -> AdaptationState:
+        if not adapt_step_size:
+            return state
+        return _search_restart(search, key, state, flags[3])
+
+    def after(state: AdaptationState, key: jax.Array, flags, chain, acceptance_rate):
+        in_window, is_window_end, masking, _, search_now = flags
         da, step_size = state.dual_averaging, state.step_size
         if adapt_step_size:
-            da = dual_averaging_update(da, info.acceptance_rate, **da_options)
+            da = dual_averaging_update(da, acceptance_rate, **da_options)
             step_size = jnp.exp(da.log_step_size)
         estimator, inverse_mass_matrix = state.estimator, state.inverse_mass_matrix
         if adapt_mass_matrix:
@@ -854,42 +975,49 @@ def window_adaptation(
             )
 
             def end_window(operands):
-                estimator, inverse_mass_matrix, step_size, da = operands
+                estimator, inverse_mass_matrix = operands
                 cov, count = welford_final(estimator)
                 new_inverse = regularize_inverse_mass_matrix(cov, count)
                 inverse_mass_matrix = jnp.where(count > 1, new_inverse, inverse_mass_matrix)
-                estimator = jax.tree.map(jnp.zeros_like, estimator)
-                if adapt_step_size:
-                    step_size = search(key_search, chain, inverse_mass_matrix, step_size)
-                    da = dual_averaging_init(step_size)
-                return estimator, inverse_mass_matrix, step_size, da
+                return jax.tree.map(jnp.zeros_like, estimator), inverse_mass_matrix
 
-            estimator, inverse_mass_matrix, step_size, da = jax.lax.cond(
+            estimator, inverse_mass_matrix = jax.lax.cond(
                 is_window_end,
                 end_window,
                 lambda operands: operands,
-                (estimator, inverse_mass_matrix, step_size, da),
+                (estimator, inverse_mass_matrix),
             )
-        if progress_fn is not None:
-            progress_fn(index, info)
-        new_state = AdaptationState(chain, step_size, inverse_mass_matrix, da, estimator)
-        return new_state, AdaptationInfo(info, jnp.asarray(params.step_size))
+        if mask is not None and apply_mask.any():
+            final = dual_averaging_final(da) if adapt_step_size else step_size
+            inverse_mass_matrix, step_size = jax.lax.cond(
+                masking,
+                lambda: (jnp.where(mask, inverse_mass_matrix, 0.0), final),
+                lambda: (inverse_mass_matrix, step_size),
+            )
+        state = AdaptationState(chain, step_size, inverse_mass_matrix, da, estimator)
+        if search_after.any():  # a window ends at the last transition (term_buffer=0)
+            state = _search_restart(search, jax.random.fold_in(key, 1), state, search_now)
+        return state
 
-    def run(key: jax.Array, position_or_state: Any):
-        state = _coerce_state(init, position_or_state)
-        key_init, key_scan = jax.random.split(key)
+    def final_step_size(state: AdaptationState) -> jax.Array:
         if adapt_step_size:
-            step_size = search(key_init, state.chain, state.inverse_mass_matrix, state.step_size)
-            state = state._replace(
-                step_size=step_size, dual_averaging=dual_averaging_init(step_size)
-            )
-        state, infos = _run_scan(body, state, key_scan, tuple(schedule))
-        step_size = (
-            dual_averaging_final(state.dual_averaging) if adapt_step_size else state.step_size
-        )
-        return state.chain, make_params(step_size, state.inverse_mass_matrix), infos
+            return dual_averaging_final(state.dual_averaging)
+        return state.step_size
 
-    return Adaptation(init=init, run=run, step=step, make_params=make_params, num_warmup=num_warmup)
+    start = lambda position_or_state: _coerce_state(init, position_or_state)
+    run = _make_run(start, step, make_params, before, after, final_step_size, flags, progress_fn)
+    return Adaptation(
+        init=init,
+        run=run,
+        step=step,
+        make_params=make_params,
+        num_warmup=num_warmup,
+        start=start,
+        schedule=flags,
+        before=before,
+        after=after,
+        final_step_size=final_step_size,
+    )
 
 
 def nutpie_adaptation(
@@ -926,9 +1054,10 @@ def nutpie_adaptation(
         num_warmup: number of warm-up transitions (static).
         low_rank: add the low-rank correction (returns a dense matrix).
         rank: maximum number of eigen-directions of the correction.
-        kernel, target_accept_prob, initial_step_size, max_tree_depth, adapt_step_size,
-            adapt_mass_matrix, progress_fn, divergence_threshold, num_integration_steps: as in
-            :func:`window_adaptation`.
+        kernel: as in :func:`window_adaptation`, as are ``target_accept_prob``,
+            ``initial_step_size``, ``max_tree_depth``, ``adapt_step_size``,
+            ``adapt_mass_matrix``, ``progress_fn``, ``divergence_threshold`` and
+            ``num_integration_steps``.
         early_window: fraction of the warm-up with the short switch frequency.
         step_size_window: final fraction of the warm-up that only tunes the step size.
         switch_freq, early_switch_freq: draws between estimator switches (late / early).
@@ -1048,14 +1177,27 @@ def nutpie_adaptation(
         inverse = jax.lax.cond(update, recompute, lambda inverse: inverse, inverse)
         return buffer, inverse
 
-    def body(state: AdaptationState, xs):
-        index, key, adapt_mass, switch, fg_start, update, first_update = xs
-        key_step, key_search = jax.random.split(key)
-        params = make_params(state.step_size, state.inverse_mass_matrix)
-        chain, info = step(key_step, state.chain, params)
+    search_before, search_after = _search_flags(schedule.first_update, adapt_step_size)
+    flags = (
+        schedule.adapt_mass,
+        schedule.switch,
+        schedule.foreground_start,
+        schedule.update,
+        search_before,
+        search_after,
+        np.arange(1, num_warmup + 1, dtype=np.int32),  # sample number of each draw
+    )
+
+    def before(state: AdaptationState, key: jax.Array, flags) -> AdaptationState:
+        if not adapt_step_size:
+            return state
+        return _search_restart(search, key, state, flags[4])
+
+    def after(state: AdaptationState, key: jax.Array, flags, chain, acceptance_rate):
+        adapt_mass, switch, fg_start, update, _, search_now, sample = flags
         da, step_size = state.dual_averaging, state.step_size
         if adapt_step_size:
-            da = dual_averaging_update(da, info.acceptance_rate, **da_options)
+            da = dual_averaging_update(da, acceptance_rate, **da_options)
             step_size = jnp.exp(da.log_step_size)
         estimator, inverse = state.estimator, state.inverse_mass_matrix
         if adapt_mass_matrix:
@@ -1065,57 +1207,35 @@ def nutpie_adaptation(
             )
             good = moved & finite
             if low_rank:
-                estimator, inverse = jax.lax.cond(
-                    adapt_mass,
-                    lambda e, inv: low_rank_update(
-                        e, chain, good, index + 1, fg_start, update, inv
-                    ),
-                    lambda e, inv: (e, inv),
-                    estimator,
-                    inverse,
+                update_fn = lambda e, inv: low_rank_update(
+                    e, chain, good, sample, fg_start, update, inv
                 )
             else:
-                estimator, inverse = jax.lax.cond(
-                    adapt_mass,
-                    lambda e, inv: diag_update(e, chain, good, switch, update, inv),
-                    lambda e, inv: (e, inv),
-                    estimator,
-                    inverse,
-                )
-            if adapt_step_size:
-
-                def restart(operands):
-                    _, _, inverse = operands
-                    new_step_size = search(key_search, chain, inverse, state.step_size)
-                    return new_step_size, dual_averaging_init(new_step_size), inverse
-
-                step_size, da, inverse = jax.lax.cond(
-                    first_update, restart, lambda operands: operands, (step_size, da, inverse)
-                )
-        if progress_fn is not None:
-            progress_fn(index, info)
-        new_state = AdaptationState(chain, step_size, inverse, da, estimator)
-        return new_state, AdaptationInfo(info, jnp.asarray(params.step_size))
-
-    def run(key: jax.Array, position_or_state: Any):
-        state = _coerce_state(init, position_or_state)
-        key_init, key_scan = jax.random.split(key)
-        if adapt_step_size:
-            step_size = search(key_init, state.chain, state.inverse_mass_matrix, state.step_size)
-            state = state._replace(
-                step_size=step_size, dual_averaging=dual_averaging_init(step_size)
+                update_fn = lambda e, inv: diag_update(e, chain, good, switch, update, inv)
+            estimator, inverse = jax.lax.cond(
+                adapt_mass, update_fn, lambda e, inv: (e, inv), estimator, inverse
             )
-        xs = (
-            schedule.adapt_mass,
-            schedule.switch,
-            schedule.foreground_start,
-            schedule.update,
-            schedule.first_update,
-        )
-        state, infos = _run_scan(body, state, key_scan, xs)
-        step_size = (
-            dual_averaging_final(state.dual_averaging) if adapt_step_size else state.step_size
-        )
-        return state.chain, make_params(step_size, state.inverse_mass_matrix), infos
+        state = AdaptationState(chain, step_size, inverse, da, estimator)
+        if search_after.any():  # the first update happens at the last transition
+            state = _search_restart(search, jax.random.fold_in(key, 1), state, search_now)
+        return state
 
-    return Adaptation(init=init, run=run, step=step, make_params=make_params, num_warmup=num_warmup)
+    def final_step_size(state: AdaptationState) -> jax.Array:
+        if adapt_step_size:
+            return dual_averaging_final(state.dual_averaging)
+        return state.step_size
+
+    start = lambda position_or_state: _coerce_state(init, position_or_state)
+    run = _make_run(start, step, make_params, before, after, final_step_size, flags, progress_fn)
+    return Adaptation(
+        init=init,
+        run=run,
+        step=step,
+        make_params=make_params,
+        num_warmup=num_warmup,
+        start=start,
+        schedule=flags,
+        before=before,
+        after=after,
+        final_step_size=final_step_size,
+    )

@@ -1,16 +1,21 @@
-"""Per-chain warm-up and sampling programs, and how they are mapped over chains.
+"""The per-chain program (warm-up and sampling in one loop), and how it is mapped over chains.
 
-Each phase is written for one chain (a ``lax.scan`` over transitions) and mapped over chains:
+The program is written for one chain: one ``lax.scan`` over all transitions, warm-up first,
+then sampling, whose body calls the kernel **once** (the warm-up's adaptation steps run under
+``lax.cond`` on the scan's precomputed schedule, which is the same for every chain, so they
+stay real branches under ``vmap``). The NUTS step is thus traced and compiled once per run,
+whatever the phases. It is mapped over chains:
 
-* ``"vectorized"``: ``jit(vmap(chain_fn))``;
-* ``"sharded"``: ``jit(shard_map(vmap(chain_fn)))`` over a 1-d mesh with axis ``"chain"``:
-  each device runs ``vmap`` over its own chains, with no communication between devices. If
-  ``num_chains`` is not a multiple of the number of devices used, the chains are **padded**
-  (the last chain's inputs are repeated) and the padding is dropped from the results;
+* ``"vectorized"``: ``jit(vmap(chain_fn))``, or ``jit(chain_fn)`` for a single chain;
+* ``"sharded"``: ``jit(shard_map(...))`` over a 1-d mesh with axis ``"chain"``, no
+  communication between devices. With one chain per device each device runs the single-chain
+  program itself, otherwise ``vmap`` over its own chains. If ``num_chains`` is not a multiple
+  of the number of devices used, the chains are **padded** (the last chain's inputs are
+  repeated) and the padding is dropped from the results;
 * ``"sequential"``: one compiled single-chain program called in a Python loop.
 
-The per-chain programs are the same in the three modes, so for the same keys they give the same
-draws (checked to be bitwise equal in the tests).
+For the same keys ``sharded`` (one chain per device) and ``sequential`` give the same draws
+bitwise (checked in the tests); ``vectorized`` may round the batched arithmetic differently.
 """
 
 from __future__ import annotations
@@ -30,8 +35,7 @@ from jppl.mcmc.state import MCMCState
 __all__ = [
     "CHAIN_METHODS",
     "DEFAULT_FIELDS",
-    "build_sample_chain",
-    "build_warmup_chain",
+    "build_chain",
     "map_chains",
     "shard_plan",
 ]
@@ -57,138 +61,214 @@ FIELD_ALIASES = {
 }
 
 
-def build_warmup_chain(
+def _pad_steps(a: np.ndarray, total: int) -> np.ndarray:
+    """``a`` (``(n,)``) padded with zeros (``False``) to length ``total``."""
+    return np.concatenate([a, np.zeros(total - len(a), a.dtype)])
+
+
+def _concat_keys(a: jax.Array, b: jax.Array) -> jax.Array:
+    """Two arrays of PRNG keys (typed or raw) joined along the first axis."""
+    typed = jnp.issubdtype(a.dtype, jax.dtypes.prng_key)
+    if not typed:
+        return jnp.concatenate([a, b])
+    data = jnp.concatenate([jax.random.key_data(a), jax.random.key_data(b)])
+    return jax.random.wrap_key_data(data, impl=jax.random.key_impl(a))
+
+
+def _record(kstate: Any, info: dict, step_size: jax.Array, fields: tuple[str, ...]) -> dict:
+    """The statistics of one transition that the run keeps (``"z"``: the position)."""
+    record = {k: info[k] for k in fields if k in info}
+    if "potential_energy" in fields:
+        record["potential_energy"] = -kstate.logdensity
+    if "step_size" in fields:
+        record["step_size"] = step_size
+    if "z_grad" in fields:
+        record["z_grad"] = -kstate.logdensity_grad
+    record["z"] = kstate.position
+    return record
+
+
+def build_chain(
     sampler: Any,
     target: Any,
     rebuild: Callable,
+    *,
+    fresh: bool,
     num_warmup: int,
-    reporter: Callable | None,
-    block_mask: np.ndarray | None,
-) -> Callable:
-    """``warm(chain_in, shared) -> (MCMCState for one chain, num_divergent ())``.
-
-    ``chain_in = (position (d,), warmup_key, sampling_key)``; ``shared = (dynamic_args,
-    every)``: the model's array arguments and the progress reporting interval (traced, so the
-    host can change it without recompiling).
-    """
-
-    def warm(chain_in, shared):
-        dynamic_args, every = shared
-        position, key_warm, key_sample = chain_in
-        args, kwargs = rebuild(dynamic_args)
-        logdensity = target.make_logdensity(args, kwargs)
-        progress_fn = None
-        if reporter is not None:
-
-            def progress_fn(index, info):
-                _, accept, steps = sampler.progress_info(info)
-                reporter(every, index, None, jnp.nan, accept, steps)
-
-        kstate, step_size, imm, n_div = sampler.warmup(
-            logdensity, num_warmup, key_warm, position, progress_fn, block_mask
-        )
-        state = MCMCState(
-            position=kstate.position,
-            logdensity=kstate.logdensity,
-            logdensity_grad=kstate.logdensity_grad,
-            step_size=jnp.asarray(step_size, kstate.position.dtype),
-            inverse_mass_matrix=jnp.asarray(imm, kstate.position.dtype),
-            rng_key=key_sample,
-            step=jnp.zeros((), jnp.int32),
-        )
-        return state, n_div
-
-    return warm
-
-
-def build_sample_chain(
-    sampler: Any,
-    target: Any,
-    rebuild: Callable,
     num_draws: int,
     thinning: int,
     fields: tuple[str, ...],
     reporter: Callable | None,
+    block_mask: np.ndarray | None,
 ) -> Callable:
-    """``sample(state, shared) -> (state, samples, fields, counts)`` for one chain, with
-    ``shared = (dynamic_args, every)`` as in :func:`build_warmup_chain`.
+    """``chain(chain_in, shared) -> (state, samples, records, counts)`` for one chain.
 
-    Runs ``num_draws * thinning`` transitions in a ``lax.scan`` over kept draws (an inner scan
-    of ``thinning`` transitions each), keeps the last state of each block, and maps the kept
-    positions to constrained samples (with deterministic sites) by ``vmap`` after the scan.
+    Runs ``num_warmup`` warm-up transitions then ``num_draws * thinning`` sampling
+    transitions in one ``lax.scan`` (one kernel call in its body), keeps the last state of
+    each block of ``thinning`` sampling transitions, and maps the kept positions to
+    constrained samples (with deterministic sites) by ``vmap`` after the scan.
+
+    Args:
+        sampler, target: the sampler and its bound :class:`~jppl.mcmc.sampler.Target`.
+        rebuild: ``dynamic_args -> (args, kwargs)`` of the model.
+        fresh: ``chain_in = (position (d,), warmup_key, sampling_key)``: start from a position
+            (the warm-up's initial state; with ``num_warmup = 0`` nothing is adapted).
+            Otherwise ``chain_in`` is an :class:`MCMCState` to continue (``num_warmup`` must
+            be 0).
+        num_warmup, num_draws, thinning: static lengths.
+        fields: statistics to keep per draw (see :data:`DEFAULT_FIELDS`; ``"z"``: position).
+        reporter: progress reporting function (:func:`jppl.mcmc.progress.make_reporter`) or
+            ``None``; phase 0 is the warm-up, phase 1 the sampling.
+        block_mask: ``(d, d)`` mask for block-dense mass matrices, or ``None``.
+
+    ``shared = (dynamic_args, every)``: the model's array arguments and the ``(2,)`` progress
+    reporting intervals of the two phases (traced, so the host can change them without
+    recompiling).
 
     Returns:
-        ``state``: the :class:`MCMCState` after the last transition (``step`` advanced);
-        ``samples``: pytree of ``(num_draws, ...)`` constrained values;
-        ``fields``: dict of ``(num_draws, ...)`` statistics of the kept transitions;
-        ``counts``: dict with ``num_divergent`` and ``num_max_tree_depth`` over *all*
-        transitions of the run (``()`` int32 each).
+        ``state``: the :class:`MCMCState` after the last transition (``step`` counts the
+        sampling transitions since the warm-up);
+        ``samples``: pytree of ``(num_draws, ...)`` constrained values (``{}`` if none);
+        ``records``: dict of ``(num_draws, ...)`` statistics of the kept transitions;
+        ``counts``: ``()`` int32 ``num_divergent`` and ``num_max_tree_depth`` over *all*
+        sampling transitions, and ``warmup_num_divergent``.
     """
+    if not fresh and num_warmup:
+        raise ValueError("a continued chain has no warm-up")
     max_depth = sampler.max_tree_depth
+    num_sampling = num_draws * thinning
+    total = num_warmup + num_sampling
 
-    def sample(state: MCMCState, shared):
+    def chain(chain_in, shared):
         dynamic_args, every = shared
         args, kwargs = rebuild(dynamic_args)
         logdensity = target.make_logdensity(args, kwargs)
-        kstep = sampler.sampling_step(logdensity)
-        kstate0 = sampler.state_type(state.position, state.logdensity, state.logdensity_grad)
+        kstep = sampler.transition(logdensity)
+        warm = None
+        if fresh:
+            position, key_warm, key_sample = chain_in
+            adaptation = sampler.make_warmup(logdensity, num_warmup, block_mask)
+            astate = adaptation.start(position)
+            kstate = astate.chain
+            params = (astate.step_size, astate.inverse_mass_matrix)
+            first_step = jnp.zeros((), jnp.int32)
+            if num_warmup:
+                warm = adaptation
+                astate = astate._replace(chain=None)
+        else:
+            state = chain_in
+            kstate = sampler.state_type(state.position, state.logdensity, state.logdensity_grad)
+            params = (state.step_size, state.inverse_mass_matrix)
+            key_sample, first_step = state.rng_key, state.step
 
-        def transition(kstate, t):
-            key = jax.random.fold_in(state.rng_key, t)
-            return kstep.step(key, kstate, state.step_size, state.inverse_mass_matrix)
+        # Every transition's key, drawn before the loop (as one batched computation): the
+        # warm-up's as in ``Adaptation.run`` (split per step into kernel and adaptation keys),
+        # the sampling transitions' as ``fold_in(sampling key, step)``.
+        steps = first_step + jnp.arange(num_sampling, dtype=jnp.int32)
+        keys = jax.vmap(lambda i: jax.random.fold_in(key_sample, i))(steps)
+        xs: dict[str, Any] = {"t": jnp.arange(total, dtype=jnp.int32)}
+        if warm is not None:
+            warm_keys = jax.vmap(jax.random.split)(jax.random.split(key_warm, num_warmup))
+            keys = _concat_keys(warm_keys[:, 0], keys)
+            xs["key_adapt"] = _concat_keys(warm_keys[:, 1], keys[num_warmup:])
+            xs["flags"] = tuple(jnp.asarray(_pad_steps(a, total)) for a in warm.schedule)
+        xs["key"] = keys
 
-        def block(carry, j):
-            kstate, n_div_so_far = carry
-            ts = state.step + j * thinning + jnp.arange(thinning, dtype=jnp.int32)
-            kstate, infos = jax.lax.scan(transition, kstate, ts)
-            last = {k: v[-1] for k, v in infos.items()}
-            n_div = jnp.sum(infos["diverging"], dtype=jnp.int32)
-            n_depth = jnp.zeros((), jnp.int32)
+        def body(carry, x):
+            kstate, params, astate, n_div, n_depth, records = carry
+            t = x["t"]
+            warming = t < num_warmup
+            sample_index = t - num_warmup
+            if warm is not None:
+
+                def before(astate):
+                    a = warm.before(astate._replace(chain=kstate), x["key_adapt"], x["flags"])
+                    return a._replace(chain=None), (a.step_size, a.inverse_mass_matrix)
+
+                astate, params = jax.lax.cond(warming, before, lambda a: (a, params), astate)
+            step_size = params[0]
+            new_kstate, info = kstep.step(x["key"], kstate, *params, warming)
+            if warm is not None:
+
+                def after(astate):
+                    a = astate._replace(chain=kstate)
+                    key, flags = x["key_adapt"], x["flags"]
+                    a = warm.after(a, key, flags, new_kstate, info["accept_prob"])
+                    return a._replace(chain=None)
+
+                astate = jax.lax.cond(warming, after, lambda a: a, astate)
+                params = jax.lax.cond(
+                    t == num_warmup - 1,
+                    lambda: (warm.final_step_size(astate), astate.inverse_mass_matrix),
+                    lambda: params,
+                )
+            divergent = info["diverging"].astype(jnp.int32)
+            n_div = n_div + jnp.stack([divergent * warming, divergent * ~warming])
             if max_depth is not None:
-                n_depth = jnp.sum(infos["tree_depth"] >= max_depth, dtype=jnp.int32)
-            n_div_so_far = n_div_so_far + n_div
+                hit = (info["tree_depth"] >= max_depth) & ~warming
+                n_depth = n_depth + hit.astype(jnp.int32)
             if reporter is not None:
+                phase = (~warming).astype(jnp.int32)
                 reporter(
                     every,
-                    j * thinning + thinning - 1,
-                    n_div_so_far,
-                    state.step_size,
-                    last["accept_prob"],
-                    last["num_steps"],
+                    phase,
+                    jnp.where(warming, t, sample_index),
+                    n_div[phase],
+                    step_size,
+                    info["accept_prob"],
+                    info["num_steps"],
                 )
-            record = {k: last[k] for k in fields if k in last}
-            if "potential_energy" in fields:
-                record["potential_energy"] = -kstate.logdensity
-            if "step_size" in fields:
-                record["step_size"] = state.step_size
-            if "z_grad" in fields:
-                record["z_grad"] = -kstate.logdensity_grad
-            record["z"] = kstate.position
-            return (kstate, n_div_so_far), (record, n_depth)
+            if num_draws:
+                keep = ~warming & (sample_index % thinning == thinning - 1)
+                j = jnp.clip(sample_index // thinning, 0, num_draws - 1)
+                new = _record(new_kstate, info, step_size, fields)
+                records = jax.tree.map(
+                    lambda buf, v: buf.at[j].set(jnp.where(keep, v, buf[j])), records, new
+                )
+            return (new_kstate, params, astate, n_div, n_depth, records), None
 
-        init = (kstate0, jnp.zeros((), jnp.int32))
-        (kstate, n_div), (records, n_depth) = jax.lax.scan(
-            block, init, jnp.arange(num_draws, dtype=jnp.int32)
-        )
-        draws = records.pop("z")
-        if "z" in fields:
-            records["z"] = draws
-        if "inverse_mass_matrix" in fields:
-            records["inverse_mass_matrix"] = jnp.broadcast_to(
-                state.inverse_mass_matrix, (num_draws,) + state.inverse_mass_matrix.shape
+        records = {}
+        if num_draws:
+            template = jax.eval_shape(
+                lambda: _record(
+                    kstate, kstep.step(key_sample, kstate, *params, False)[1], params[0], fields
+                )
             )
-        postprocess = target.make_postprocess(args, kwargs)
-        samples = jax.vmap(lambda z: postprocess(target.unravel(z)))(draws)
-        new_state = state._replace(
+            records = jax.tree.map(lambda s: jnp.zeros((num_draws,) + s.shape, s.dtype), template)
+        zeros = jnp.zeros((), jnp.int32)
+        carry = (kstate, params, astate if warm is not None else None, jnp.zeros(2, jnp.int32))
+        carry = carry + (zeros, records)
+        (kstate, params, _, n_div, n_depth, records), _ = jax.lax.scan(body, carry, xs)
+
+        samples: Any = {}
+        if num_draws:
+            draws = records.pop("z")
+            if "z" in fields:
+                records["z"] = draws
+            if "inverse_mass_matrix" in fields:
+                records["inverse_mass_matrix"] = jnp.broadcast_to(
+                    params[1], (num_draws,) + params[1].shape
+                )
+            postprocess = target.make_postprocess(args, kwargs)
+            samples = jax.vmap(lambda z: postprocess(target.unravel(z)))(draws)
+        dtype = kstate.position.dtype
+        new_state = MCMCState(
             position=kstate.position,
             logdensity=kstate.logdensity,
             logdensity_grad=kstate.logdensity_grad,
-            step=state.step + num_draws * thinning,
+            step_size=jnp.asarray(params[0], dtype),
+            inverse_mass_matrix=jnp.asarray(params[1], dtype),
+            rng_key=key_sample,
+            step=first_step + num_sampling,
         )
-        counts = {"num_divergent": n_div, "num_max_tree_depth": jnp.sum(n_depth)}
+        counts = {
+            "num_divergent": n_div[1],
+            "num_max_tree_depth": n_depth,
+            "warmup_num_divergent": n_div[0],
+        }
         return new_state, samples, records, counts
 
-    return sample
+    return chain
 
 
 def shard_plan(num_chains: int, num_devices: int) -> tuple[int, int]:
@@ -210,6 +290,16 @@ def _pad(tree: Any, size: int) -> Any:
         return jnp.concatenate([x, jnp.repeat(x[-1:], extra, axis=0)], axis=0)
 
     return jax.tree.map(pad, tree)
+
+
+def _single(chain_fn: Callable) -> Callable:
+    """``chain_fn`` on inputs and outputs with a leading chain dim of 1 (no ``vmap``)."""
+
+    def run(chain_in, shared):
+        one = jax.tree.map(lambda x: x[0], chain_in)
+        return jax.tree.map(lambda x: x[None], chain_fn(one, shared))
+
+    return run
 
 
 def map_chains(
@@ -236,6 +326,8 @@ def map_chains(
         (``shared`` is the same for all chains); every output leaf has a leading ``C`` dim.
     """
     if method == "vectorized":
+        if num_chains == 1:
+            return jax.jit(_single(chain_fn))
         return jax.jit(jax.vmap(chain_fn, in_axes=(0, None)))
     if method == "sequential":
         single = jax.jit(chain_fn)
@@ -257,13 +349,8 @@ def map_chains(
         devices = list(jax.devices() if devices is None else devices)
         used, padded = shard_plan(num_chains, len(devices))
         mesh = Mesh(np.asarray(devices[:used]), (AXIS,))
-        if padded == used:
-            # One chain per device: run the single-chain program itself (as "sequential").
-            def local(chain_in, shared):
-                one = jax.tree.map(lambda x: x[0], chain_in)
-                return jax.tree.map(lambda x: x[None], chain_fn(one, shared))
-        else:
-            local = jax.vmap(chain_fn, in_axes=(0, None))
+        # One chain per device: run the single-chain program itself (as "sequential").
+        local = _single(chain_fn) if padded == used else jax.vmap(chain_fn, in_axes=(0, None))
         mapped = jax.jit(
             jax.shard_map(
                 local,

@@ -14,7 +14,9 @@ Mirrors ``numpyro.infer.MCMC``::
 Compilation happens once per signature of the model arguments (tree structure, static
 leaves, shapes and dtypes of the array leaves): array arguments are passed to the compiled
 functions as arguments, so a second ``run`` with new data of the same shapes does not trace or
-compile anything again. The compiled warm-up and sampling programs are cached on the object.
+compile anything again. ``run`` compiles **one** program for warm-up and sampling (the kernel
+step appears once in it, see :mod:`jppl.mcmc.chains`); ``warmup`` alone and the continuation of
+adapted chains compile their own program once. The compiled programs are cached on the object.
 """
 
 from __future__ import annotations
@@ -28,24 +30,23 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from jax.flatten_util import ravel_pytree
+from jax.sharding import Mesh
 
 from jppl import diagnostics
 from jppl.mcmc import chains as _chains
-from jppl.mcmc.progress import ProgressBar, is_interactive, make_reporter
+from jppl.mcmc import mesh as _mesh
+from jppl.mcmc.progress import ProgressBar, is_interactive, make_reporter, summary_line
 from jppl.mcmc.state import MCMCState, as_typed_key, chain_keys, split_model_args
+from jppl.parallel.sharding import replicate
 
 __all__ = ["MCMC"]
 
 _OPTIONAL_FIELDS = ("z", "z_grad", "inverse_mass_matrix")
+_PHASES = ("warmup", "sample")
 
 
 def _flatten_chains(x: jax.Array) -> jax.Array:
     return jnp.reshape(x, (-1,) + tuple(x.shape[2:]))
-
-
-def _summary(step_size: Any, num_divergent: Any) -> str:
-    step = float(np.mean(np.asarray(step_size)))
-    return f"step size {step:.2e}, {int(np.sum(np.asarray(num_divergent)))} divergences"
 
 
 def _concat_name(path) -> str:
@@ -62,10 +63,14 @@ class MCMC:
             are kept (the last of each block of ``thinning`` transitions).
         num_chains: number of chains.
         thinning: keep one draw in ``thinning``.
-        chain_method: ``"vectorized"`` (``vmap`` over chains), ``"sharded"`` (chains spread
-            over the devices of a 1-d ``"chain"`` mesh with ``shard_map``; padded to a multiple
-            of the devices used, the padding is dropped) or ``"sequential"`` (a Python loop
-            over chains reusing one compiled single-chain program).
+        chain_method: ``"vectorized"`` (``vmap`` over chains; a single chain runs without
+            ``vmap``), ``"sharded"`` (chains spread over the devices of a 1-d ``"chain"`` mesh
+            with ``shard_map``; padded to a multiple of the devices used, the padding is
+            dropped) or ``"sequential"`` (a Python loop over chains reusing one compiled
+            single-chain program). Default (``None``): ``"sharded"`` when there are at least
+            as many devices (``devices``, or ``jax.devices()``) as chains and more than one
+            chain (each device then runs one chain with the single-chain program, faster than
+            the batched one on CPU), otherwise ``"vectorized"``.
         progress_bar: show progress. On a terminal a tqdm bar per phase (phase, step size,
             acceptance, divergences so far), fed by throttled callbacks compiled into the
             loops; otherwise one line per phase after it ends (no callbacks compiled).
@@ -77,6 +82,18 @@ class MCMC:
         devices: for ``chain_method="sharded"``, the devices to use (default: all of
             ``jax.devices()``); ``ceil(num_chains / len(devices))`` chains go to each device
             used.
+        mesh: a ``jax.sharding.Mesh`` from :func:`jppl.parallel.make_mesh` (instead of
+            ``devices``). The chains are split over its ``chain`` axis (``num_chains`` must be
+            a multiple of its size) and the model is traced under
+            :func:`jppl.parallel.use_mesh`, so the observations of ``plate(..., shard="data")``
+            are split over ``data`` (each device computes the log density and gradient of its
+            rows, one all-reduce sums them). With a mesh, ``chain_method`` is ``"sharded"`` by
+            default (``shard_map`` manual over ``chain`` only, ``data`` left to XLA's
+            partitioner; on a ``chain``-only mesh the draws are bitwise those without a mesh),
+            ``"vectorized"`` (``vmap`` with ``spmd_axis_name="chain"``) or ``"sequential"``
+            (one chain at a time on the whole mesh; needs ``chain=1``). Results are replicated
+            on every device, so every process of a multi-host run can read them. See
+            :mod:`jppl.mcmc.mesh`.
     """
 
     def __init__(
@@ -87,18 +104,27 @@ class MCMC:
         num_samples: int,
         num_chains: int = 1,
         thinning: int = 1,
-        chain_method: str = "vectorized",
+        chain_method: str | None = None,
         progress_bar: bool = True,
         jit_model_args: bool = False,
         warn: bool = True,
         devices: Sequence[Any] | None = None,
+        mesh: Mesh | None = None,
     ):
+        if int(num_chains) < 1:
+            raise ValueError(f"num_chains must be >= 1, got {num_chains}")
+        if mesh is not None:
+            if devices is not None:
+                raise ValueError("MCMC: give `mesh` or `devices`, not both.")
+            chain_method = _mesh.check_mesh(mesh, int(num_chains), chain_method)
+        elif chain_method is None:
+            available = len(devices) if devices is not None else jax.device_count()
+            many = 1 < int(num_chains) <= available
+            chain_method = "sharded" if many else "vectorized"
         if chain_method not in _chains.CHAIN_METHODS:
             raise ValueError(
                 f"chain_method must be one of {_chains.CHAIN_METHODS}, got {chain_method!r}"
             )
-        if int(num_chains) < 1:
-            raise ValueError(f"num_chains must be >= 1, got {num_chains}")
         self._sampler = sampler
         self.num_warmup = num_warmup
         self.num_samples = num_samples
@@ -109,6 +135,7 @@ class MCMC:
         self.jit_model_args = bool(jit_model_args)
         self.warn = bool(warn)
         self.devices = None if devices is None else tuple(devices)
+        self.mesh = mesh
         self.post_warmup_state: MCMCState | None = None
         self._last_state: MCMCState | None = None
         self._samples: Any = None
@@ -121,6 +148,8 @@ class MCMC:
         self._compiled: dict = {}
         self._phase_seconds: dict = {}
         self._bar = ProgressBar()
+        #: wall seconds of the last compiled run, keyed by its phases (``"warmup+sample"``,
+        #: ``"warmup"`` or ``"sample"``); includes compilation on the first call
         self.timings: dict[str, float] = {}
 
     # -- validated settings --------------------------------------------------------------------
@@ -170,57 +199,37 @@ class MCMC:
     def _live(self) -> bool:
         return self.progress_bar and is_interactive()
 
-    def _reporter(self, total: int) -> Callable | None:
-        if not self._live() or total == 0:
+    def _reporter(self, totals: tuple[int, int]) -> Callable | None:
+        if not self._live() or sum(totals) == 0:
+            return None
+        if self.mesh is not None and self.chain_method == "sharded":
+            # JAX 0.10 cannot call back to the host from a shard_map that is manual over
+            # `chain` only (debug.callback fails with several auto axes): the bars are filled
+            # when the run ends.
             return None
         axis = _chains.AXIS if self.chain_method == "sharded" else None
-        return make_reporter(self._bar, total, axis_name=axis)
+        return make_reporter(self._bar, totals, axis_name=axis)
 
-    def _call_phase(
-        self,
-        key: tuple,
-        build: Callable,
-        phase: str,
-        total: int,
-        unit: int,
-        chain_in: Any,
-        dynamic: list,
-    ) -> tuple[Any, bool]:
-        """Run the compiled program of a phase (compiled on first use, cached under ``key``),
-        timing it; the progress interval is picked from the phase's last measured duration.
+    def _every(self, key: tuple, totals: tuple[int, int]) -> jax.Array:
+        """``(2,)`` reporting intervals of the phases, from their last measured durations."""
+        units = (1, self.thinning)
+        every = [
+            ProgressBar.pick_every(total, self._phase_seconds.get((key, name)), unit)
+            for name, total, unit in zip(_PHASES, totals, units, strict=True)
+        ]
+        return jnp.asarray(every, jnp.int32)
 
-        Returns ``(outputs, whole)``; ``whole`` tells whether a phase-wide bar was opened."""
-        cached = key in self._compiled
-        fn = self._compiled_fn(key, build)
-        every = ProgressBar.pick_every(total, self._phase_seconds.get(key), unit)
-        whole = self.progress_bar and self.chain_method != "sequential" and total > 0
-        if whole:
-            self._bar.start(phase, total, self._live())
-        start = time.perf_counter()
-        out = jax.block_until_ready(fn(chain_in, (dynamic, jnp.asarray(every, jnp.int32))))
-        elapsed = time.perf_counter() - start
-        self.timings[phase] = elapsed
-        if cached:
-            self._phase_seconds[key] = elapsed
-        return out, whole
-
-    def _close_phase(self, key: tuple, whole: bool, summary: str) -> None:
-        if whole:
-            self._bar.close(summary)
-            if key not in self._phase_seconds and self._bar.last_seconds is not None:
-                self._phase_seconds[key] = self._bar.last_seconds
-
-    def _on_chain(self, phase: str, total: int, summarize: Callable) -> Callable | None:
+    def _on_chain(self, totals: tuple[int, int], summarize: Callable) -> Callable | None:
         if not self.progress_bar or self.chain_method != "sequential":
             return None
 
         @contextlib.contextmanager
         def on_chain(c: int):
             label = f" (chain {c + 1}/{self.num_chains})"
-            self._bar.start(phase, total, self._live(), label)
+            self._bar.start(list(zip(_PHASES, totals, strict=True)), self._live(), label)
             outputs = []
             yield outputs.append
-            self._bar.close(summarize(outputs[0]) if outputs else "", label)
+            self._bar.close(summarize(outputs[0]) if outputs else ["", ""])
 
         return on_chain
 
@@ -276,9 +285,16 @@ class MCMC:
             raise ValueError("init_params is required for a sampler built from potential_fn.")
 
         def build():
-            return jax.jit(lambda k, dyn: target.make_init(k, *sig.rebuild(dyn)))
+            def init(k, dyn):
+                return target.make_init(k, *sig.rebuild(dyn))
 
-        init_fn = self._compiled_fn(("init", sig.key, c), build)
+            if self.mesh is not None:
+                return _mesh.jit_on_mesh(init, self.mesh, "mcmc_init")
+            return jax.jit(init)
+
+        init_fn = self._compiled_fn(("init", sig.key, c, self.mesh), build)
+        if self.mesh is not None:
+            keys = replicate(keys, self.mesh)
         positions, valid = init_fn(keys, sig.dynamic)
         if not bool(np.all(np.asarray(valid))):
             bad = np.flatnonzero(~np.asarray(valid)).tolist()
@@ -289,46 +305,61 @@ class MCMC:
             )
         return positions
 
-    def _run_warmup(self, target, sig, positions, key_warm, key_sample):
-        n, c = self.num_warmup, self.num_chains
-        live = self._live()
-        block_mask = self.sampler.block_mask(target)
-
-        def build():
-            warm = _chains.build_warmup_chain(
-                self.sampler, target, sig.rebuild, n, self._reporter(n), block_mask
-            )
-            on_chain = self._on_chain("warmup", n, lambda out: _summary(out[0].step_size, out[1]))
-            return _chains.map_chains(warm, self.chain_method, c, on_chain, self.devices)
-
-        key = ("warmup", sig.key, c, self.chain_method, self.devices, n, live)
-        chain_in = (positions, key_warm, key_sample)
-        (state, n_div), whole = self._call_phase(key, build, "warmup", n, 1, chain_in, sig.dynamic)
-        self._close_phase(key, whole, _summary(state.step_size, n_div))
-        self._counts["warmup_num_divergent"] = int(np.sum(np.asarray(n_div)))
-        return state
-
-    def _run_sampling(self, target, sig, state: MCMCState, fields: tuple[str, ...]):
+    def _run_chains(
+        self, target, sig, chain_in, *, fresh: bool, num_warmup: int, num_draws: int, fields
+    ):
+        """Run the compiled per-chain program (compiled on first use and cached): warm-up
+        (``fresh``: ``chain_in = (positions, warm keys, sampling keys)``) and/or sampling
+        (continuing: ``chain_in`` an :class:`MCMCState`). Returns the program's outputs
+        ``(state, samples, records, counts)``, each with a leading chain dim."""
         c, thin = self.num_chains, self.thinning
-        draws = self.num_samples // thin
-        total = draws * thin
+        totals = (num_warmup, num_draws * thin)
         live = self._live()
+        block_mask = self.sampler.block_mask(target) if fresh else None
+
+        def summarize(out) -> list[str]:
+            state, _, _, counts = out
+            return [
+                summary_line(state.step_size, counts["warmup_num_divergent"]),
+                summary_line(state.step_size, counts["num_divergent"]),
+            ]
 
         def build():
-            sample = _chains.build_sample_chain(
-                self.sampler, target, sig.rebuild, draws, thin, fields, self._reporter(total)
+            chain = _chains.build_chain(
+                self.sampler,
+                target,
+                sig.rebuild,
+                fresh=fresh,
+                num_warmup=num_warmup,
+                num_draws=num_draws,
+                thinning=thin,
+                fields=fields,
+                reporter=self._reporter(totals),
+                block_mask=block_mask,
             )
-            on_chain = self._on_chain(
-                "sample", total, lambda out: _summary(out[0].step_size, out[3]["num_divergent"])
-            )
-            return _chains.map_chains(sample, self.chain_method, c, on_chain, self.devices)
+            on_chain = self._on_chain(totals, summarize)
+            if self.mesh is not None:
+                return _mesh.map_chains_on_mesh(chain, self.chain_method, c, self.mesh, on_chain)
+            return _chains.map_chains(chain, self.chain_method, c, on_chain, self.devices)
 
-        key = ("sample", sig.key, c, self.chain_method, self.devices, draws, thin, fields, live)
-        key += (state.inverse_mass_matrix.ndim,)
-        out, whole = self._call_phase(key, build, "sample", total, thin, state, sig.dynamic)
-        new_state, samples, records, counts = out
-        self._close_phase(key, whole, _summary(state.step_size, counts["num_divergent"]))
-        return new_state, samples, records, counts
+        key = ("chain", sig.key, c, self.chain_method, self.devices, fresh, totals, thin, fields)
+        key += (self.mesh,)
+        key += (live, None if fresh else chain_in.inverse_mass_matrix.ndim)
+        fn = self._compiled_fn(key, build)
+        whole = self.progress_bar and self.chain_method != "sequential" and sum(totals) > 0
+        if whole:
+            self._bar.start(list(zip(_PHASES, totals, strict=True)), live)
+        start = time.perf_counter()
+        out = jax.block_until_ready(fn(chain_in, (sig.dynamic, self._every(key, totals))))
+        elapsed = time.perf_counter() - start
+        names = [name for name, total in zip(_PHASES, totals, strict=True) if total > 0]
+        self.timings = {"+".join(names) or "none": elapsed}
+        if whole:
+            self._bar.close(summarize(out))
+        if self.progress_bar:  # phase durations measured by this run's callbacks
+            for name, seconds in self._bar.seconds.items():
+                self._phase_seconds[(key, name)] = seconds
+        return out
 
     def _field_names(self, extra_fields: Sequence[str]) -> tuple[tuple[str, ...], dict[str, str]]:
         if isinstance(extra_fields, str):
@@ -410,26 +441,38 @@ class MCMC:
         self._target, self._args, self._kwargs = target, args, kwargs
         self._counts = {}
         self.timings = {}
+        draws = self.num_samples // self.thinning if sample else 0
         if resume is None:
             if rng_key is None:
                 raise ValueError("rng_key is required unless post_warmup_state is set.")
             keys = chain_keys(rng_key, self.num_chains)
             split = jax.vmap(lambda k: jax.random.split(k, 3))(keys)
             positions = self._initial_positions(target, sig, split[:, 0], init_params)
-            state = self._run_warmup(target, sig, positions, split[:, 1], split[:, 2])
+            chain_in = (positions, split[:, 1], split[:, 2])
+            fresh, num_warmup = True, self.num_warmup
         else:
-            state = self._check_state(resume, target)
+            chain_in = self._check_state(resume, target)
             if rng_key is not None:
-                state = state._replace(rng_key=chain_keys(rng_key, self.num_chains))
-            self._counts["warmup_num_divergent"] = 0
+                chain_in = chain_in._replace(rng_key=chain_keys(rng_key, self.num_chains))
+            fresh, num_warmup = False, 0
+        state, samples, records, counts = self._run_chains(
+            target,
+            sig,
+            chain_in,
+            fresh=fresh,
+            num_warmup=num_warmup,
+            num_draws=draws,
+            fields=fields,
+        )
+        self._counts["warmup_num_divergent"] = int(
+            np.sum(np.asarray(counts.pop("warmup_num_divergent")))
+        )
+        self._last_state = state
         if not sample:
             self.post_warmup_state = state
-            self._last_state = state
             return
-        state, samples, records, counts = self._run_sampling(target, sig, state, fields)
         for alias, canonical in aliases.items():
             records[alias] = records[canonical]
-        self._last_state = state
         self._samples = samples
         self._fields = records
         self._counts.update({k: int(np.sum(np.asarray(v))) for k, v in counts.items()})

@@ -84,11 +84,13 @@ class Target(NamedTuple):
 
 
 class KernelStep(NamedTuple):
-    """The sampling-phase transition, normalized across NUTS and HMC.
+    """The kernel transition, normalized across NUTS and HMC.
 
-    ``step(key, state, step_size (), inverse_mass_matrix) -> (state, info)`` where ``info`` is
-    a dict with ``diverging``, ``accept_prob``, ``num_steps``, ``energy`` (and ``tree_depth``
-    for NUTS) plus the optional fields listed in ``optional``.
+    ``step(key, state, step_size (), inverse_mass_matrix, warming ()) -> (state, info)`` where
+    ``warming`` (bool) tells whether the transition belongs to the warm-up (HMC derives its
+    number of leapfrog steps differently there) and ``info`` is a dict with ``diverging``,
+    ``accept_prob``, ``num_steps``, ``energy`` (and ``tree_depth`` for NUTS) plus the optional
+    fields listed in ``optional``.
     """
 
     step: Callable
@@ -362,111 +364,42 @@ class _HamiltonianSampler:
     def _kernel_options(self, step_size: float) -> dict:
         return {}
 
-    def _make_adaptation(
-        self,
-        logdensity: Callable,
-        num_warmup: int,
-        progress_fn: Callable | None,
-        *,
-        dense: bool,
-        adapt_mass_matrix: bool,
-        initial_step_size: float,
+    def make_warmup(
+        self, logdensity: Callable, num_warmup: int, block_mask: np.ndarray | None = None
     ) -> adapt.Adaptation:
-        options = dict(
-            kernel=self.kernel_name,
-            target_accept_prob=self.target_accept_prob,
-            initial_step_size=initial_step_size,
-            adapt_step_size=self.adapt_step_size,
-            adapt_mass_matrix=adapt_mass_matrix,
-            progress_fn=progress_fn,
-            divergence_threshold=self.divergence_threshold,
-            **self._kernel_options(initial_step_size),
-        )
-        options.update(self.adaptation_options)
-        if self.adaptation == "stan":
-            return adapt.window_adaptation(logdensity, num_warmup, dense_mass=dense, **options)
-        return adapt.nutpie_adaptation(
-            logdensity, num_warmup, low_rank=self.adaptation == "nutpie_low_rank", **options
-        )
-
-    def warmup(
-        self,
-        logdensity: Callable,
-        num_warmup: int,
-        key: jax.Array,
-        position: jax.Array,
-        progress_fn: Callable | None = None,
-        block_mask: np.ndarray | None = None,
-    ) -> tuple[Any, jax.Array, jax.Array, jax.Array]:
-        """Warm up one chain (traced; vmap it for several chains).
+        """The warm-up of one chain (traced): an :class:`~jppl.mcmc.adaptation.Adaptation`
+        with this sampler's options, whose ``start``/``before``/``after`` pieces the chain
+        driver embeds in its loop.
 
         Args:
             logdensity: ``(d,) -> ()``.
             num_warmup: number of warm-up transitions (static).
-            key: PRNG key of the chain's warm-up.
-            position: ``(d,)`` initial position.
-            progress_fn: ``progress_fn(index, info)`` hook called in the warm-up scan.
             block_mask: ``(d, d)`` mask for block-dense mass matrices (see the module doc).
-
-        Returns:
-            ``(kernel_state, step_size (), inverse_mass_matrix (d,) | (d, d),
-            num_divergent ())``.
         """
-        dense = self._is_dense()
-        if block_mask is None or num_warmup < 20 or not self.adapt_mass_matrix:
-            warm = self._make_adaptation(
+        options = dict(
+            kernel=self.kernel_name,
+            target_accept_prob=self.target_accept_prob,
+            initial_step_size=self.step_size,
+            adapt_step_size=self.adapt_step_size,
+            adapt_mass_matrix=self.adapt_mass_matrix,
+            divergence_threshold=self.divergence_threshold,
+            **self._kernel_options(self.step_size),
+        )
+        options.update(self.adaptation_options)
+        if self.adaptation == "stan":
+            return adapt.window_adaptation(
                 logdensity,
                 num_warmup,
-                progress_fn,
-                dense=dense,
-                adapt_mass_matrix=self.adapt_mass_matrix,
-                initial_step_size=self.step_size,
+                dense_mass=self._is_dense(),
+                block_mask=block_mask,
+                **options,
             )
-            state, params, infos = warm.run(key, position)
-            n_div = jnp.sum(infos.kernel_info.is_divergent.astype(jnp.int32))
-            imm = params.inverse_mass_matrix
-            if block_mask is not None:
-                imm = jnp.where(jnp.asarray(block_mask), imm, 0.0)
-            return state, params.step_size, imm, n_div
-        # Block-dense: dense Stan warm-up, mask, then re-tune the step size (see module doc).
-        n_tune = max(1, int(round(0.1 * num_warmup)))
-        n_dense = num_warmup - n_tune
-        key_dense, key_tune = jax.random.split(key)
-        first = self._make_adaptation(
-            logdensity,
-            n_dense,
-            progress_fn,
-            dense=True,
-            adapt_mass_matrix=True,
-            initial_step_size=self.step_size,
+        return adapt.nutpie_adaptation(
+            logdensity, num_warmup, low_rank=self.adaptation == "nutpie_low_rank", **options
         )
-        state, params, infos = first.run(key_dense, position)
-        imm = jnp.where(jnp.asarray(block_mask), params.inverse_mass_matrix, 0.0)
-        shifted = None
-        if progress_fn is not None:
-            shifted = lambda i, info: progress_fn(i + n_dense, info)
-        second = self._make_adaptation(
-            logdensity,
-            n_tune,
-            shifted,
-            dense=True,
-            adapt_mass_matrix=False,
-            initial_step_size=self.step_size,
-        )
-        start = second.init(state.position, inverse_mass_matrix=imm, step_size=params.step_size)
-        start = start._replace(chain=state)
-        state, params2, infos2 = second.run(key_tune, start)
-        n_div = jnp.sum(infos.kernel_info.is_divergent.astype(jnp.int32)) + jnp.sum(
-            infos2.kernel_info.is_divergent.astype(jnp.int32)
-        )
-        return state, params2.step_size, imm, n_div
 
-    def sampling_step(self, logdensity: Callable) -> KernelStep:
-        """The post-warm-up transition as a :class:`KernelStep`."""
-        raise NotImplementedError
-
-    def progress_info(self, info: Any) -> tuple[jax.Array, jax.Array, jax.Array]:
-        """``(is_divergent (), acceptance_rate (), num_steps ())`` from a kernel info."""
+    def transition(self, logdensity: Callable) -> KernelStep:
+        """The kernel transition of both phases as a :class:`KernelStep`."""
         raise NotImplementedError
 
 
@@ -540,14 +473,14 @@ class NUTS(_HamiltonianSampler):
     def _kernel_options(self, step_size: float) -> dict:
         return {"max_tree_depth": self._max_tree_depth}
 
-    def sampling_step(self, logdensity: Callable) -> KernelStep:
+    def transition(self, logdensity: Callable) -> KernelStep:
         kernel = nuts.build_kernel(
             logdensity,
             max_tree_depth=self._max_tree_depth,
             divergence_threshold=self.divergence_threshold,
         )
 
-        def step(key, state, step_size, inverse_mass_matrix):
+        def step(key, state, step_size, inverse_mass_matrix, warming):
             state, info = kernel(key, state, nuts.NUTSParams(step_size, inverse_mass_matrix))
             return state, {
                 "diverging": info.is_divergent,
@@ -561,17 +494,15 @@ class NUTS(_HamiltonianSampler):
 
         return KernelStep(step, self.optional_fields)
 
-    def progress_info(self, info):
-        return info.is_divergent, info.acceptance_rate, info.num_steps
-
 
 class HMC(_HamiltonianSampler):
     """Hamiltonian Monte Carlo with a fixed trajectory length.
 
     Args:
-        model, potential_fn, step_size, adapt_step_size, adapt_mass_matrix, dense_mass,
-        target_accept_prob, init_strategy, adaptation, divergence_threshold,
-        adaptation_options: as for :class:`NUTS`.
+        model: as for :class:`NUTS`, as are ``potential_fn``, ``step_size``,
+            ``adapt_step_size``, ``adapt_mass_matrix``, ``dense_mass``, ``target_accept_prob``,
+            ``init_strategy``, ``adaptation``, ``divergence_threshold`` and
+            ``adaptation_options``.
         num_steps: number of leapfrog steps per transition. If ``None``, it is
             ``ceil(trajectory_length / step_size)`` (at most ``max_num_steps``): computed from
             the initial ``step_size`` during warm-up (the adaptation needs a fixed number) and
@@ -642,11 +573,14 @@ class HMC(_HamiltonianSampler):
             n = int(min(max(1, math.ceil(self.trajectory_length / step_size)), self.max_num_steps))
         return {"num_integration_steps": n}
 
-    def sampling_step(self, logdensity: Callable) -> KernelStep:
+    def transition(self, logdensity: Callable) -> KernelStep:
         kernel = hmc.build_kernel(logdensity, divergence_threshold=self.divergence_threshold)
+        options = {**self._kernel_options(self.step_size), **self.adaptation_options}
+        warmup_steps = options["num_integration_steps"]
 
-        def step(key, state, step_size, inverse_mass_matrix):
-            params = hmc.HMCParams(step_size, inverse_mass_matrix, self._num_steps(step_size))
+        def step(key, state, step_size, inverse_mass_matrix, warming):
+            num_steps = jnp.where(warming, warmup_steps, self._num_steps(step_size))
+            params = hmc.HMCParams(step_size, inverse_mass_matrix, num_steps)
             state, info = kernel(key, state, params)
             return state, {
                 "diverging": info.is_divergent,
@@ -658,6 +592,3 @@ class HMC(_HamiltonianSampler):
             }
 
         return KernelStep(step, self.optional_fields)
-
-    def progress_info(self, info):
-        return info.is_divergent, info.acceptance_rate, info.num_integration_steps

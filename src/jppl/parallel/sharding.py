@@ -33,6 +33,7 @@ __all__ = [
     "shard_log_prob",
     "split_leading",
     "take_sharded",
+    "traced_sharding",
 ]
 
 _PAD_HINT = (
@@ -53,6 +54,25 @@ def _check_axis(mesh: Mesh, axis: str, what: str) -> None:
         raise ValueError(
             f"{what}: the mesh has no axis '{axis}'; its axes are {tuple(mesh.axis_names)}."
         )
+
+
+def traced_sharding(mesh: Mesh, spec: P) -> NamedSharding:
+    """``NamedSharding(mesh, spec)`` for a constraint placed while tracing.
+
+    Inside a ``jax.shard_map`` that is manual over some of ``mesh``'s axes (e.g. MCMC chains
+    mapped over ``chain`` with ``data`` left to the partitioner), the sharding is built on the
+    context's abstract mesh, whose axis types mark those axes ``Manual`` (a sharding on the
+    all-``Auto`` mesh is rejected there). ``spec`` must then name only the non-manual axes.
+    """
+    context = jax.sharding.get_abstract_mesh()
+    if (
+        not context.empty
+        and context.manual_axes
+        and tuple(context.axis_names) == tuple(mesh.axis_names)
+        and tuple(context.axis_sizes) == tuple(mesh.axis_sizes)
+    ):
+        return NamedSharding(context, spec)
+    return NamedSharding(mesh, spec)
 
 
 def dim_spec(ndim: int, dim: int, axis: str | tuple[str, ...] | None) -> P:
@@ -198,7 +218,7 @@ def constrain(x: jax.Array, mesh: Mesh | None, spec: P) -> jax.Array:
     """``with_sharding_constraint(x, NamedSharding(mesh, spec))``; ``x`` itself if no mesh."""
     if mesh is None:
         return x
-    return jax.lax.with_sharding_constraint(x, NamedSharding(mesh, spec))
+    return jax.lax.with_sharding_constraint(x, traced_sharding(mesh, spec))
 
 
 def split_leading(tree: Any, axis: str) -> Any:
@@ -215,7 +235,7 @@ def split_leading(tree: Any, axis: str) -> Any:
 
     def one(x):
         spec = P(axis, *([P.UNCONSTRAINED] * (np.ndim(x) - 1)))
-        return jax.lax.with_sharding_constraint(x, NamedSharding(mesh, spec))
+        return jax.lax.with_sharding_constraint(x, traced_sharding(mesh, spec))
 
     return jax.tree_util.tree_map(one, tree)
 
@@ -255,7 +275,7 @@ def replicated_indices(indices: jax.Array) -> jax.Array:
     mesh = current_mesh()
     if mesh is None:
         return indices
-    return jax.lax.with_sharding_constraint(indices, NamedSharding(mesh, P()))
+    return jax.lax.with_sharding_constraint(indices, traced_sharding(mesh, P()))
 
 
 def take_sharded(data: jax.Array, indices: jax.Array, axis: int, mesh_axis: str) -> jax.Array:
@@ -290,9 +310,9 @@ def take_sharded(data: jax.Array, indices: jax.Array, axis: int, mesh_axis: str)
     split = jnp.reshape(data, shape[:axis] + (n_dev, rows) + shape[axis + 1 :])
     free = P.UNCONSTRAINED
     spec = P(*([free] * axis), mesh_axis, *([free] * (len(shape) - axis)))
-    split = jax.lax.with_sharding_constraint(split, NamedSharding(mesh, spec))
+    split = jax.lax.with_sharding_constraint(split, traced_sharding(mesh, spec))
     picked = jnp.take(split, indices % rows, axis=axis + 1)  # (..., n_dev, B, ...)
-    picked = jax.lax.with_sharding_constraint(picked, NamedSharding(mesh, spec))
+    picked = jax.lax.with_sharding_constraint(picked, traced_sharding(mesh, spec))
     owner = (indices // rows)[None, :] == jnp.arange(n_dev)[:, None]  # (n_dev, B)
     owner = jnp.reshape(owner, owner.shape + (1,) * (len(shape) - axis - 1))
     return jnp.sum(jnp.where(owner, picked, jnp.zeros((), picked.dtype)), axis=axis)
@@ -328,4 +348,4 @@ def shard_log_prob(log_prob: jax.Array, cond_indep_stack: Sequence) -> jax.Array
         found = True
     if not found:
         return log_prob
-    return jax.lax.with_sharding_constraint(log_prob, NamedSharding(mesh, P(*spec)))
+    return jax.lax.with_sharding_constraint(log_prob, traced_sharding(mesh, P(*spec)))

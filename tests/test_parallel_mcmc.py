@@ -1,0 +1,289 @@
+"""NUTS on a device mesh: chains over ``chain``, the log density over ``data`` (issue 5).
+
+The model is a small logistic regression whose observation plate is sharded
+(``plate(..., shard="data")``). With a fixed key, the draws on every mesh shape are compared
+with the same chains run on one device without a mesh (a second, independent computation),
+and each draw's potential energy with the log joint in float64 NumPy. The step size is fixed
+and there is no warm-up: adaptation feeds the draws' rounding back into the step size, and
+the chains then drift apart beyond 1e-5 after a few dozen transitions (measured: 2e-2 after
+30 warm-up + 20 draws), so invariance is checked on the kernel itself. "Relative" error of an
+array is ``max|a - b| / max|b|``. The 8 devices are fake CPU devices (conftest).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+
+import jax
+import numpy as np
+import pytest
+from jax.sharding import AxisType, Mesh
+
+import jppl
+import jppl.distributions as dist
+from jppl import parallel
+from jppl.mcmc import MCMC, NUTS
+from jppl.mcmc import mesh as mcmc_mesh
+
+pytestmark = pytest.mark.skipif(len(jax.devices()) < 8, reason="needs 8 (fake) devices")
+
+N, F = 256, 4
+C = 4  # chains
+DRAWS = 20
+RTOL = 1e-5
+STEP_SIZE = 0.3
+
+
+def _data() -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(N, F)).astype(np.float32)
+    w = np.array([1.0, -1.0, 0.5, 0.0], np.float32)
+    y = (rng.random(N) < 1 / (1 + np.exp(-x @ w))).astype(np.float32)
+    return x, y
+
+
+X, Y = _data()
+
+
+def logreg(x, y):
+    w = jppl.sample("w", dist.Normal(0.0, 1.0).expand([x.shape[1]]).to_event(1))
+    with jppl.plate("N", x.shape[0], shard="data"):
+        jppl.sample("y", dist.BernoulliLogits(x @ w), obs=y)
+
+
+def logreg_wrong_axis(x, y):
+    w = jppl.sample("w", dist.Normal(0.0, 1.0).expand([x.shape[1]]).to_event(1))
+    with jppl.plate("N", x.shape[0], shard="batch"):
+        jppl.sample("y", dist.BernoulliLogits(x @ w), obs=y)
+
+
+def log_joint_numpy(w: np.ndarray) -> np.ndarray:
+    """``(..., F) -> (...)`` log joint of ``logreg`` in float64 NumPy (independent of jppl)."""
+    x, y, w = X.astype(np.float64), Y.astype(np.float64), np.asarray(w, np.float64)
+    logits = w @ x.T
+    value = np.sum(y * logits - np.logaddexp(0.0, logits), axis=-1)
+    return value - 0.5 * np.sum(w**2, axis=-1) - 0.5 * F * np.log(2 * np.pi)
+
+
+def rel(a, b) -> float:
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    return float(np.max(np.abs(a - b)) / np.max(np.abs(b)))
+
+
+def _sampler() -> NUTS:
+    return NUTS(logreg, step_size=STEP_SIZE, adapt_step_size=False, adapt_mass_matrix=False)
+
+
+def _mcmc(mesh, num_samples=DRAWS, chain_method=None, sampler=None) -> MCMC:
+    return MCMC(
+        sampler or _sampler(),
+        num_warmup=0,
+        num_samples=num_samples,
+        num_chains=C,
+        chain_method=chain_method,
+        progress_bar=False,
+        warn=False,
+        mesh=mesh,
+    )
+
+
+def _data_on(mesh):
+    return (X, Y) if mesh is None else parallel.shard_along((X, Y), mesh, "data")
+
+
+def _run(mesh, chain_method=None) -> MCMC:
+    mcmc = _mcmc(mesh, chain_method=chain_method)
+    mcmc.run(jax.random.key(1), *_data_on(mesh))
+    return mcmc
+
+
+def _host(x) -> np.ndarray:
+    if jax.numpy.issubdtype(x.dtype, jax.dtypes.prng_key):
+        x = jax.random.key_data(x)
+    return np.asarray(x)
+
+
+@contextlib.contextmanager
+def _recorded_programs(monkeypatch):
+    """Record every program ``jppl.mcmc.mesh`` compiles, with its last arguments (to read the
+    compiled HLO afterwards: lowering again hits JAX's compilation cache)."""
+    programs: list = []
+    original = mcmc_mesh.jit_on_mesh
+
+    def recording(fn, mesh, name="on_mesh"):
+        jitted = original(fn, mesh, name)
+
+        def call(*args):
+            programs.append((jitted, args))
+            return jitted(*args)
+
+        return call
+
+    monkeypatch.setattr(mcmc_mesh, "jit_on_mesh", recording)
+    yield programs
+
+
+@pytest.fixture(scope="module")
+def reference() -> MCMC:
+    """The chains on one device, no mesh (one single-chain program, chains in a loop)."""
+    return _run(None, "sequential")
+
+
+def _assert_matches_reference(mcmc: MCMC, reference: MCMC) -> None:
+    draws = mcmc.get_samples(group_by_chain=True)["w"]
+    assert draws.shape == (C, DRAWS, F)
+    assert rel(draws, reference.get_samples(group_by_chain=True)["w"]) <= RTOL
+    fields, ref_fields = mcmc.get_extra_fields(), reference.get_extra_fields()
+    np.testing.assert_array_equal(np.asarray(fields["num_steps"]), ref_fields["num_steps"])
+    assert rel(fields["potential_energy"], ref_fields["potential_energy"]) <= RTOL
+    truth = -log_joint_numpy(np.asarray(draws))  # (C, DRAWS), at the mesh run's own draws
+    potential = mcmc.get_extra_fields(group_by_chain=True)["potential_energy"]
+    assert rel(potential, truth) <= RTOL
+    state, ref_state = mcmc.last_state, reference.last_state
+    assert rel(state.position, ref_state.position) <= RTOL
+    assert rel(state.logdensity_grad, ref_state.logdensity_grad) <= RTOL
+    np.testing.assert_array_equal(_host(state.rng_key), _host(ref_state.rng_key))
+
+
+# ---------------------------------------------------------------------------------------------
+# Invariance
+# ---------------------------------------------------------------------------------------------
+
+
+def test_reference_potential_energy_is_the_numpy_log_joint(reference):
+    draws = np.asarray(reference.get_samples(group_by_chain=True)["w"])
+    potential = reference.get_extra_fields(group_by_chain=True)["potential_energy"]
+    assert rel(potential, -log_joint_numpy(draws)) <= RTOL
+    assert reference.chain_method == "sequential"
+    assert np.std(draws[:, -1], axis=0).min() > 0.01  # the chains moved apart
+
+
+def test_chain_only_mesh_is_bitwise_the_chains_without_mesh_and_continues(reference, tmp_path):
+    """``chain=4``: each device runs the single-chain program of the no-mesh run. Run half the
+    draws, save, load with the mesh, continue: bitwise the uninterrupted no-mesh run."""
+    mesh = parallel.make_mesh(chain=4)
+    half = DRAWS // 2
+    first = _mcmc(mesh, num_samples=half)
+    first.run(jax.random.key(1), X, Y)
+    assert first.chain_method == "sharded"
+    first.save(tmp_path / "ckpt.npz")
+    second = MCMC.load(tmp_path / "ckpt.npz", _sampler(), progress_bar=False, warn=False, mesh=mesh)
+    second.run(None, X, Y)
+
+    ref_w = np.asarray(reference.get_samples(group_by_chain=True)["w"])
+    np.testing.assert_array_equal(first.get_samples(group_by_chain=True)["w"], ref_w[:, :half])
+    np.testing.assert_array_equal(second.get_samples(group_by_chain=True)["w"], ref_w[:, half:])
+    ref_fields = reference.get_extra_fields(group_by_chain=True)
+    for name, value in second.get_extra_fields(group_by_chain=True).items():
+        np.testing.assert_array_equal(np.asarray(value), np.asarray(ref_fields[name])[:, half:])
+    for a, b in zip(second.last_state, reference.last_state, strict=True):
+        np.testing.assert_array_equal(_host(a), _host(b))
+
+
+def test_chain_by_data_mesh_matches_one_device(reference, monkeypatch, capsys):
+    """``chain=2 x data=4``: two chains per position along ``chain``, each log density split
+    over 4 devices. Results are replicated (readable on every process) and the compiled
+    program sends only log densities and gradients between the data shards."""
+    mesh = parallel.make_mesh(chain=2, data=4)
+    with _recorded_programs(monkeypatch) as programs:
+        mcmc = _run(mesh)
+    _assert_matches_reference(mcmc, reference)
+    for leaf in jax.tree.leaves((mcmc.get_samples(), mcmc.get_extra_fields(), mcmc.last_state)):
+        assert leaf.sharding.is_fully_replicated
+    assert mcmc.get_samples()["w"].shape == (C * DRAWS, F)
+
+    mcmc.print_summary()
+    assert "w[3]" in capsys.readouterr().out
+    posterior = mcmc.to_arviz().posterior
+    assert posterior["w"].shape == (C, DRAWS, F)
+    np.testing.assert_array_equal(posterior["w"].values, mcmc.get_samples(True)["w"])
+
+    jitted, args = programs[-1]  # the chains' program (the first one draws initial points)
+    ops = parallel.collectives(jitted.lower(*args).compile())
+    reduces = [c for c in ops if c.op == "all-reduce"]
+    chains_per_position = C // 2
+    assert reduces, "the data-sharded log density must be all-reduced"
+    for c in reduces:  # log density + gradient of this position's chains, nothing bigger
+        assert c.bytes <= chains_per_position * (1 + F) * 4, c
+    for c in ops:
+        assert c.op in ("all-reduce", "all-gather"), c
+        if c.op == "all-gather":  # only the results, gathered over `chain` once at the end
+            assert all(re.fullmatch(rf"\w+\[{C}(,[0-9,]*)?\]", s) for s in c.shapes), c
+        assert not any(str(N // 4) in shape or str(N) in shape for shape in c.shapes), c
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "shape, chain_method",
+    [
+        ({"data": 2}, None),
+        ({"data": 4}, None),
+        ({"data": 8}, None),
+        ({"chain": 2, "data": 2}, None),
+        ({"chain": 4, "data": 2}, None),
+        ({"chain": 2, "sample": 2, "data": 2}, None),
+        ({"chain": 2, "data": 4}, "vectorized"),
+        ({"data": 4}, "sequential"),
+    ],
+)
+def test_more_mesh_shapes_match_one_device(reference, shape, chain_method):
+    mcmc = _run(parallel.make_mesh(**shape), chain_method)
+    assert mcmc.chain_method == (chain_method or "sharded")
+    _assert_matches_reference(mcmc, reference)
+
+
+@pytest.mark.slow
+def test_data_mesh_single_chain_program_all_reduces_only(monkeypatch):
+    """One chain, ``data=8``: the whole compiled run (no gathers at all) all-reduces one log
+    density and its ``(F,)`` gradient at a time."""
+    mesh = parallel.make_mesh(data=8)
+    mcmc = MCMC(_sampler(), num_warmup=0, num_samples=5, progress_bar=False, warn=False, mesh=mesh)
+    with _recorded_programs(monkeypatch) as programs:
+        mcmc.run(jax.random.key(0), *_data_on(mesh))
+    jitted, args = programs[-1]
+    ops = parallel.collectives(jitted.lower(*args).compile())
+    assert {c.op for c in ops} == {"all-reduce"}
+    assert all(c.bytes <= (1 + F) * 4 for c in ops)
+
+
+# ---------------------------------------------------------------------------------------------
+# Errors
+# ---------------------------------------------------------------------------------------------
+
+
+def test_chains_not_divisible_by_the_chain_axis():
+    mesh = parallel.make_mesh(chain=4, data=2)
+    with pytest.raises(ValueError, match=r"num_chains=6 is not a multiple of the size 4.*'chain'"):
+        MCMC(_sampler(), num_warmup=0, num_samples=1, num_chains=6, mesh=mesh)
+
+
+def test_plate_sharded_over_an_axis_the_mesh_lacks():
+    mesh = parallel.make_mesh(data=4)
+    sampler = NUTS(logreg_wrong_axis, step_size=STEP_SIZE, adapt_step_size=False)
+    mcmc = MCMC(sampler, num_warmup=0, num_samples=1, progress_bar=False, mesh=mesh)
+    with pytest.raises(ValueError, match=r"plate 'N' is sharded over mesh axis 'batch'"):
+        mcmc.run(jax.random.key(0), X, Y)
+
+
+def test_bad_mesh_arguments():
+    devices = np.asarray(jax.devices()[:4])
+    no_chain_axis = Mesh(devices, ("data",), axis_types=(AxisType.Auto,))
+    with pytest.raises(ValueError, match=r"no 'chain' axis"):
+        MCMC(_sampler(), num_warmup=0, num_samples=1, mesh=no_chain_axis)
+    with pytest.raises(TypeError, match=r"mesh must be a jax.sharding.Mesh"):
+        MCMC(_sampler(), num_warmup=0, num_samples=1, mesh="data")
+    mesh = parallel.make_mesh(chain=2, data=2)
+    with pytest.raises(ValueError, match=r"'sequential' runs one chain at a time"):
+        MCMC(
+            _sampler(),
+            num_warmup=0,
+            num_samples=1,
+            num_chains=2,
+            chain_method="sequential",
+            mesh=mesh,
+        )
+    with pytest.raises(ValueError, match=r"give `mesh` or `devices`, not both"):
+        MCMC(_sampler(), num_warmup=0, num_samples=1, mesh=mesh, devices=jax.devices()[:2])
+    with pytest.raises(ValueError, match=r"chain_method must be one of"):
+        MCMC(_sampler(), num_warmup=0, num_samples=1, chain_method="parallel", mesh=mesh)

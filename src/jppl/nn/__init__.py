@@ -29,11 +29,13 @@ from jppl.nn.predict import (
     summarize_probs,
 )
 from jppl.nn.priors import normal_prior, scale_mixture_prior
+from jppl.nn.trainer import Trainer
 
 __all__ = [
     "BayesianModule",
     "PredictiveSummary",
     "ReliabilityDiagram",
+    "Trainer",
     "accuracy",
     "expected_calibration_error",
     "flax_module",

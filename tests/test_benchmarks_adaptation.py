@@ -11,11 +11,9 @@ the JSON / markdown results have the documented structure and consistent numbers
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
 import statistics
-import sys
 from pathlib import Path
 
 import jax
@@ -23,6 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from _import_path import import_by_path
 from jppl.mcmc import adaptation as adapt
 from jppl.mcmc import nuts
 
@@ -31,14 +30,7 @@ _BENCH_PATH = Path(__file__).resolve().parents[1] / "benchmarks" / "adaptation.p
 
 def _import_bench():
     """Import ``benchmarks/adaptation.py`` by path (``benchmarks`` is not a package)."""
-    name = "_bench_adaptation"
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, _BENCH_PATH)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
+    return import_by_path(_BENCH_PATH, "_bench_adaptation")
 
 
 bench = _import_bench()

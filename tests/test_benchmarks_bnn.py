@@ -11,9 +11,7 @@ Trainer-based training reaches 90% test accuracy within 6 epochs (and learns wit
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import jax
@@ -21,19 +19,14 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from _import_path import import_by_path
+
 _BENCH_PATH = Path(__file__).resolve().parents[1] / "benchmarks" / "bnn.py"
 
 
 def _import_bench():
     """Import ``benchmarks/bnn.py`` by path (``benchmarks`` is not a package)."""
-    name = "_bench_bnn"
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, _BENCH_PATH)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
+    return import_by_path(_BENCH_PATH, "_bench_bnn")
 
 
 bench = _import_bench()

@@ -9,9 +9,7 @@ a results dict into the markdown table and the target list.
 
 from __future__ import annotations
 
-import importlib.util
 import math
-import sys
 from pathlib import Path
 
 import jax
@@ -19,19 +17,14 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from _import_path import import_by_path
+
 _NUTS_PATH = Path(__file__).resolve().parents[1] / "benchmarks" / "nuts.py"
 
 
 def _import_bench():
     """Import ``benchmarks/nuts.py`` by path (``benchmarks`` is not a package)."""
-    name = "_bench_nuts"
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, _NUTS_PATH)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
+    return import_by_path(_NUTS_PATH, "_bench_nuts")
 
 
 bench = _import_bench()

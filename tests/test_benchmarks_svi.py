@@ -10,8 +10,6 @@ libraries and give finite losses.
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from functools import partial
 from pathlib import Path
 
@@ -20,19 +18,14 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from _import_path import import_by_path
+
 _SVI_PATH = Path(__file__).resolve().parents[1] / "benchmarks" / "svi.py"
 
 
 def _import_bench():
     """Import ``benchmarks/svi.py`` by path (``benchmarks`` is not a package)."""
-    name = "_bench_svi"
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, _SVI_PATH)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
+    return import_by_path(_SVI_PATH, "_bench_svi")
 
 
 bench = _import_bench()

@@ -11,15 +11,14 @@ documented structure.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from _import_path import import_by_path
 from jppl import diagnostics
 
 _BENCH_PATH = Path(__file__).resolve().parents[1] / "benchmarks" / "posteriordb.py"
@@ -27,14 +26,7 @@ _BENCH_PATH = Path(__file__).resolve().parents[1] / "benchmarks" / "posteriordb.
 
 def _import_bench():
     """Import ``benchmarks/posteriordb.py`` by path (``benchmarks`` is not a package)."""
-    name = "_bench_posteriordb"
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, _BENCH_PATH)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
+    return import_by_path(_BENCH_PATH, "_bench_posteriordb")
 
 
 bench = _import_bench()

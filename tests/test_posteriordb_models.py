@@ -9,8 +9,6 @@ the same ``model.md`` (NumPyro versions build their derived data from the raw ``
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -25,6 +23,7 @@ from jax.scipy.special import logsumexp
 from numpyro.distributions import constraints as nconstraints
 from numpyro.infer.util import log_density as numpyro_log_density
 
+from _import_path import import_by_path
 from jppl.handlers import seed, trace
 from jppl.infer import log_density, potential_energy, unconstrain_fn
 from jppl.infer.util import compute_log_probs
@@ -34,14 +33,7 @@ _MODELS_PATH = Path(__file__).resolve().parents[1] / "benchmarks" / "posteriordb
 
 def _import_models():
     """Import ``benchmarks/posteriordb/models.py`` by path (``benchmarks`` is not a package)."""
-    name = "_posteriordb_models"
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, _MODELS_PATH)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
+    return import_by_path(_MODELS_PATH, "_posteriordb_models")
 
 
 pdb = _import_models()

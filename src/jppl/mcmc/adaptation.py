@@ -842,6 +842,40 @@ def _make_run(
     return run
 
 
+def _assemble(
+    init: Callable,
+    step: Callable,
+    make_params: Callable,
+    before: Callable,
+    after: Callable,
+    adapt_step_size: bool,
+    num_warmup: int,
+    flags: Any,
+    progress_fn: Callable | None,
+) -> Adaptation:
+    """The :class:`Adaptation` of a warm-up scheme from its scan-body pieces."""
+
+    def final_step_size(state: AdaptationState) -> jax.Array:
+        if adapt_step_size:
+            return dual_averaging_final(state.dual_averaging)
+        return state.step_size
+
+    start = lambda position_or_state: _coerce_state(init, position_or_state)
+    run = _make_run(start, step, make_params, before, after, final_step_size, flags, progress_fn)
+    return Adaptation(
+        init=init,
+        run=run,
+        step=step,
+        make_params=make_params,
+        num_warmup=num_warmup,
+        start=start,
+        schedule=flags,
+        before=before,
+        after=after,
+        final_step_size=final_step_size,
+    )
+
+
 def window_adaptation(
     logdensity_fn: LogDensityFn,
     num_warmup: int,
@@ -999,24 +1033,8 @@ def window_adaptation(
             state = _search_restart(search, jax.random.fold_in(key, 1), state, search_now)
         return state
 
-    def final_step_size(state: AdaptationState) -> jax.Array:
-        if adapt_step_size:
-            return dual_averaging_final(state.dual_averaging)
-        return state.step_size
-
-    start = lambda position_or_state: _coerce_state(init, position_or_state)
-    run = _make_run(start, step, make_params, before, after, final_step_size, flags, progress_fn)
-    return Adaptation(
-        init=init,
-        run=run,
-        step=step,
-        make_params=make_params,
-        num_warmup=num_warmup,
-        start=start,
-        schedule=flags,
-        before=before,
-        after=after,
-        final_step_size=final_step_size,
+    return _assemble(
+        init, step, make_params, before, after, adapt_step_size, num_warmup, flags, progress_fn
     )
 
 
@@ -1220,22 +1238,6 @@ def nutpie_adaptation(
             state = _search_restart(search, jax.random.fold_in(key, 1), state, search_now)
         return state
 
-    def final_step_size(state: AdaptationState) -> jax.Array:
-        if adapt_step_size:
-            return dual_averaging_final(state.dual_averaging)
-        return state.step_size
-
-    start = lambda position_or_state: _coerce_state(init, position_or_state)
-    run = _make_run(start, step, make_params, before, after, final_step_size, flags, progress_fn)
-    return Adaptation(
-        init=init,
-        run=run,
-        step=step,
-        make_params=make_params,
-        num_warmup=num_warmup,
-        start=start,
-        schedule=flags,
-        before=before,
-        after=after,
-        final_step_size=final_step_size,
+    return _assemble(
+        init, step, make_params, before, after, adapt_step_size, num_warmup, flags, progress_fn
     )

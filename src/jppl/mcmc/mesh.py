@@ -41,6 +41,7 @@ import jax.numpy as jnp
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
+from jppl.mcmc.chains import _single
 from jppl.parallel.mesh import axis_size, use_mesh
 from jppl.parallel.sharding import replicate, split_leading
 
@@ -115,16 +116,6 @@ def _place(chain_in: Any, shared: tuple, mesh: Mesh) -> tuple[Any, tuple]:
     data (``shared[0]``) keep their own placement (e.g. split over ``data``)."""
     dynamic, every = shared
     return replicate(chain_in, mesh), (dynamic, replicate(every, mesh))
-
-
-def _single(chain_fn: Callable) -> Callable:
-    """``chain_fn`` on inputs and outputs with a leading chain dim of 1 (no ``vmap``)."""
-
-    def run(chain_in, shared):
-        one = jax.tree.map(lambda x: x[0], chain_in)
-        return jax.tree.map(lambda x: x[None], chain_fn(one, shared))
-
-    return run
 
 
 def map_chains_on_mesh(

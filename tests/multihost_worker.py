@@ -142,7 +142,10 @@ def task_nuts(num_devices: int) -> dict:
     assert all(
         leaf.is_fully_replicated for leaf in jax.tree.leaves((samples, fields, mcmc.last_state))
     )
+    idata = mcmc.to_arviz()  # observed data and log-likelihoods span both processes
     return {
+        "observed_y": np.asarray(idata.observed_data["y"]).tolist(),
+        "log_likelihood_y": np.asarray(idata.log_likelihood["y"]).tolist(),
         "w": np.asarray(samples["w"]).tolist(),
         "potential_energy": np.asarray(fields["potential_energy"]).tolist(),
         "num_steps": np.asarray(fields["num_steps"]).tolist(),

@@ -110,5 +110,6 @@ def test_two_processes_match_one_process_with_four_devices():
         for name, value in ref_svi["params"].items():
             assert _rel(r["svi"]["params"][name], value) <= 1e-5, name
         assert r["nuts"]["num_steps"] == ref_nuts["num_steps"]
-        for name in ("w", "potential_energy", "last_position"):
+        for name in ("w", "potential_energy", "last_position", "log_likelihood_y"):
             assert _rel(r["nuts"][name], ref_nuts[name]) <= 1e-5, name
+        assert r["nuts"]["observed_y"] == ref_nuts["observed_y"]  # to_arviz gathers the rows

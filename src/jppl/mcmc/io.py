@@ -33,6 +33,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jppl.mcmc.state import MCMCState
+from jppl.parallel.distributed import gather
 
 __all__ = ["load", "save", "to_arviz", "to_inference_data"]
 
@@ -216,11 +217,14 @@ def _observed_values(mcmc: Any) -> dict[str, Any]:
     model_trace = trace(substitute(seed(model, rng_seed=0), data=first)).get_trace(
         *mcmc._args, **mcmc._kwargs
     )
-    return {
-        name: np.asarray(site["value"])
-        for name, site in model_trace.items()
-        if site["type"] == "sample" and site["is_observed"]
-    }
+    # gather: observations split over the devices of several processes are all-gathered.
+    return gather(
+        {
+            name: site["value"]
+            for name, site in model_trace.items()
+            if site["type"] == "sample" and site["is_observed"]
+        }
+    )
 
 
 def to_arviz(mcmc: Any, log_likelihood: bool = True) -> Any:
@@ -252,7 +256,7 @@ def to_arviz(mcmc: Any, log_likelihood: bool = True) -> Any:
                 mcmc.sampler.model, flat, *mcmc._args, parallel=True, **mcmc._kwargs
             )
             loglik = {
-                k: np.asarray(v).reshape((num_chains, num_draws) + np.shape(v)[1:])
-                for k, v in values.items()
+                k: v.reshape((num_chains, num_draws) + np.shape(v)[1:])
+                for k, v in gather(values).items()
             }
     return to_inference_data({k: np.asarray(v) for k, v in named.items()}, stats, loglik, observed)

@@ -302,6 +302,23 @@ def _single(chain_fn: Callable) -> Callable:
     return run
 
 
+def run_each_chain(
+    single: Callable, chain_in: Any, shared: Any, num_chains: int, on_chain: Callable | None
+) -> list:
+    """Outputs of ``single(chain_c, shared)`` for each chain ``c`` in turn (``chain_in``'s
+    leaves have a leading ``num_chains`` dim); ``on_chain`` as in :func:`map_chains`."""
+    outs = []
+    for c in range(num_chains):
+        one = jax.tree.map(lambda x, c=c: x[c], chain_in)
+        if on_chain is None:
+            outs.append(single(one, shared))
+        else:
+            with on_chain(c) as record:
+                outs.append(jax.block_until_ready(single(one, shared)))
+                record(outs[-1])
+    return outs
+
+
 def map_chains(
     chain_fn: Callable,
     method: str,
@@ -333,15 +350,7 @@ def map_chains(
         single = jax.jit(chain_fn)
 
         def run_sequential(chain_in, shared):
-            outs = []
-            for c in range(num_chains):
-                one = jax.tree.map(lambda x, c=c: x[c], chain_in)
-                if on_chain is None:
-                    outs.append(single(one, shared))
-                else:
-                    with on_chain(c) as record:
-                        outs.append(jax.block_until_ready(single(one, shared)))
-                        record(outs[-1])
+            outs = run_each_chain(single, chain_in, shared, num_chains, on_chain)
             return jax.tree.map(lambda *xs: jnp.stack(xs), *outs)
 
         return run_sequential

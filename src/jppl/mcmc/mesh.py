@@ -41,7 +41,7 @@ import jax.numpy as jnp
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from jppl.mcmc.chains import _single
+from jppl.mcmc.chains import _single, run_each_chain
 from jppl.parallel.mesh import axis_size, use_mesh
 from jppl.parallel.sharding import replicate, split_leading
 
@@ -150,16 +150,7 @@ def map_chains_on_mesh(
 
         def run_sequential(chain_in, shared):
             chain_in, shared = _place(chain_in, shared, mesh)
-            outs = []
-            for c in range(num_chains):
-                one = jax.tree.map(lambda x, c=c: x[c], chain_in)
-                if on_chain is None:
-                    outs.append(single(one, shared))
-                else:
-                    with on_chain(c) as record:
-                        outs.append(jax.block_until_ready(single(one, shared)))
-                        record(outs[-1])
-            return stack(*outs)
+            return stack(*run_each_chain(single, chain_in, shared, num_chains, on_chain))
 
         return run_sequential
     if method == "vectorized":

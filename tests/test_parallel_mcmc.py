@@ -3,11 +3,14 @@
 The model is a small logistic regression whose observation plate is sharded
 (``plate(..., shard="data")``). With a fixed key, the draws on every mesh shape are compared
 with the same chains run on one device without a mesh (a second, independent computation),
-and each draw's potential energy with the log joint in float64 NumPy. The step size is fixed
-and there is no warm-up: adaptation feeds the draws' rounding back into the step size, and
-the chains then drift apart beyond 1e-5 after a few dozen transitions (measured: 2e-2 after
-30 warm-up + 20 draws), so invariance is checked on the kernel itself. "Relative" error of an
-array is ``max|a - b| / max|b|``. The 8 devices are fake CPU devices (conftest).
+and each draw's potential energy with the log joint in float64 NumPy (fixed step size, no
+warm-up: the mesh and no-mesh programs round differently, and adaptation would amplify it).
+
+Across meshes, the data-sharded likelihood is added in fixed blocks (``data_blocks``,
+:mod:`jppl.infer.blocked`): the draws *with* warm-up adaptation are then bitwise the same on
+1, 2, 4 and 8 data devices. With ``data_blocks=0`` (XLA's reduction) they drift apart (2e-2
+after 30 warm-up + 20 draws, measured before blocks existed). "Relative" error of an array is
+``max|a - b| / max|b|``. The 8 devices are fake CPU devices (conftest).
 """
 
 from __future__ import annotations
@@ -75,16 +78,17 @@ def _sampler() -> NUTS:
     return NUTS(logreg, step_size=STEP_SIZE, adapt_step_size=False, adapt_mass_matrix=False)
 
 
-def _mcmc(mesh, num_samples=DRAWS, chain_method=None, sampler=None) -> MCMC:
+def _mcmc(mesh, num_samples=DRAWS, chain_method=None, sampler=None, **kwargs) -> MCMC:
     return MCMC(
         sampler or _sampler(),
-        num_warmup=0,
+        num_warmup=kwargs.pop("num_warmup", 0),
         num_samples=num_samples,
         num_chains=C,
         chain_method=chain_method,
         progress_bar=False,
         warn=False,
         mesh=mesh,
+        **kwargs,
     )
 
 
@@ -184,7 +188,8 @@ def test_chain_only_mesh_is_bitwise_the_chains_without_mesh_and_continues(refere
 def test_chain_by_data_mesh_matches_one_device(reference, monkeypatch, capsys):
     """``chain=2 x data=4``: two chains per position along ``chain``, each log density split
     over 4 devices. Results are replicated (readable on every process) and the compiled
-    program sends only log densities and gradients between the data shards."""
+    program sends only the 8 data blocks' log densities and gradients between the data shards
+    (all-gathered, then added in block order)."""
     mesh = parallel.make_mesh(chain=2, data=4)
     with _recorded_programs(monkeypatch) as programs:
         mcmc = _run(mesh)
@@ -199,17 +204,20 @@ def test_chain_by_data_mesh_matches_one_device(reference, monkeypatch, capsys):
     assert posterior["w"].shape == (C, DRAWS, F)
     np.testing.assert_array_equal(posterior["w"].values, mcmc.get_samples(True)["w"])
 
-    jitted, args = programs[-1]  # the chains' program (the first one draws initial points)
+    jitted, args = programs[-1]  # the chains' program (the first ones draw initial points)
     ops = parallel.collectives(jitted.lower(*args).compile())
-    reduces = [c for c in ops if c.op == "all-reduce"]
-    chains_per_position = C // 2
-    assert reduces, "the data-sharded log density must be all-reduced"
-    for c in reduces:  # log density + gradient of this position's chains, nothing bigger
-        assert c.bytes <= chains_per_position * (1 + F) * 4, c
+    blocks = mcmc.block_plan.num_blocks
+    assert blocks == 8
+    gathers = [c for c in ops if c.op == "all-gather"]
+    assert gathers, "the data blocks' log densities and gradients must be all-gathered"
     for c in ops:
-        assert c.op in ("all-reduce", "all-gather"), c
-        if c.op == "all-gather":  # only the results, gathered over `chain` once at the end
-            assert all(re.fullmatch(rf"\w+\[{C}(,[0-9,]*)?\]", s) for s in c.shapes), c
+        assert c.op == "all-gather", c
+        for shape in c.shapes:
+            dims = [int(d) for d in re.findall(r"\d+", shape.split("[", 1)[1])]
+            if dims and dims[0] == C:  # the results, gathered over `chain` once at the end
+                continue
+            # per block: the log densities or (F,) gradients of this position's 2 chains
+            assert dims and dims[0] == blocks and int(np.prod(dims)) <= blocks * (C // 2) * F, c
         assert not any(str(N // 4) in shape or str(N) in shape for shape in c.shapes), c
 
 
@@ -235,16 +243,158 @@ def test_more_mesh_shapes_match_one_device(reference, shape, chain_method):
 
 @pytest.mark.slow
 def test_data_mesh_single_chain_program_all_reduces_only(monkeypatch):
-    """One chain, ``data=8``: the whole compiled run (no gathers at all) all-reduces one log
-    density and its ``(F,)`` gradient at a time."""
+    """One chain, ``data=8``, ``data_blocks=0`` (XLA's reduction): the whole compiled run (no
+    gathers at all) all-reduces one log density and its ``(F,)`` gradient at a time."""
     mesh = parallel.make_mesh(data=8)
-    mcmc = MCMC(_sampler(), num_warmup=0, num_samples=5, progress_bar=False, warn=False, mesh=mesh)
+    mcmc = MCMC(
+        _sampler(),
+        num_warmup=0,
+        num_samples=5,
+        progress_bar=False,
+        warn=False,
+        mesh=mesh,
+        data_blocks=0,
+    )
     with _recorded_programs(monkeypatch) as programs:
         mcmc.run(jax.random.key(0), *_data_on(mesh))
     jitted, args = programs[-1]
     ops = parallel.collectives(jitted.lower(*args).compile())
     assert {c.op for c in ops} == {"all-reduce"}
     assert all(c.bytes <= (1 + F) * 4 for c in ops)
+
+
+# ---------------------------------------------------------------------------------------------
+# Data blocks: bitwise invariance with warm-up adaptation
+# ---------------------------------------------------------------------------------------------
+
+WARMUP = 60
+
+
+def _adapted(mesh, chain_method=None, **kwargs) -> MCMC:
+    """The default NUTS (step size and diagonal mass matrix adapted) on ``mesh``."""
+    mcmc = _mcmc(mesh, chain_method=chain_method, sampler=NUTS(logreg), num_warmup=WARMUP, **kwargs)
+    mcmc.run(jax.random.key(3), *_data_on(mesh))
+    return mcmc
+
+
+@pytest.fixture(scope="module")
+def adapted_one_device() -> MCMC:
+    return _adapted(parallel.make_mesh(chain=1, data=1, devices=jax.devices()[:1]))
+
+
+def _same_run(a: MCMC, b: MCMC) -> None:
+    for x, y in zip(
+        jax.tree.leaves((a.get_samples(True), a.get_extra_fields(True), a.last_state)),
+        jax.tree.leaves((b.get_samples(True), b.get_extra_fields(True), b.last_state)),
+        strict=True,
+    ):
+        np.testing.assert_array_equal(_host(x), _host(y))
+
+
+@pytest.mark.parametrize("shape", [{"data": 2}, {"data": 8}, {"chain": 2, "data": 4}])
+def test_adapted_draws_are_bitwise_the_same_on_every_data_mesh(adapted_one_device, shape):
+    """Warm-up adaptation and all: draws, statistics, step sizes, mass matrices and the last
+    state on 2, 8 and 2 x 4 devices equal those on one device, bit for bit."""
+    mcmc = _adapted(parallel.make_mesh(**shape))
+    assert mcmc.block_plan.num_blocks == 8
+    _same_run(mcmc, adapted_one_device)
+    # and they are right: each draw's potential is the float64 log joint at that draw
+    draws = np.asarray(mcmc.get_samples(group_by_chain=True)["w"])
+    potential = mcmc.get_extra_fields(group_by_chain=True)["potential_energy"]
+    assert rel(potential, -log_joint_numpy(draws)) <= RTOL
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("chain_method", ["vectorized", "sequential"])
+def test_adapted_draws_bitwise_for_other_chain_methods(chain_method):
+    """Within one chain method, the data axis's size does not change a bit (``"vectorized"``
+    batches the chains, so its draws differ from ``"sharded"``'s in the last bits; across the
+    size of the ``chain`` axis it is not bitwise either)."""
+    one = _adapted(parallel.make_mesh(chain=1, data=1, devices=jax.devices()[:1]), chain_method)
+    _same_run(_adapted(parallel.make_mesh(chain=1, data=4), chain_method), one)
+
+
+def test_blocks_give_the_plain_log_density(adapted_one_device):
+    """The blocked potential equals the plain one and the float64 truth, value and gradient."""
+    from jppl.infer.blocked import blocked_potential_energy
+    from jppl.infer.util import potential_energy
+    from jppl.parallel.blocks import plan_blocks
+
+    mesh = parallel.make_mesh(data=4)
+    data = _data_on(mesh)
+    plan = plan_blocks((data, {}), mesh)
+    assert plan == (("data", 8, N, (0, 0)))
+    w = np.array([0.3, -0.2, 0.1, 0.5], np.float32)
+
+    @jax.jit
+    def both(w, x, y):
+        with parallel.use_mesh(mesh):
+            blocked = jax.value_and_grad(
+                lambda w: blocked_potential_energy(logreg, (x, y), {}, {"w": w}, plan)
+            )(w)
+        plain = jax.value_and_grad(lambda w: potential_energy(logreg, (X, Y), {}, {"w": w}))(w)
+        return blocked, plain
+
+    (value, grad), (plain_value, plain_grad) = both(w, *data)
+    assert rel(value, -log_joint_numpy(w)) <= RTOL
+    assert rel(value, plain_value) <= RTOL
+    assert rel(grad, plain_grad) <= RTOL
+
+
+def test_data_blocks_options_and_fallbacks():
+    mesh = parallel.make_mesh(data=4)
+    with pytest.raises(ValueError, match=r"data_blocks must be None or an int >= 0"):
+        MCMC(_sampler(), num_warmup=0, num_samples=1, mesh=mesh, data_blocks=-8)
+    # an explicit number of blocks that is not a multiple of the axis size, or does not divide N
+    for blocks, message in ((6, r"multiple of the size 4"), (48, r"N=256 rows, .* 48 data")):
+        mcmc = _mcmc(mesh, num_samples=1, data_blocks=blocks)
+        with pytest.raises(ValueError, match=message):
+            mcmc.run(jax.random.key(0), *_data_on(mesh))
+    # 16 blocks: fine, and the same draws on 4 and 8 data devices
+    runs = []
+    for d in (4, 8):
+        mcmc = _mcmc(parallel.make_mesh(data=d), num_samples=3, data_blocks=16)
+        mcmc.run(jax.random.key(0), *_data_on(parallel.make_mesh(data=d)))
+        assert mcmc.block_plan.num_blocks == 16
+        runs.append(mcmc)
+    _same_run(*runs)
+    # the default (8 blocks) does not divide N = 252: a warning, then XLA's reduction
+    cut = parallel.shard_along((X[:252], Y[:252]), parallel.make_mesh(data=4))
+    mcmc = _mcmc(mesh, num_samples=1)
+    with pytest.warns(UserWarning, match=r"N=252 rows.*Falling back to XLA's reduction"):
+        mcmc.run(jax.random.key(0), *cut)
+    assert mcmc.block_plan is None
+
+
+def logreg_standardized(x, y):
+    x = (x - x.mean(0)) / x.std(0)  # a whole-data statistic: blocks would compute it per block
+    logreg(x, y)
+
+
+def logreg_local_latent(x, y):
+    w = jppl.sample("w", dist.Normal(0.0, 1.0).expand([x.shape[1]]).to_event(1))
+    with jppl.plate("N", x.shape[0], shard="data"):
+        u = jppl.sample("u", dist.Normal(0.0, 0.1))
+        jppl.sample("y", dist.BernoulliLogits(x @ w + u), obs=y)
+
+
+def test_data_blocks_refuse_what_they_cannot_sum():
+    mesh = parallel.make_mesh(data=4)
+    mcmc = _mcmc(mesh, num_samples=1, sampler=NUTS(logreg_standardized, step_size=0.1))
+    with pytest.raises(ValueError, match=r"outside its sharded plate .*data_blocks=0"):
+        mcmc.run(jax.random.key(0), *_data_on(mesh))
+    # a latent site in the sharded plate: blocks do not apply, the plain reduction is used
+    mcmc = _mcmc(mesh, num_samples=1, sampler=NUTS(logreg_local_latent, step_size=0.01))
+    mcmc.run(jax.random.key(0), *_data_on(mesh))
+    assert mcmc.block_plan is None
+    assert mcmc.get_samples()["u"].shape == (C, N)
+    # ... and asked for explicitly, a warning says so
+    mcmc = _mcmc(
+        mesh, num_samples=1, sampler=NUTS(logreg_local_latent, step_size=0.01), data_blocks=8
+    )
+    with pytest.warns(UserWarning, match=r"data_blocks=8 is not used: .*observed"):
+        mcmc.run(jax.random.key(0), *_data_on(mesh))
+    assert mcmc.block_plan is None
 
 
 # ---------------------------------------------------------------------------------------------

@@ -4,7 +4,7 @@
 # When the data are large, most of NUTS's time goes into the log density and its gradient,
 # evaluated once per leapfrog step over every observation. jppl can split the observations of
 # a plate across devices: each device computes the log-likelihood and gradient of its own
-# rows, and one collective (an all-reduce) sums the partial results. This is the multi-GPU NUTS
+# rows, and a small collective combines the partial results. This is the multi-GPU NUTS
 # of the Edward2 paper (logistic regression on covertype). In jppl it takes two changes to a
 # single-device program:
 #
@@ -40,7 +40,7 @@ import numpy as np  # noqa: E402
 import jppl  # noqa: E402
 import jppl.distributions as dist  # noqa: E402
 from jppl import parallel  # noqa: E402
-from jppl.infer.util import potential_energy  # noqa: E402
+from jppl.infer.blocked import blocked_potential_energy  # noqa: E402
 from jppl.mcmc import MCMC, NUTS  # noqa: E402
 
 print(jax.devices())
@@ -119,12 +119,38 @@ assert err < 0.1 and abs(b_mean - b_true) < 0.1
 # With 100,000 observations the posterior is narrow and centred near the weights that
 # generated the data: no posterior mean is more than 0.1 from its true value.
 #
-# ## The same draws with and without the mesh
+# ## The same draws on 2 devices, warm-up included
 #
-# Splitting the data changes only the order in which the partial sums are added, so the
-# draws should not depend on the mesh beyond float32 rounding. We continue the adapted chain
-# for 20 draws twice from the same state: once on the mesh, once on a single device with the
-# unsharded data (same key, same adapted step size and mass matrix).
+# `MCMC` cuts the rows into 8 fixed blocks (`data_blocks`, here 12,500 rows each): every
+# device runs the same per-block program on its own blocks, and the blocks' log densities and
+# gradients are added in block order. No rounding depends on how many devices there are, so
+# the whole run (the adapted step size and mass matrix, every draw) is **bitwise** the same on
+# a mesh with 2 data devices as on the 4 above.
+
+# %%
+print(mcmc.block_plan)
+mesh2 = parallel.make_mesh(data=2, devices=jax.devices()[:2])
+mcmc2 = MCMC(
+    NUTS(model), num_warmup=100, num_samples=100, progress_bar=False, warn=False, mesh=mesh2
+)
+mcmc2.run(jax.random.key(0), *parallel.shard_along((X, y), mesh2, "data"))
+for name in ("b", "w"):
+    same = np.array_equal(mcmc2.get_samples()[name], samples[name])
+    print(f"{name}: draws on 2 and 4 devices bitwise equal: {same}")
+    assert same
+assert np.array_equal(mcmc2.last_state.step_size, mcmc.last_state.step_size)
+assert np.array_equal(
+    mcmc2.last_state.inverse_mass_matrix, mcmc.last_state.inverse_mass_matrix
+)
+
+# %% [markdown]
+# ## The same draws on one device
+#
+# One device with a one-device mesh runs the same 8 blocks one after the other, so it gives
+# the same bits too. We continue the adapted chain for 20 draws twice from the same state:
+# once on the 4-device mesh, once on a single device (same key, same adapted step size and
+# mass matrix). (Without any mesh, jppl sums the likelihood in one pass: a different order, so
+# the draws would agree only up to float32 rounding, amplified along the trajectories.)
 
 # %%
 state = mcmc.last_state
@@ -133,28 +159,24 @@ mcmc.num_samples = 20
 mcmc.run(None, X_sharded, y_sharded)
 on_mesh = np.asarray(mcmc.get_samples()["w"])
 
-one_device = MCMC(NUTS(model), num_warmup=0, num_samples=20, progress_bar=False, warn=False)
-one_device.post_warmup_state = jax.device_put(state, jax.devices()[0])
-one_device.run(None, X, y)
+mesh1 = parallel.make_mesh(data=1, devices=jax.devices()[:1])
+one_device = MCMC(
+    NUTS(model), num_warmup=0, num_samples=20, progress_bar=False, warn=False, mesh=mesh1
+)
+one_device.post_warmup_state = state
+one_device.run(None, *parallel.shard_along((X, y), mesh1, "data"))
 single = np.asarray(one_device.get_samples()["w"])
-
-rel = np.abs(on_mesh - single).max() / np.abs(single).max()
-steps_mesh = np.asarray(mcmc.get_extra_fields()["num_steps"])
-steps_single = np.asarray(one_device.get_extra_fields()["num_steps"])
-print(f"max relative difference of the draws: {rel:.1e}")
-print(f"leapfrog steps per draw identical: {np.array_equal(steps_mesh, steps_single)}")
-assert rel < 1e-5 and np.array_equal(steps_mesh, steps_single)
+print(f"draws on 4 devices and on 1 device bitwise equal: {np.array_equal(on_mesh, single)}")
+assert np.array_equal(on_mesh, single)
 
 # %% [markdown]
-# The two runs take the same trajectories (the same number of leapfrog steps per draw) and
-# their draws agree to float32 rounding.
-#
 # ## What a leapfrog step costs
 #
 # A NUTS transition is a sequence of leapfrog steps, each one value-and-gradient of the log
 # density plus a few vector operations on the 55 parameters. With a large data set the
 # gradient should dominate, so the time per leapfrog step should be close to the time of one
-# jitted `value_and_grad` of the same data-parallel potential. We time the sampling of the
+# jitted `value_and_grad` of the same data-parallel potential (the blocked one that `MCMC`
+# uses, `jppl.infer.blocked`). We time the sampling of the
 # continued chain (already compiled) and divide by its number of leapfrog steps. For the raw
 # gradient we time a compiled loop of as many `value_and_grad` evaluations on the same mesh
 # (each depending on the last, so none can be skipped), which takes about as long. The two
@@ -172,7 +194,9 @@ leapfrogs = int(np.asarray(mcmc.get_extra_fields()["num_steps"]).sum())
 
 def potential_and_grad(z, X, y):
     with parallel.use_mesh(mesh):
-        return jax.value_and_grad(lambda z: potential_energy(model, (X, y), {}, z))(z)
+        return jax.value_and_grad(
+            lambda z: blocked_potential_energy(model, (X, y), {}, z, mcmc.block_plan)
+        )(z)
 
 
 @jax.jit
@@ -217,13 +241,14 @@ assert ratio < 2.0
 # ## What crosses devices
 #
 # The first cell asked XLA to dump the MCMC programs after optimization. `parallel.collectives`
-# lists their cross-device operations. A data-parallel log density must **all-reduce** the
-# partial sums (one scalar for the value and 55 floats for the gradient per evaluation) and
-# never **all-gather** the data.
+# lists their cross-device operations. A data-parallel log density must combine the partial
+# sums and never gather the data. With data blocks, each evaluation **all-gathers** the 8
+# blocks' values (8 floats) and gradients (8 × 55 floats), which every device then adds in
+# block order; the 100,000 × 54 data never move.
 
 # %%
 dumps = sorted(glob.glob(os.path.join(DUMP_DIR, "*jit_mcmc_chains*after_optimizations.txt")))
-print(f"{len(dumps)} compiled MCMC programs (warm-up + sampling, continuation)")
+print(f"{len(dumps)} compiled MCMC programs (the runs above on 4, 2 and 1 devices)")
 for path in dumps:
     with open(path) as f:
         text = f.read()
@@ -231,13 +256,14 @@ for path in dumps:
     print(os.path.basename(path).split(".")[0], parallel.summarize_collectives(text))
     for c in ops:
         print(f"    {c.op}: {', '.join(c.shapes)} ({c.bytes} bytes)")
-    assert {c.op for c in ops} == {"all-reduce"}
-    assert all(c.bytes <= (1 + D + 1) * 4 for c in ops)
+    assert {c.op for c in ops} == {"all-gather"}
+    assert all(c.bytes <= 8 * (D + 1) * 4 for c in ops)
 
 # %% [markdown]
-# Each program sends only all-reduces of 56 floats: the gradient (54 weights and the
-# intercept) and the value of the log density, once per evaluation. The 100,000 × 54 data
-# stay where they are.
+# Each program sends only the blocks' values and gradients (at most 8 × 55 floats = 1,760
+# bytes per evaluation). With `MCMC(..., data_blocks=0)` XLA instead all-reduces one value and
+# one 55-float gradient (fewer bytes, but the sums' last bits then depend on the device
+# count).
 #
 # ## More devices, more chains, more hosts
 #
@@ -249,7 +275,7 @@ for path in dumps:
 #   over `jax.devices()` (every device of every process), let each process load only its own
 #   rows with `parallel.process_local_array(rows, mesh, "data")`, and run the same code. The
 #   samples are replicated, so every process can read them.
-# * **Invariance**: for a fixed key, the draws do not depend on the mesh beyond float32
-#   rounding (checked in `tests/test_parallel_mcmc.py` on 8 mesh shapes, and in
-#   `tests/test_multihost.py` with 2 processes × 2 devices). On a `chain`-only mesh they are
+# * **Invariance**: for a fixed key, the draws with warm-up adaptation are bitwise the same on
+#   1, 2, 4 and 8 data devices and `chain × data` meshes (`tests/test_parallel_mcmc.py`), and
+#   with 2 processes × 2 devices (`tests/test_multihost.py`). On a `chain`-only mesh they are
 #   bitwise those of the same chains without a mesh.

@@ -440,6 +440,7 @@ class plate(Messenger):
         self.shard = shard
         self.size = size
         self.subsample_size = subsample_size
+        self._declared = (size, subsample_size, shard)
         self._requested_dim = dim
         self.dim: int | None = dim
         self._indices = None
@@ -461,6 +462,14 @@ class plate(Messenger):
 
     def __enter__(self):
         self.dim = self._allocate_dim()
+        # A handler may run the plate on a block of its entries (see jppl.infer.blocked).
+        self.size, self.subsample_size, self.shard = self._declared
+        for handler in _HANDLER_STACK:
+            resize = getattr(handler, "resize_plate", None)
+            if resize is not None:
+                self.size, self.subsample_size, self.shard = resize(
+                    self.name, self.size, self.subsample_size, self.shard
+                )
         if self.shard is not None:
             check_plate_shard(self.name, self.shard, self.subsample_size)
         msg = _new_message(

@@ -7,8 +7,11 @@ program (:func:`jppl.mcmc.chains.build_chain`) on every device of the mesh:
   its size: each of its positions runs ``num_chains / size`` chains);
 * the model is traced under :func:`jppl.parallel.use_mesh`, so the observations of plates
   declared with ``plate(..., shard="data")`` are split over ``data``: each device evaluates the
-  log density and gradient of its own rows and one all-reduce sums the partial sums (the data
-  are never gathered). The other axes (``sample``, ``model``) hold copies.
+  log density and gradient of its own rows (the data are never gathered). By default the rows
+  are cut into fixed data blocks whose values and gradients are all-gathered and added in
+  block order (:mod:`jppl.infer.blocked`: bitwise the same on every number of ``data``
+  devices); with ``data_blocks=0`` one all-reduce sums the partial sums. The other axes
+  (``sample``, ``model``) hold copies.
 
 How ``chain_method`` maps the chains with a mesh:
 
@@ -124,6 +127,7 @@ def map_chains_on_mesh(
     num_chains: int,
     mesh: Mesh,
     on_chain: Callable | None = None,
+    spmd: bool = True,
 ) -> Callable:
     """Compile ``chain_fn(chain_in, shared)`` for ``num_chains`` chains on ``mesh``.
 
@@ -134,6 +138,10 @@ def map_chains_on_mesh(
         num_chains: ``C``, a multiple of the mesh's ``chain`` size.
         mesh: the mesh.
         on_chain: for ``"sequential"``, as in :func:`jppl.mcmc.chains.map_chains`.
+        spmd: for ``"vectorized"``, ``vmap`` with ``spmd_axis_name="chain"``. ``False`` for a
+            per-chain program that contains a ``shard_map`` (data blocks,
+            :mod:`jppl.infer.blocked`), which JAX 0.10 cannot batch that way; the chains are
+            then still split over ``chain`` at the program's inputs and outputs.
 
     Returns:
         ``run(chain_in, shared)``: every leaf of ``chain_in`` has a leading ``C`` dim (``shared
@@ -154,7 +162,9 @@ def map_chains_on_mesh(
 
         return run_sequential
     if method == "vectorized":
-        batched = jax.vmap(chain_fn, in_axes=(0, None), spmd_axis_name=CHAIN_AXIS)
+        batched = jax.vmap(
+            chain_fn, in_axes=(0, None), spmd_axis_name=CHAIN_AXIS if spmd else None
+        )
 
         def local(chain_in, shared):
             return split_leading(batched(split_leading(chain_in, CHAIN_AXIS), shared), CHAIN_AXIS)

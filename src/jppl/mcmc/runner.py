@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -37,6 +38,7 @@ from jppl.mcmc import chains as _chains
 from jppl.mcmc import mesh as _mesh
 from jppl.mcmc.progress import ProgressBar, is_interactive, make_reporter, summary_line
 from jppl.mcmc.state import MCMCState, as_typed_key, chain_keys, split_model_args
+from jppl.parallel.blocks import BlockPlan, plan_blocks
 from jppl.parallel.sharding import replicate
 
 __all__ = ["MCMC"]
@@ -94,6 +96,18 @@ class MCMC:
             (one chain at a time on the whole mesh; needs ``chain=1``). Results are replicated
             on every device, so every process of a multi-host run can read them. See
             :mod:`jppl.mcmc.mesh`.
+        data_blocks: with a ``mesh`` whose ``data`` axis splits the observations (arrays
+            placed by :func:`jppl.parallel.shard_along`, ``plate(..., shard="data")``), the
+            likelihood of the sharded plates is added as this many blocks of consecutive rows
+            in a fixed order (:mod:`jppl.infer.blocked`), so the log density, its gradient and
+            therefore the draws (warm-up adaptation included) are bitwise the same on every
+            number of ``data`` devices that divides it. Default (``None``): ``lcm(8, data axis
+            size)``, falling back with a warning to XLA's own reduction when ``N`` is not a
+            multiple of it. ``0``: XLA's reduction (draws then differ across device counts in
+            the last bits, which warm-up adaptation amplifies). Blocks apply when every site in
+            the sharded plates is observed and no plate is subsampled. The first run checks the
+            blocked log density against the plain one at the initial points and raises if they
+            disagree (a split array used outside its plate).
     """
 
     def __init__(
@@ -110,6 +124,7 @@ class MCMC:
         warn: bool = True,
         devices: Sequence[Any] | None = None,
         mesh: Mesh | None = None,
+        data_blocks: int | None = None,
     ):
         if int(num_chains) < 1:
             raise ValueError(f"num_chains must be >= 1, got {num_chains}")
@@ -136,6 +151,11 @@ class MCMC:
         self.warn = bool(warn)
         self.devices = None if devices is None else tuple(devices)
         self.mesh = mesh
+        if data_blocks is not None and (
+            isinstance(data_blocks, bool) or not isinstance(data_blocks, int) or data_blocks < 0
+        ):
+            raise ValueError(f"data_blocks must be None or an int >= 0, got {data_blocks!r}")
+        self.data_blocks = data_blocks
         self.post_warmup_state: MCMCState | None = None
         self._last_state: MCMCState | None = None
         self._samples: Any = None
@@ -190,6 +210,12 @@ class MCMC:
         return self._sampler
 
     @property
+    def block_plan(self) -> BlockPlan | None:
+        """The data blocks the last run added the likelihood in (see ``data_blocks``), or
+        ``None`` when it used no blocks."""
+        return None if self._target is None else self._target.blocks
+
+    @property
     def last_state(self) -> MCMCState | None:
         """The :class:`~jppl.mcmc.state.MCMCState` after the last transition of the last run."""
         return self._last_state
@@ -233,11 +259,36 @@ class MCMC:
 
         return on_chain
 
+    def _block_plan(self, args: tuple, kwargs: dict) -> BlockPlan | None:
+        """The data-block plan of these arguments on the mesh (see ``data_blocks``)."""
+        if self.mesh is None or self.data_blocks == 0:
+            return None
+        try:
+            return plan_blocks((args, kwargs), self.mesh, "data", self.data_blocks)
+        except ValueError as e:
+            if self.data_blocks is not None:
+                raise ValueError(f"MCMC: {e}") from e
+            warnings.warn(
+                f"MCMC: {e} Falling back to XLA's reduction of the data-sharded likelihood.",
+                stacklevel=4,
+            )
+            return None
+
     def _get_target(self, sig_key, rng_key, args, kwargs, init_params):
         if self.sampler.model is not None:
-            if sig_key not in self._targets:
-                self._targets[sig_key] = self.sampler.bind(rng_key, args, kwargs)
-            return self._targets[sig_key]
+            blocks = self._block_plan(args, kwargs)
+            key = (sig_key, blocks)
+            if key not in self._targets:
+                target = self.sampler.bind(rng_key, args, kwargs, blocks=blocks)
+                if self.data_blocks and target.blocks is None:
+                    warnings.warn(
+                        f"MCMC: data_blocks={self.data_blocks} is not used: blocks need every "
+                        "sample site of the sharded plates observed and no subsampled plate; "
+                        "the likelihood is reduced by XLA instead.",
+                        stacklevel=3,
+                    )
+                self._targets[key] = target
+            return self._targets[key]
         # potential_fn: the structure comes from init_params (leading chain dim if C > 1).
         if init_params is None:
             if self.post_warmup_state is not None and self._target is not None:
@@ -303,7 +354,36 @@ class MCMC:
                 "or its gradient is not finite at every initial point drawn. Check the model, or "
                 "try another init_strategy (init_to_value, init_to_median, ...)."
             )
+        if target.blocks is not None:
+            self._check_blocks(target, sig, positions)
         return positions
+
+    def _check_blocks(self, target, sig, positions: jax.Array) -> None:
+        """Compare the blocked log density with the plain one at ``positions`` (once)."""
+        key = ("check_blocks", sig.key, target.blocks, self.mesh)
+        if key in self._compiled:
+            return
+
+        def check(positions, dyn):
+            args, kwargs = sig.rebuild(dyn)
+            blocked = jax.vmap(target.make_logdensity(args, kwargs))(positions)
+            plain = jax.vmap(target.make_plain_logdensity(args, kwargs))(positions)
+            return blocked, plain
+
+        fn = _mesh.jit_on_mesh(check, self.mesh, "mcmc_check_blocks")
+        blocked, plain = (np.asarray(x) for x in fn(replicate(positions, self.mesh), sig.dynamic))
+        self._compiled[key] = None
+        bad = ~(np.abs(blocked - plain) <= 1e-4 * np.maximum(1.0, np.abs(plain)))
+        if np.any(bad):
+            plan = target.blocks
+            raise ValueError(
+                f"MCMC: the log density summed in {plan.num_blocks} data blocks ({blocked[bad]}) "
+                f"differs from the plain one ({plain[bad]}) at the initial point(s). The model "
+                f"seems to use an array split over '{plan.axis}' outside its sharded plate (e.g. "
+                "a whole-data statistic such as x.mean(0), which blocks would compute per "
+                "block): compute such statistics before calling MCMC.run and pass them in, or "
+                "pass data_blocks=0."
+            )
 
     def _run_chains(
         self, target, sig, chain_in, *, fresh: bool, num_warmup: int, num_draws: int, fields
@@ -339,7 +419,9 @@ class MCMC:
             )
             on_chain = self._on_chain(totals, summarize)
             if self.mesh is not None:
-                return _mesh.map_chains_on_mesh(chain, self.chain_method, c, self.mesh, on_chain)
+                return _mesh.map_chains_on_mesh(
+                    chain, self.chain_method, c, self.mesh, on_chain, spmd=target.blocks is None
+                )
             return _chains.map_chains(chain, self.chain_method, c, on_chain, self.devices)
 
         key = ("chain", sig.key, c, self.chain_method, self.devices, fresh, totals, thin, fields)

@@ -34,15 +34,16 @@ import numpy as np
 from jax.flatten_util import ravel_pytree
 
 from jppl.handlers import substitute
+from jppl.infer.blocked import potential_with_blocks, sharded_sites
 from jppl.infer.initialization import init_to_uniform
 from jppl.infer.util import (
     constrain_fn,
     find_valid_initial_params,
     initialize_model,
-    potential_energy,
 )
 from jppl.mcmc import adaptation as adapt
 from jppl.mcmc import hmc, nuts
+from jppl.parallel.blocks import BlockPlan
 
 __all__ = ["HMC", "NUTS", "Target"]
 
@@ -69,6 +70,10 @@ class Target(NamedTuple):
         site_index: ``(d,)`` int array, the entry of ``site_names`` each coordinate belongs to
             (``-1`` if the pytree is not a dict).
         deterministic_sites: names of the model's deterministic sites.
+        blocks: the data-block plan the log density uses (see :mod:`jppl.infer.blocked`), or
+            ``None`` (plain).
+        make_plain_logdensity: with ``blocks``, ``make_logdensity`` without them (used to
+            check the blocked one once); else ``None``.
     """
 
     dim: int
@@ -81,6 +86,8 @@ class Target(NamedTuple):
     site_names: tuple[str, ...]
     site_index: np.ndarray
     deterministic_sites: tuple[str, ...]
+    blocks: BlockPlan | None = None
+    make_plain_logdensity: Callable | None = None
 
 
 class KernelStep(NamedTuple):
@@ -204,7 +211,12 @@ class _HamiltonianSampler:
     # -- binding the target ---------------------------------------------------------------------
 
     def bind(
-        self, rng_key: jax.Array, model_args: tuple, model_kwargs: dict, init_params: Any = None
+        self,
+        rng_key: jax.Array,
+        model_args: tuple,
+        model_kwargs: dict,
+        init_params: Any = None,
+        blocks: BlockPlan | None = None,
     ) -> Target:
         """Build the :class:`Target` for these model arguments (host side, eager).
 
@@ -213,6 +225,10 @@ class _HamiltonianSampler:
             model_args, model_kwargs: arguments of the model (ignored for a potential_fn).
             init_params: for a potential_fn, the initial pytree (possibly with a leading chain
                 dim) that defines the structure; required there.
+            blocks: a data-block plan (:func:`jppl.parallel.blocks.plan_blocks`) for a model
+                traced under a mesh: the likelihood of its plates sharded over ``blocks.axis``
+                is then added in fixed blocks (:mod:`jppl.infer.blocked`) when the model allows
+                it (every site there observed, no subsampling); ignored otherwise.
 
         Raises:
             ValueError: for a discrete latent site of the model (it must be marginalized).
@@ -225,9 +241,9 @@ class _HamiltonianSampler:
                     "chains)."
                 )
             return self._bind_potential(init_params)
-        return self._bind_model(rng_key, model_args, model_kwargs)
+        return self._bind_model(rng_key, model_args, model_kwargs, blocks)
 
-    def _bind_model(self, rng_key, model_args, model_kwargs) -> Target:
+    def _bind_model(self, rng_key, model_args, model_kwargs, blocks) -> Target:
         model = self.model
         init_strategy = self.init_strategy
         found: dict[str, Any] = {}
@@ -246,11 +262,17 @@ class _HamiltonianSampler:
             found["subsampled"] = any(
                 s["type"] == "plate" and s["args"][1] < s["args"][0] for _, s in sites
             )
+            if blocks is not None:
+                found["sharded"] = sharded_sites(info.model_trace, blocks.axis)
             return info.param_info.z
 
         # Tracing (no compilation, no eager op-by-op run) finds the latent structure and raises
         # the model's errors (e.g. discrete latent sites that need marginalizing).
         shapes = jax.eval_shape(abstract_init, rng_key)
+        if blocks is not None:
+            observed, latent = found["sharded"]
+            if found["subsampled"] or latent or not observed:
+                blocks = None
         if found["subsampled"]:
             # A subsampling plate: fix the minibatch of one concrete initial run for all chains.
             info = initialize_model(
@@ -265,9 +287,7 @@ class _HamiltonianSampler:
             fixed_model = _plates_fixed(model, info.model_trace)
         else:
             fixed_model = model
-
-            def potential_gen(*args, **kwargs):
-                return partial(potential_energy, model, args, kwargs)
+            potential_gen = potential_with_blocks(model, blocks)
 
             def postprocess_gen(*args, **kwargs):
                 return partial(constrain_fn, model, args, kwargs, return_deterministic=True)
@@ -281,6 +301,14 @@ class _HamiltonianSampler:
         def make_logdensity(args, kwargs):
             potential = potential_gen(*args, **kwargs)
             return lambda x: -potential(unravel(x))
+
+        make_plain_logdensity = None
+        if blocks is not None:
+            plain_gen = potential_with_blocks(model, None)
+
+            def make_plain_logdensity(args, kwargs):
+                potential = plain_gen(*args, **kwargs)
+                return lambda x: -potential(unravel(x))
 
         def make_postprocess(args, kwargs):
             return postprocess_gen(*args, **kwargs)
@@ -308,6 +336,8 @@ class _HamiltonianSampler:
             site_names=names,
             site_index=index,
             deterministic_sites=found["deterministic"],
+            blocks=blocks,
+            make_plain_logdensity=make_plain_logdensity,
         )
 
     def _bind_potential(self, init_params) -> Target:

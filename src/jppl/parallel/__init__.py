@@ -20,6 +20,10 @@
   annotations used while tracing: :func:`shard_log_prob` (sharded plates),
   :func:`split_leading` (a vmapped batch of particles or chains split over a mesh axis, with
   ``jax.vmap(..., spmd_axis_name=axis)``), :func:`take_sharded` (minibatches of sharded data).
+* :mod:`~jppl.parallel.blocks`: :func:`~jppl.parallel.blocks.plan_blocks` and
+  :func:`~jppl.parallel.blocks.blockwise_sum`, a sum over data split across devices that is
+  added in a fixed order (bitwise the same on every device count); ``MCMC`` uses it for its
+  log density on a ``data`` mesh.
 * :mod:`~jppl.parallel.hlo`: :func:`collectives` lists the all-reduces / all-gathers of a
   compiled program (to check what crosses devices).
 * :mod:`~jppl.parallel.distributed`: :func:`initialize` (``jax.distributed``),
@@ -30,7 +34,9 @@ How it works: the model keeps seeing global shapes. Log-probabilities of sites i
 has each device compute its own rows and all-reduces the partial sums of the log density and
 of its gradient (the data are never gathered). The ELBO's particle axis is split over
 ``sample`` the same way; particle ``i`` always uses ``fold_in(step_key, i)``, so draws, losses
-and parameters do not depend on the mesh (up to the order of floating-point sums).
+and parameters do not depend on the mesh (up to the order of floating-point sums). For
+NUTS, whose warm-up adaptation would amplify that rounding, ``MCMC`` adds the data-sharded
+likelihood in fixed blocks instead, so its draws are bitwise the same on every mesh.
 """
 
 from jppl.parallel.distributed import (

@@ -33,6 +33,7 @@ __all__ = [
     "shard_log_prob",
     "split_leading",
     "take_sharded",
+    "traced_mesh",
     "traced_sharding",
 ]
 
@@ -56,6 +57,21 @@ def _check_axis(mesh: Mesh, axis: str, what: str) -> None:
         )
 
 
+def traced_mesh(mesh: Mesh):
+    """``mesh``, or while tracing inside a ``shard_map`` that is manual over some of its axes,
+    the context's abstract mesh (whose axis types mark those axes ``Manual``): what a sharding
+    constraint or a nested ``shard_map`` placed there must name."""
+    context = jax.sharding.get_abstract_mesh()
+    if (
+        not context.empty
+        and context.manual_axes
+        and tuple(context.axis_names) == tuple(mesh.axis_names)
+        and tuple(context.axis_sizes) == tuple(mesh.axis_sizes)
+    ):
+        return context
+    return mesh
+
+
 def traced_sharding(mesh: Mesh, spec: P) -> NamedSharding:
     """``NamedSharding(mesh, spec)`` for a constraint placed while tracing.
 
@@ -64,15 +80,7 @@ def traced_sharding(mesh: Mesh, spec: P) -> NamedSharding:
     context's abstract mesh, whose axis types mark those axes ``Manual`` (a sharding on the
     all-``Auto`` mesh is rejected there). ``spec`` must then name only the non-manual axes.
     """
-    context = jax.sharding.get_abstract_mesh()
-    if (
-        not context.empty
-        and context.manual_axes
-        and tuple(context.axis_names) == tuple(mesh.axis_names)
-        and tuple(context.axis_sizes) == tuple(mesh.axis_sizes)
-    ):
-        return NamedSharding(context, spec)
-    return NamedSharding(mesh, spec)
+    return NamedSharding(traced_mesh(mesh), spec)
 
 
 def dim_spec(ndim: int, dim: int, axis: str | tuple[str, ...] | None) -> P:

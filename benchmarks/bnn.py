@@ -249,12 +249,28 @@ def _analyse(compiled) -> dict[str, Any]:
     return out
 
 
-def prepare_sharded(config: Config, model, guide, host_data, seed: int = 0) -> Prepared:
-    """``jax.jit(SVI.update)`` for ``vmap`` (no mesh) or a ``sample x data`` mesh."""
+def _copy(tree: Any) -> Any:
+    return jax.tree_util.tree_map(lambda x: jnp.array(x, copy=True), tree)
+
+
+def prepare_sharded(
+    config: Config, model, guide, host_data, seed: int = 0, shard_state: bool = True
+) -> Prepared:
+    """``jax.jit(SVI.update, donate_argnums=0)`` for ``vmap`` (no mesh) or a ``sample x data``
+    mesh, as ``SVI.run`` / ``Trainer.fit`` run a step: the state's buffers are donated to the
+    new state and, on a mesh, the params and Adam state are split over the devices
+    (``SVI(shard_state=True)``; ``shard_state=False`` replicates them)."""
     mesh = None
     if config.mode != "vmap":
         mesh = parallel.make_mesh(sample=config.sample, data=config.data)
-    svi = SVI(model, guide, optax.adam(LEARNING_RATE), TraceMeanField_ELBO(config.S), mesh=mesh)
+    svi = SVI(
+        model,
+        guide,
+        optax.adam(LEARNING_RATE),
+        TraceMeanField_ELBO(config.S),
+        mesh=mesh,
+        shard_state=shard_state and mesh is not None,
+    )
     if mesh is None:
         data = jax.device_put(host_data)
     elif config.data > 1:
@@ -262,11 +278,11 @@ def prepare_sharded(config: Config, model, guide, host_data, seed: int = 0) -> P
     else:
         data = parallel.replicate(host_data, mesh)
     state = svi.init(jax.random.key(seed), *data)
-    compiled = jax.jit(svi.update).lower(*_spec((state, *data))).compile()
+    compiled = jax.jit(svi.update, donate_argnums=0).lower(*_spec((state, *data))).compile()
     return Prepared(
         config,
-        step=lambda s: compiled(s, *data)[0],
-        first=lambda s: compiled(s, *data),
+        step=lambda s: compiled(s, *data)[0],  # donates s
+        first=lambda s: compiled(_copy(s), *data),
         state=state,
         analysis=_analyse(compiled),
     )
@@ -348,10 +364,11 @@ def _leaves(tree: Any) -> list[np.ndarray]:
 
 
 def timed_steps(prepared: Prepared, inner: int) -> Callable[[], SVIState]:
-    """A callable that runs ``inner`` chained steps from the initial state."""
+    """A callable that runs ``inner`` chained steps from (a copy of: steps donate their input
+    state) the initial state."""
 
     def run() -> SVIState:
-        state = prepared.state
+        state = _copy(prepared.state)
         for _ in range(inner):
             state = prepared.step(state)
         return state
@@ -791,7 +808,9 @@ def markdown(results: dict[str, Any]) -> str:
         "TraceMeanField_ELBO + Adam. Fake devices share the same cores: wall times on D > 1 "
         "are information, not speed-ups. Memory and FLOPs are per device from XLA's compiled "
         "program; memory = argument + output + temp - alias bytes (XLA:CPU's "
-        "`peak_memory_in_bytes` leaves out the temporaries).",
+        "`peak_memory_in_bytes` leaves out the temporaries). Steps run as `SVI.run` and "
+        "`Trainer.fit` run them: the state is donated, and on a mesh the params and Adam "
+        "state are split over the devices (`SVI(shard_state=True)`).",
         "",
         "## Targets",
         "",
@@ -810,6 +829,13 @@ def markdown(results: dict[str, Any]) -> str:
                 f"{t['memory_bytes'] / 2**20:.2f} / {t['memory_D1_bytes'] / 2**20:.2f} MiB = "
                 f"{t['ratio']:.3f} of D=1 (target <= {t['target']:.3f})"
             )
+    rep = results.get("replicated_state")
+    if rep is not None:
+        lines.append(
+            f"- (information) `sample` at S={rep['S']}, D={rep['D']} with the state "
+            f"replicated instead of split: {rep['memory_bytes'] / 2**20:.2f} MiB per device "
+            f"(args {rep['argument_bytes'] / 2**20:.3f} MiB)"
+        )
     lines += [
         "",
         "## Step time (ms, median of interleaved repeats)",
@@ -985,6 +1011,13 @@ def run(
     results["steps"] = rows
     results["weak_scaling"] = weak_scaling(rows, d_values) + weak_scaling(rows, d_values, "hybrid")
     results["targets"] = targets(rows, s_mem=max(s_values))
+    # What splitting the state saves: the same `sample` step with the state replicated.
+    s_mem, d_max = max(s_values), max(d_values)
+    if s_mem % d_max == 0 and d_max > 1:
+        _, model, guide = make_bnn(hidden)
+        config = Config("sample", s_mem, sample=d_max)
+        replicated = prepare_sharded(config, model, guide, padded_digits(batch), shard_state=False)
+        results["replicated_state"] = {"S": s_mem, "D": d_max, **replicated.analysis}
     if full_batch:
         # The same two targets where each step sees all 1800 images: the loop's per-call
         # overhead matters less, activations (split by the sharded modes) matter more.

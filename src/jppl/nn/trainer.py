@@ -432,9 +432,12 @@ class Trainer:
         elbo: the ELBO to use (default ``TraceMeanField_ELBO(num_particles)``: analytic KL);
             its ``num_particles`` is used and must equal ``num_particles`` if both are given.
         mesh: optional mesh (:func:`jppl.parallel.make_mesh`): particles over ``sample``, the
-            minibatch over ``data`` (plates with ``shard="data"``), state replicated. The
-            training data are replicated on every device of the mesh.
+            minibatch over ``data`` (plates with ``shard="data"``), state replicated (or
+            split, see ``shard_state``). The training data are replicated on every device of
+            the mesh.
         stable_update: skip steps with non-finite loss/gradients (``SVI.stable_update``).
+        shard_state: split the params and the optimizer state over the mesh's devices (see
+            :class:`~jppl.vi.SVI`): each device stores ``1 / D`` of them.
 
     Raises:
         TypeError/ValueError: bad arguments, naming which.
@@ -456,6 +459,7 @@ class Trainer:
         mesh: Mesh | None = None,
         data_plate: str = "data",
         stable_update: bool = False,
+        shard_state: bool = False,
     ):
         self.num_data = _check_int(num_data, "num_data", "Trainer")
         self.batch_size = _check_int(batch_size, "batch_size", "Trainer")
@@ -492,10 +496,13 @@ class Trainer:
         scaled_model = model
         if self.batch_size != self.num_data:
             scaled_model = _scale_observed(model, factor=self.likelihood_scale)
-        self.svi = SVI(scaled_model, guide, optimizer, self.loss, mesh=mesh)
+        self.svi = SVI(
+            scaled_model, guide, optimizer, self.loss, mesh=mesh, shard_state=shard_state
+        )
         self.mesh = mesh
         self.stable_update = bool(stable_update)
-        self._train_step = jax.jit(self._indexed_step)
+        # fit donates the state's buffers from one step to the next (after copying its input)
+        self._train_step = jax.jit(self._indexed_step, donate_argnums=0)
         self._permutation = jax.jit(self._epoch_permutation)
         self._eval_cache: dict = {}
 
@@ -639,6 +646,7 @@ class Trainer:
         if (val_data is None) != (predict is None):
             raise ValueError("Trainer.fit: give both val_data and predict, or neither.")
         data = self._place(self._check_data(data, "fit"))
+        state = jax.tree_util.tree_map(lambda x: jnp.array(x, copy=True), state)
         spe = self.steps_per_epoch
         all_losses: list[np.ndarray] = []
         history: list[EpochMetrics] = []
@@ -714,7 +722,7 @@ class Trainer:
             raise FileNotFoundError(f"Trainer.restore: {path} does not exist.")
         template = self.init(jax.random.key(0), data)
         state = load_state(path, template=jax.device_get(template))
-        return state if self.mesh is None else replicate(state, self.mesh)
+        return self.svi.place_state(state)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -57,6 +57,7 @@ from jppl.parallel.sharding import (
     shard_along,
     shard_log_prob,
     split_leading,
+    state_shardings,
     take_sharded,
 )
 
@@ -79,6 +80,7 @@ __all__ = [
     "shard_along",
     "shard_log_prob",
     "split_leading",
+    "state_shardings",
     "summarize_collectives",
     "take_sharded",
     "use_mesh",

@@ -32,6 +32,7 @@ __all__ = [
     "shard_along",
     "shard_log_prob",
     "split_leading",
+    "state_shardings",
     "take_sharded",
     "traced_mesh",
     "traced_sharding",
@@ -220,6 +221,38 @@ def process_local_array(local_data, mesh: Mesh, axis: str = "data", dim: int = 0
             f"divisible by the size {n} of mesh axis '{axis}'. {_PAD_HINT}"
         )
     return jax.make_array_from_process_local_data(sharding, local_data, tuple(global_shape))
+
+
+def state_shardings(tree: Any, mesh: Mesh) -> Any:
+    """Shardings that split each leaf of ``tree`` over *all* the devices of ``mesh``.
+
+    Used for parameters and optimizer state (FSDP / ZeRO style): a leaf is split along its
+    largest dim that is divisible by the number of devices (over all the mesh axes at once);
+    leaves without such a dim (scalars, small vectors, PRNG keys) are replicated. Under
+    ``jax.jit`` XLA then gathers the parameters where a computation needs them whole and
+    reduce-scatters their gradients, so each device stores ``1 / D`` of the state.
+
+    Args:
+        tree: pytree of arrays (or ``jax.ShapeDtypeStruct``).
+        mesh: the mesh.
+
+    Returns:
+        a pytree of ``NamedSharding`` with the structure of ``tree``.
+    """
+    _check_mesh(mesh, "state_shardings")
+    n = int(mesh.devices.size)
+    axes = tuple(mesh.axis_names)
+
+    def one(x):
+        shape = tuple(np.shape(x))
+        is_key = jnp.issubdtype(getattr(x, "dtype", np.float32), jax.dtypes.prng_key)
+        dims = [d for d, size in enumerate(shape) if size % n == 0 and size >= n]
+        if n == 1 or is_key or not dims:
+            return NamedSharding(mesh, P())
+        dim = max(dims, key=lambda d: (shape[d], -d))
+        return NamedSharding(mesh, dim_spec(len(shape), dim, axes))
+
+    return jax.tree_util.tree_map(one, tree)
 
 
 def constrain(x: jax.Array, mesh: Mesh | None, spec: P) -> jax.Array:

@@ -40,7 +40,7 @@ from jppl.distributions import constraints
 from jppl.distributions.transforms import biject_to
 from jppl.handlers import replay, seed, substitute, trace
 from jppl.parallel.mesh import use_mesh
-from jppl.parallel.sharding import replicate
+from jppl.parallel.sharding import replicate, state_shardings
 from jppl.vi.elbo import ELBO
 
 __all__ = ["SVI", "SVIRunResult", "SVIState", "load_state", "save_state"]
@@ -96,6 +96,17 @@ class SVI:
             split over its ``sample`` axis, sharded plates over their axis (``data``), and the
             state is replicated. ``None``: plain single-device code. For a fixed key the losses
             and params do not depend on the mesh (up to the order of floating-point sums).
+        shard_state: with a ``mesh``, split the parameters and the optimizer state over all
+            its devices instead of replicating them (FSDP / ZeRO style,
+            :func:`jppl.parallel.sharding.state_shardings`): each leaf along its largest dim
+            divisible by the number of devices. XLA gathers the parameters where the step needs
+            them and reduce-scatters their gradients, so each device stores ``1 / D`` of the
+            state (the optimizer update is elementwise: the same numbers). The state's arrays
+            are then sharded; on several processes read them with
+            :func:`jppl.parallel.gather`.
+
+    :meth:`run` donates the state's buffers from one compiled chunk to the next (a given
+    ``init_state`` is copied first, so it stays valid).
     """
 
     def __init__(
@@ -106,6 +117,7 @@ class SVI:
         loss: ELBO,
         *,
         mesh: Mesh | None = None,
+        shard_state: bool = False,
     ):
         if not callable(model) or not callable(guide):
             raise TypeError("SVI: model and guide must be callables.")
@@ -119,7 +131,10 @@ class SVI:
             raise TypeError(
                 f"SVI: mesh must be a jax.sharding.Mesh (see jppl.parallel.make_mesh), got {mesh!r}"
             )
+        if shard_state and mesh is None:
+            raise ValueError("SVI: shard_state=True splits the state over a mesh; give `mesh`.")
         self.mesh = mesh
+        self.shard_state = bool(shard_state)
         self.model = model
         self.guide = guide
         self.optimizer = optimizer
@@ -213,10 +228,31 @@ class SVI:
             lambda v: jnp.asarray(v, dtype=jnp.asarray(v).dtype), self.unconstrain(values)
         )
         optim_state = self.optimizer.init(params)
-        state = SVIState(params, optim_state, run_key, jnp.zeros((), jnp.int32))
-        if self.mesh is not None:
-            state = replicate(state, self.mesh)
+        return self.place_state(SVIState(params, optim_state, run_key, jnp.zeros((), jnp.int32)))
+
+    def place_state(self, state: SVIState) -> SVIState:
+        """Put ``state`` (e.g. loaded from a file) on the mesh as this SVI keeps it: replicated,
+        or split over the devices with ``shard_state``. Without a mesh, ``state`` itself.
+        With several processes every process must pass the same values."""
+        if self.mesh is None:
+            return state
+        state = replicate(state, self.mesh)
+        if self.shard_state:
+            state = jax.jit(lambda s: s, out_shardings=self._state_shardings(state))(state)
         return state
+
+    def _state_shardings(self, state: SVIState) -> Any:
+        """Shardings of the state on the mesh (a pytree prefix of ``state``): replicated, or
+        params and optimizer state split over the devices (``shard_state``)."""
+        replicated = NamedSharding(self.mesh, P())
+        if not self.shard_state:
+            return replicated
+        return SVIState(
+            state_shardings(state.params, self.mesh),
+            state_shardings(state.optim_state, self.mesh),
+            replicated,
+            replicated,
+        )
 
     def _loss_fn(self, step_key, args, kwargs) -> Callable:
         def loss_fn(params):
@@ -247,7 +283,10 @@ class SVI:
             )
         new_state = SVIState(params, optim_state, state.rng_key, state.step + 1)
         if self.mesh is not None:
-            new_state, loss = self._replicated((new_state, loss))
+            new_state = jax.lax.with_sharding_constraint(
+                new_state, self._state_shardings(new_state)
+            )
+            loss = self._replicated(loss)
         return new_state, loss
 
     def update(self, state: SVIState, *args, **kwargs) -> tuple[SVIState, jax.Array]:
@@ -267,15 +306,20 @@ class SVI:
         return self._replicated(self._loss_fn(step_key, args, kwargs)(state.params))
 
     # -- run ----------------------------------------------------------------------------------
-    def _chunk_runner(self, size: int, stable: bool, treedef, static_leaves, dynamic_mask):
+    def _chunk_runner(
+        self, size: int, stable: bool, treedef, static_leaves, dynamic_mask, out_shardings
+    ):
         """Compiled ``run_chunk(state, n, dynamic_leaves) -> (state, losses (size,))``.
 
         Runs ``n <= size`` steps (``n`` is traced, so every chunk of a run, the last one
-        included, uses the same compiled loop); ``losses[n:]`` is padding.
+        included, uses the same compiled loop); ``losses[n:]`` is padding. The input state is
+        donated.
         """
         cache_key = None
         try:
+            shardings = jax.tree_util.tree_flatten(out_shardings)
             cache_key = (size, stable, treedef, tuple(static_leaves), tuple(dynamic_mask))
+            cache_key += (tuple(shardings[0]), shardings[1])
             hash(cache_key)
         except TypeError:
             cache_key = None
@@ -296,10 +340,7 @@ class SVI:
             losses = jnp.zeros((size,), loss_type.dtype)
             return lax.fori_loop(0, n, body, (state, losses))
 
-        if self.mesh is None:
-            runner = jax.jit(run_chunk)
-        else:
-            runner = jax.jit(run_chunk, out_shardings=NamedSharding(self.mesh, P()))
+        runner = jax.jit(run_chunk, donate_argnums=0, out_shardings=out_shardings)
         if cache_key is not None:
             self._chunk_cache[cache_key] = runner
         return runner
@@ -339,7 +380,8 @@ class SVI:
         if init_state is None:
             state = self.init(rng_key, *args, init_params=init_params, **kwargs)
         else:
-            state = init_state
+            # A copy: the chunks donate the state's buffers, and the caller keeps init_state.
+            state = jax.tree_util.tree_map(lambda x: jnp.array(x, copy=True), init_state)
             if self.transforms is None:
                 # Only the constraints are needed (for get_params); any key will do.
                 self._trace_params(jax.random.key(0), args, kwargs, None)
@@ -351,7 +393,12 @@ class SVI:
 
         # About 100 chunks per run; sizes are powers of two so that runs share compilations.
         chunk = 1 << max(0, math.ceil(math.log2(max(1.0, num_steps / 100))))
-        runner = self._chunk_runner(chunk, stable_update, treedef, static, dynamic_mask)
+        out_shardings = None
+        if self.mesh is not None:
+            out_shardings = (self._state_shardings(state), NamedSharding(self.mesh, P()))
+        runner = self._chunk_runner(
+            chunk, stable_update, treedef, static, dynamic_mask, out_shardings
+        )
         live = progress_bar and _stderr_is_tty()
         bar = _Progress(num_steps, live) if progress_bar else None
         losses = []

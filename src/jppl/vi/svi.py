@@ -98,7 +98,7 @@ class SVI:
             and params do not depend on the mesh (up to the order of floating-point sums).
         shard_state: with a ``mesh``, split the parameters and the optimizer state over all
             its devices instead of replicating them (FSDP / ZeRO style,
-            :func:`jppl.parallel.sharding.state_shardings`): each leaf along its largest dim
+            :func:`jppl.parallel.state_shardings`): each leaf along its largest dim
             divisible by the number of devices. XLA gathers the parameters where the step needs
             them and reduce-scatters their gradients, so each device stores ``1 / D`` of the
             state (the optimizer update is elementwise: the same numbers). The state's arrays
@@ -380,12 +380,14 @@ class SVI:
         if init_state is None:
             state = self.init(rng_key, *args, init_params=init_params, **kwargs)
         else:
-            # A copy: the chunks donate the state's buffers, and the caller keeps init_state.
-            state = jax.tree_util.tree_map(lambda x: jnp.array(x, copy=True), init_state)
+            state = init_state
             if self.transforms is None:
                 # Only the constraints are needed (for get_params); any key will do.
                 self._trace_params(jax.random.key(0), args, kwargs, None)
 
+        # The chunks donate the state's buffers: work on a copy (the caller keeps init_state,
+        # and leaves that share one buffer, e.g. equal initial values, get their own).
+        state = jax.tree_util.tree_map(lambda x: jnp.array(x, copy=True), state)
         leaves, treedef = jax.tree_util.tree_flatten((args, kwargs))
         dynamic_mask = [_is_array(leaf) for leaf in leaves]
         dynamic = [leaf for leaf, d in zip(leaves, dynamic_mask, strict=True) if d]

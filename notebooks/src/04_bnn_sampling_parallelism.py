@@ -359,10 +359,13 @@ assert ratio["rotated 90"] < 1.5
 # ## Memory per device
 #
 # Sampling parallelism also divides memory. The activations of the S samples dominate the
-# memory of a training step, and each device holds only those of its own S / D samples; the
-# parameters, the optimizer state and the minibatch are replicated. The benchmark
-# `benchmarks/bnn.py` compiles the training step (the same MLP, S = 16, minibatches of 256)
-# on meshes of 1 to 8 fake devices and reads XLA's memory analysis of each compiled program:
+# memory of a training step, and each device holds only those of its own S / D samples. The
+# parameters and the optimizer state can be split too: with `shard_state=True` (on `SVI` and
+# `Trainer`) each device stores 1 / D of them and XLA gathers the weights where the step needs
+# them; the minibatch is replicated. The benchmark `benchmarks/bnn.py` compiles the training
+# step that way (the same MLP, S = 16, minibatches of 256, the state donated from step to
+# step) on meshes of 1 to 8 fake devices and reads XLA's memory analysis of each compiled
+# program:
 # `jax.jit(step).lower(...).compile().memory_analysis()`, memory = arguments + outputs +
 # temporaries − aliased bytes. We read its committed results.
 
@@ -398,10 +401,12 @@ plt.show()
 
 # %% [markdown]
 # With the samples split over D devices, the temporaries (mostly the samples' activations)
-# shrink as 1 / D, within 5%, and the replicated arguments stay the same. On 4 devices a
-# device needs less than a third of the single-device memory. Splitting only the data shrinks
-# memory less here: in that program every device computes, and all-reduces, the gradients of
-# all 16 samples (arrays with a leading dim 16), each over its quarter of the minibatch.
+# shrink as 1 / D, within 5%, and the arguments shrink too (each device holds its share of
+# the parameters and optimizer state, plus the whole minibatch). On 4 devices a device needs
+# less than a third of the single-device memory, on 8 about a seventh. Splitting only the
+# data shrinks memory less at 8 devices: in that program every device computes, and
+# all-reduces, the gradients of all 16 samples (arrays with a leading dim 16), each over its
+# share of the minibatch.
 
 # %%
 sample_rows = {r["D"]: r for r in rows if r["mode"] == "sample"}
@@ -410,13 +415,13 @@ for d, r in sample_rows.items():
     print(f"sample={d}: temporaries x{temp_ratio:.3f} (1/D = {1 / d:.3f}), arguments "
           f"{r['argument_bytes'] / mib:.3f} MiB")
     assert abs(temp_ratio * d - 1) < 0.05
-    assert r["argument_bytes"] == base["argument_bytes"]
+    assert r["argument_bytes"] < base["argument_bytes"]
 assert sample_rows[4]["memory_bytes"] < base["memory_bytes"] / 3
-data4 = next(r for r in rows if r["mode"] == "data" and r["D"] == 4)
-print("data=4 all-reduces:", [c["shapes"] for c in data4["collectives"]])
-assert data4["memory_bytes"] > sample_rows[4]["memory_bytes"]
-assert all(shape.split("[")[1].startswith("16,") or shape == "f32[16]"
-           for c in data4["collectives"] for shape in c["shapes"])
+data8 = next(r for r in rows if r["mode"] == "data" and r["D"] == 8)
+reduced = [s for c in data8["collectives"] if c["op"] == "all-reduce" for s in c["shapes"]]
+print("data=8 all-reduces:", reduced)
+assert data8["memory_bytes"] > sample_rows[8]["memory_bytes"]
+assert all(s.split("[")[1].startswith("16,") or s in ("f32[16]", "f32[]") for s in reduced)
 
 # %% [markdown]
 # ## Summary

@@ -230,7 +230,7 @@ def state_shardings(tree: Any, mesh: Mesh) -> Any:
     largest dim that is divisible by the number of devices (over all the mesh axes at once);
     leaves without such a dim (scalars, small vectors, PRNG keys) are replicated. Under
     ``jax.jit`` XLA then gathers the parameters where a computation needs them whole and
-    reduce-scatters their gradients, so each device stores ``1 / D`` of the state.
+    reduces their gradients, so each device stores ``1 / D`` of the state.
 
     Args:
         tree: pytree of arrays (or ``jax.ShapeDtypeStruct``).

@@ -100,7 +100,7 @@ class SVI:
             its devices instead of replicating them (FSDP / ZeRO style,
             :func:`jppl.parallel.state_shardings`): each leaf along its largest dim
             divisible by the number of devices. XLA gathers the parameters where the step needs
-            them and reduce-scatters their gradients, so each device stores ``1 / D`` of the
+            them and reduces their gradients, so each device stores ``1 / D`` of the
             state (the optimizer update is elementwise: the same numbers). The state's arrays
             are then sharded; on several processes read them with
             :func:`jppl.parallel.gather`.

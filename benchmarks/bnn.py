@@ -56,12 +56,10 @@ Results: ``benchmarks/results/bnn_cpu.json``, ``bnn_cpu.md`` and ``bnn_cpu.png``
 
 from __future__ import annotations
 
-import os
+if __name__ == "__main__":
+    from fake_devices import force_host_devices
 
-if "xla_force_host_platform_device_count" not in os.environ.get("XLA_FLAGS", ""):
-    os.environ["XLA_FLAGS"] = (
-        os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=8"
-    ).strip()
+    force_host_devices(8)
 
 import argparse  # noqa: E402
 import json  # noqa: E402
@@ -87,7 +85,7 @@ from jppl import parallel  # noqa: E402
 from jppl.nn import BayesianModule, normal_prior  # noqa: E402
 from jppl.nn.trainer import Trainer  # noqa: E402
 from jppl.vi import SVI, TraceMeanField_ELBO  # noqa: E402
-from jppl.vi.svi import SVIState  # noqa: E402
+from jppl.vi.svi import SVIState, copy_state  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import (  # noqa: E402
@@ -249,10 +247,6 @@ def _analyse(compiled) -> dict[str, Any]:
     return out
 
 
-def _copy(tree: Any) -> Any:
-    return jax.tree_util.tree_map(lambda x: jnp.array(x, copy=True), tree)
-
-
 def prepare_sharded(
     config: Config, model, guide, host_data, seed: int = 0, shard_state: bool = True
 ) -> Prepared:
@@ -282,7 +276,7 @@ def prepare_sharded(
     return Prepared(
         config,
         step=lambda s: compiled(s, *data)[0],  # donates s
-        first=lambda s: compiled(_copy(s), *data),
+        first=lambda s: compiled(copy_state(s), *data),
         state=state,
         analysis=_analyse(compiled),
     )
@@ -368,7 +362,7 @@ def timed_steps(prepared: Prepared, inner: int) -> Callable[[], SVIState]:
     state) the initial state."""
 
     def run() -> SVIState:
-        state = _copy(prepared.state)
+        state = copy_state(prepared.state)
         for _ in range(inner):
             state = prepared.step(state)
         return state

@@ -66,16 +66,12 @@ Results: ``benchmarks/results/nuts_cpu.json`` and ``benchmarks/results/nuts_cpu.
 
 from __future__ import annotations
 
-import os
-
 NUM_DEVICES = 4
 if __name__ == "__main__":
     # Fake CPU devices for the chains: must be set before JAX initialises.
-    _flags = os.environ.get("XLA_FLAGS", "")
-    if "xla_force_host_platform_device_count" not in _flags:
-        os.environ["XLA_FLAGS"] = (
-            f"{_flags} --xla_force_host_platform_device_count={NUM_DEVICES}".strip()
-        )
+    from fake_devices import force_host_devices
+
+    force_host_devices(NUM_DEVICES)
 
 import argparse  # noqa: E402
 import math  # noqa: E402

@@ -30,9 +30,10 @@ Results: ``benchmarks/results/parallel_cpu.json`` and ``benchmarks/results/paral
 
 from __future__ import annotations
 
-import os
+if __name__ == "__main__":
+    from fake_devices import force_host_devices
 
-os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=8")
+    force_host_devices(8)
 
 import argparse  # noqa: E402
 import statistics  # noqa: E402

@@ -22,18 +22,15 @@ Results: ``benchmarks/results/progress_cpu.json`` and ``progress_cpu.md``.
 
 from __future__ import annotations
 
-import os
-
 NUM_DEVICES = 4
 if __name__ == "__main__":
-    _flags = os.environ.get("XLA_FLAGS", "")
-    if "xla_force_host_platform_device_count" not in _flags:
-        os.environ["XLA_FLAGS"] = (
-            f"{_flags} --xla_force_host_platform_device_count={NUM_DEVICES}".strip()
-        )
+    from fake_devices import force_host_devices
+
+    force_host_devices(NUM_DEVICES)
 
 import argparse  # noqa: E402
 import contextlib  # noqa: E402
+import os  # noqa: E402
 import statistics  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402

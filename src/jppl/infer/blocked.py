@@ -29,7 +29,12 @@ import jax
 import jax.numpy as jnp
 
 from jppl.handlers import substitute, trace
-from jppl.infer.util import _unconstrained_substitute, log_density, site_log_prob
+from jppl.infer.util import (
+    _unconstrained_substitute,
+    log_density,
+    potential_energy,
+    site_log_prob,
+)
 from jppl.parallel.blocks import BlockPlan, blockwise_sum
 from jppl.primitives import Message, Messenger
 
@@ -147,7 +152,6 @@ def sharded_sites(model_trace: dict, axis: str) -> tuple[bool, bool]:
 
 def potential_with_blocks(model: Callable, plan: BlockPlan | None) -> Callable[..., Any]:
     """``(*args, **kwargs) -> (params -> potential)``: blocked if ``plan``, else plain."""
-    from jppl.infer.util import potential_energy
 
     def make(*args, **kwargs):
         if plan is None:

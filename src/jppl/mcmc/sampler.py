@@ -298,17 +298,17 @@ class _HamiltonianSampler:
         flat, unravel = ravel_pytree(prototype)
         names, index = _site_index(prototype)
 
-        def make_logdensity(args, kwargs):
-            potential = potential_gen(*args, **kwargs)
-            return lambda x: -potential(unravel(x))
+        def logdensity_maker(gen):
+            def make(args, kwargs):
+                potential = gen(*args, **kwargs)
+                return lambda x: -potential(unravel(x))
 
+            return make
+
+        make_logdensity = logdensity_maker(potential_gen)
         make_plain_logdensity = None
         if blocks is not None:
-            plain_gen = potential_with_blocks(model, None)
-
-            def make_plain_logdensity(args, kwargs):
-                potential = plain_gen(*args, **kwargs)
-                return lambda x: -potential(unravel(x))
+            make_plain_logdensity = logdensity_maker(potential_with_blocks(model, None))
 
         def make_postprocess(args, kwargs):
             return postprocess_gen(*args, **kwargs)

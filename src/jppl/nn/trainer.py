@@ -80,7 +80,7 @@ from jppl.parallel.mesh import axis_size, current_mesh
 from jppl.parallel.sharding import constrain, dim_spec, replicate, shard_log_prob, split_leading
 from jppl.primitives import Message, Messenger
 from jppl.vi.elbo import ELBO, RenyiELBO, TraceMeanField_ELBO, get_importance_traces, particle_keys
-from jppl.vi.svi import SVI, SVIState, load_state, save_state
+from jppl.vi.svi import SVI, SVIState, copy_state, load_state, save_state
 
 __all__ = [
     "AUGMENT_TAG",
@@ -646,7 +646,7 @@ class Trainer:
         if (val_data is None) != (predict is None):
             raise ValueError("Trainer.fit: give both val_data and predict, or neither.")
         data = self._place(self._check_data(data, "fit"))
-        state = jax.tree_util.tree_map(lambda x: jnp.array(x, copy=True), state)
+        state = copy_state(state)  # the steps donate the state's buffers
         spe = self.steps_per_epoch
         all_losses: list[np.ndarray] = []
         history: list[EpochMetrics] = []

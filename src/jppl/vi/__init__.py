@@ -14,7 +14,7 @@ from jppl.vi.elbo import (
     get_importance_traces,
     particle_keys,
 )
-from jppl.vi.svi import SVI, SVIRunResult, SVIState, load_state, save_state
+from jppl.vi.svi import SVI, SVIRunResult, SVIState, copy_state, load_state, save_state
 
 __all__ = [
     "ELBO",
@@ -24,6 +24,7 @@ __all__ = [
     "SVIState",
     "TraceMeanField_ELBO",
     "Trace_ELBO",
+    "copy_state",
     "epoch_batches",
     "get_importance_traces",
     "load_state",

@@ -43,7 +43,7 @@ from jppl.parallel.mesh import use_mesh
 from jppl.parallel.sharding import replicate, state_shardings
 from jppl.vi.elbo import ELBO
 
-__all__ = ["SVI", "SVIRunResult", "SVIState", "load_state", "save_state"]
+__all__ = ["SVI", "SVIRunResult", "SVIState", "copy_state", "load_state", "save_state"]
 
 
 class SVIState(NamedTuple):
@@ -72,6 +72,14 @@ class SVIRunResult(NamedTuple):
 
 def _is_array(x) -> bool:
     return isinstance(x, jax.Array | np.ndarray)
+
+
+def copy_state(state: Any) -> Any:
+    """A copy of ``state`` (any pytree of arrays) in fresh buffers, with the same shardings.
+
+    Steps that donate their input state (``SVI.run``, ``Trainer.fit``) work on such a copy, so
+    the caller's state stays valid, and leaves that share one buffer get their own."""
+    return jax.tree_util.tree_map(lambda x: jnp.array(x, copy=True), state)
 
 
 def _all_finite(tree) -> jax.Array:
@@ -385,9 +393,7 @@ class SVI:
                 # Only the constraints are needed (for get_params); any key will do.
                 self._trace_params(jax.random.key(0), args, kwargs, None)
 
-        # The chunks donate the state's buffers: work on a copy (the caller keeps init_state,
-        # and leaves that share one buffer, e.g. equal initial values, get their own).
-        state = jax.tree_util.tree_map(lambda x: jnp.array(x, copy=True), state)
+        state = copy_state(state)  # the chunks donate the state's buffers
         leaves, treedef = jax.tree_util.tree_flatten((args, kwargs))
         dynamic_mask = [_is_array(leaf) for leaf in leaves]
         dynamic = [leaf for leaf, d in zip(leaves, dynamic_mask, strict=True) if d]

@@ -286,27 +286,11 @@ def make_sampler(spec: Any, settings: Mapping[str, Any]):
 
 
 def _adaptation_for(sampler: Any, logdensity: Any, num_warmup: int):
-    """The :class:`jppl.mcmc.adaptation.Adaptation` that ``sampler.warmup`` builds (diagonal or
-    dense Stan metric, nutpie diagonal or low rank; block-dense metrics are not handled)."""
-    from jppl.mcmc import adaptation as adapt
-
+    """The :class:`jppl.mcmc.adaptation.Adaptation` that ``MCMC`` builds for ``sampler``
+    (:meth:`~jppl.mcmc.NUTS.make_warmup`; block-dense metrics are not handled here)."""
     if not isinstance(sampler.dense_mass, bool):
         raise ValueError("block-dense mass matrices are not supported by this benchmark")
-    options = dict(
-        kernel=sampler.kernel_name,
-        target_accept_prob=sampler.target_accept_prob,
-        initial_step_size=sampler.step_size,
-        adapt_step_size=sampler.adapt_step_size,
-        adapt_mass_matrix=sampler.adapt_mass_matrix,
-        max_tree_depth=sampler.max_tree_depth,
-        divergence_threshold=sampler.divergence_threshold,
-    )
-    if sampler.adaptation == "stan":
-        return adapt.window_adaptation(
-            logdensity, num_warmup, dense_mass=bool(sampler.dense_mass), **options
-        )
-    low_rank = sampler.adaptation == "nutpie_low_rank"
-    return adapt.nutpie_adaptation(logdensity, num_warmup, low_rank=low_rank, **options)
+    return sampler.make_warmup(logdensity, num_warmup, None)
 
 
 def run_warmup(

@@ -57,12 +57,12 @@ from flax import linen, nnx
 
 from jppl.distributions import constraints
 from jppl.distributions.continuous import Normal
-from jppl.distributions.distribution import Distribution
 from jppl.handlers import scale
 from jppl.nn.module import (
     Prior,
     _adapter,
     _BoundModule,
+    _check_prior,
     _lazy_param,
     _LinenAdapter,
     _path_name,
@@ -168,21 +168,8 @@ class BayesianModule:
         return zip(self.paths, self.shapes, strict=True)
 
     def _check_prior(self) -> None:
-        # random_flax_module does the full check; repeat the cheap part for an early error.
-        prior = self.prior
-        if isinstance(prior, dict):
-            leaf_names = {p.rsplit(".", 1)[-1] for p in self.paths}
-            unknown = [k for k in prior if k not in self.paths and k not in leaf_names]
-            if unknown:
-                raise ValueError(
-                    f"BayesianModule '{self.name}': prior keys {unknown} match no parameter; "
-                    f"the parameter paths are {self.paths}."
-                )
-        elif not (isinstance(prior, Distribution) or callable(prior)):
-            raise TypeError(
-                f"BayesianModule '{self.name}': prior must be a Distribution, a dict of them or "
-                f"a callable (path, shape) -> Distribution; got {type(prior).__name__}."
-            )
+        # random_flax_module checks again when it runs; checking here gives an early error.
+        _check_prior(self.prior, self.paths, f"BayesianModule '{self.name}'")
 
     def _resolve_init_scale(self, init_scale: InitScale, path: str, shape) -> float:
         value = init_scale(path, shape) if callable(init_scale) else init_scale

@@ -332,6 +332,28 @@ def _leaf_distribution(d: Distribution, path: str, shape: tuple[int, ...]) -> Di
     return d.to_event(len(batch_shape)) if batch_shape else d
 
 
+def _check_prior(prior: Any, paths: Sequence[str], what: str) -> None:
+    """Check a ``prior`` argument against the parameter ``paths`` of a module.
+
+    Raises:
+        ValueError: a dict prior with keys that match no path (nor last path component).
+        TypeError: a prior that is not a Distribution, a dict of them or a callable.
+    """
+    if isinstance(prior, dict):
+        leaf_names = {p.rsplit(".", 1)[-1] for p in paths}
+        unknown = [k for k in prior if k not in paths and k not in leaf_names]
+        if unknown:
+            raise ValueError(
+                f"{what}: prior keys {unknown} match no parameter; the parameter paths are "
+                f"{paths}."
+            )
+    elif not (isinstance(prior, Distribution) or callable(prior)):
+        raise TypeError(
+            f"{what}: prior must be a Distribution, a dict of them or a callable (path, shape) "
+            f"-> Distribution; got {type(prior).__name__}."
+        )
+
+
 def random_flax_module(
     name: str,
     nn_module: linen.Module | nnx.Module,
@@ -376,19 +398,7 @@ def random_flax_module(
     shapes, state_shapes = adapter.shapes()
     flat, treedef = jax.tree_util.tree_flatten_with_path(shapes)
     paths = [_path_name(p) for p, _ in flat]
-    if isinstance(prior, dict):
-        leaf_names = {p.rsplit(".", 1)[-1] for p in paths}
-        unknown = [k for k in prior if k not in paths and k not in leaf_names]
-        if unknown:
-            raise ValueError(
-                f"random_flax_module '{name}': prior keys {unknown} match no parameter; the "
-                f"parameter paths are {paths}."
-            )
-    elif not (isinstance(prior, Distribution) or callable(prior)):
-        raise TypeError(
-            f"random_flax_module '{name}': prior must be a Distribution, a dict of them or a "
-            f"callable (path, shape) -> Distribution; got {type(prior).__name__}."
-        )
+    _check_prior(prior, paths, f"random_flax_module '{name}'")
     priors = [
         _prior_for(prior, path, tuple(leaf.shape))
         for path, (_, leaf) in zip(paths, flat, strict=True)

@@ -22,6 +22,7 @@ from jax.scipy.special import betaln, gammaln, xlog1py, xlogy
 
 from jppl.distributions import constraints
 from jppl.distributions.distribution import Distribution
+from jppl.distributions.fused import bernoulli_logits_log_prob
 from jppl.distributions.util import (
     is_concrete,
     lazy_broadcast_shape,
@@ -284,19 +285,9 @@ class BernoulliLogits(_BinaryLogits, _BernoulliBase):
         super().__init__(jnp.shape(self.logits), validate_args=validate_args)
 
     def log_prob(self, value):
-        x = _float_value(value, self.logits)
-        ok = (x == 0) | (x == 1)
-        # x * l - softplus(l) is log p for x = 1 and log(1 - p) for x = 0: one softplus pass
-        # instead of two (this is the hot loop of logistic regressions). Infinite logits are
-        # handled apart so that inf - inf never appears.
-        logits = self.logits
-        finite = jnp.isfinite(logits)
-        safe = jnp.where(finite, logits, 0.0)
-        # softplus as max(l, 0) + log1p(exp(-|l|)): its gradient reuses exp(-|l|), so value and
-        # gradient cost two transcendentals per observation (jax.nn.softplus's costs three).
-        lp = x * safe - (jnp.maximum(safe, 0.0) + jnp.log1p(jnp.exp(-jnp.abs(safe))))
-        lp = jnp.where(finite, lp, jnp.where((logits > 0) == (x == 1), 0.0, -jnp.inf))
-        return _neg_inf_outside(ok, lp)
+        # x * l - softplus(l) with a hand-written derivative (jppl.distributions.fused): this
+        # is the hot loop of logistic regressions.
+        return bernoulli_logits_log_prob(self.logits, _float_value(value, self.logits))
 
     def entropy(self):
         return jax.nn.softplus(self.logits) - self.probs * self.logits

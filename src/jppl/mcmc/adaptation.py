@@ -60,6 +60,12 @@ subspace they span. There the SPD matrix ``S`` minimizing the sample Fisher dive
 
     ``M^{-1} = D^{1/2} (I + U (Lambda - I) U^T) D^{1/2}``.
 
+Until the early window (the first 30%) ends, and whenever that dense matrix is not positive
+definite in floating point, only the diagonal ``D`` of the window is used: a chain still
+drifting in from the tails gives a non-stationary window, and a correction fitted to it can
+shrink the directions the chain has not explored by orders of magnitude and freeze it there
+(seen on posteriordb's arma11 from uniform initial points).
+
 The kernels accept only diagonal or dense metrics, so this matrix is returned as a dense
 ``(d, d)`` array: the kernel then pays ``O(d^2)`` per leapfrog step and a Cholesky
 factorization (``O(d^3)``) per transition, and each low-rank update costs a few ``(m, m)``
@@ -593,6 +599,7 @@ def low_rank_inverse_mass_matrix(
     rank: int = 10,
     gamma: float = 1e-5,
     cutoff: float = 2.0,
+    fallback: ArrayLike | None = None,
 ) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array]:
     """nutpie's low-rank modified inverse mass matrix from a window of draws and gradients.
 
@@ -604,6 +611,9 @@ def low_rank_inverse_mass_matrix(
         gamma: regularization; the covariances in the scaled space get ``n * gamma`` added to
             their diagonal (nutpie's convention).
         cutoff: eigenvalues in ``[1 / cutoff, cutoff]`` are treated as 1 (dropped).
+        fallback: ``(d,)`` diagonal used for the coordinates where ``sqrt(Var(x) /
+            Var(grad))`` is not finite and positive (e.g. a coordinate that did not move in
+            float32); ones by default.
 
     Returns:
         ``(inverse_mass_matrix (d, d), diag (d,), eigenvalues (k,), eigenvectors (d, k))``
@@ -626,7 +636,8 @@ def low_rank_inverse_mass_matrix(
 
     draws_c, draw_var = moments(draws)
     grads_c, grad_var = moments(grads)
-    diag = _diag_from_variances(draw_var, grad_var, jnp.ones((dim,), dtype))
+    fallback = jnp.ones((dim,), dtype) if fallback is None else jnp.asarray(fallback, dtype)
+    diag = _diag_from_variances(draw_var, grad_var, fallback)
     scale = jnp.sqrt(diag)
     draws_s = draws_c / scale  # D^{-1/2} (x - mean)
     grads_s = grads_c * scale  # D^{1/2} (grad - mean)
@@ -1111,6 +1122,7 @@ def nutpie_adaptation(
         off = np.zeros(num_warmup, bool)
         schedule = schedule._replace(adapt_mass=off, switch=off, update=off, first_update=off)
     capacity = int(schedule.capacity)
+    early_end = int(early_window * num_warmup)  # last sample number of the early window
     da_options = dict(target_accept_prob=target_accept_prob)
 
     def init(
@@ -1195,12 +1207,25 @@ def nutpie_adaptation(
         weights = (buffer.sample >= fg_start) & (buffer.sample <= sample) & buffer.good
 
         def recompute(inverse):
-            new_inverse, *_ = low_rank_inverse_mass_matrix(
-                buffer.draws, buffer.grads, weights, rank=rank, gamma=gamma, cutoff=eigval_cutoff
+            new_inverse, diag, *_ = low_rank_inverse_mass_matrix(
+                buffer.draws,
+                buffer.grads,
+                weights,
+                rank=rank,
+                gamma=gamma,
+                cutoff=eigval_cutoff,
+                fallback=jnp.diag(inverse),
             )
+            # During the early window the chain may still be drifting in from the tails: the
+            # draws are not stationary, and a correction fitted to them can shrink the
+            # directions not yet explored by orders of magnitude and freeze the chain there.
+            # Use the diagonal of the same window until the early window ends (as the
+            # diagonal scheme does throughout), or when the dense matrix is not positive
+            # definite in floating point.
             positive = jnp.all(jnp.isfinite(jnp.linalg.cholesky(new_inverse)))
-            ok = (jnp.sum(weights) >= 3) & positive
-            return jnp.where(ok, new_inverse, inverse)
+            use_low_rank = (sample > early_end) & positive
+            new_inverse = jnp.where(use_low_rank, new_inverse, jnp.diag(diag))
+            return jnp.where(jnp.sum(weights) >= 3, new_inverse, inverse)
 
         inverse = jax.lax.cond(update, recompute, lambda inverse: inverse, inverse)
         return buffer, inverse

@@ -67,7 +67,12 @@ def _bernoulli_logits_jvp(primals, tangents):
     if not isinstance(dlogits, SymbolicZero):
         # sigmoid(l) from the same exp(-|l|): 1 / (1 + e) for l >= 0, e / (1 + e) otherwise.
         sigmoid = jnp.where(safe >= 0, 1.0, e) / (1.0 + e)
-        tangent = tangent + jnp.where(live, (xs - sigmoid) * dlogits, 0.0)
+        # The barrier materializes the residual x - sigmoid(l). Without it XLA may fuse the
+        # residual into the gradient's matrix product in some programs and not in others
+        # (e.g. on a 1-device mesh but not on 2), and the rounding then depends on the device
+        # count: jppl.parallel.blocks promises bitwise the same sums on every data mesh.
+        residual = jax.lax.optimization_barrier(jnp.where(live, xs - sigmoid, 0.0))
+        tangent = tangent + residual * dlogits
     if not isinstance(dx, SymbolicZero):
         tangent = tangent + jnp.where(live, safe * dx, 0.0)
     return lp, tangent

@@ -1100,7 +1100,8 @@ def nutpie_adaptation(
             ``initial_step_size``, ``max_tree_depth``, ``adapt_step_size``,
             ``adapt_mass_matrix``, ``progress_fn``, ``divergence_threshold`` and
             ``num_integration_steps``.
-        early_window: fraction of the warm-up with the short switch frequency.
+        early_window: fraction of the warm-up with the short switch frequency (with
+            ``low_rank``, also the part that uses only the diagonal, see the module docstring).
         step_size_window: final fraction of the warm-up that only tunes the step size.
         switch_freq, early_switch_freq: draws between estimator switches (late / early).
         mass_matrix_update_freq: draws between mass-matrix recomputations.

@@ -461,6 +461,8 @@ class NutpieSchedule(NamedTuple):
         first_update: bool, the first update: the step size is searched again and dual
             averaging restarted.
         capacity: ``()`` int, the largest foreground window (ring-buffer size for low rank).
+        early_end: ``()`` int, sample number of the last draw of the early window (short
+            switch frequency; the low-rank variant uses only the diagonal until then).
     """
 
     adapt_mass: np.ndarray
@@ -469,6 +471,7 @@ class NutpieSchedule(NamedTuple):
     update: np.ndarray
     first_update: np.ndarray
     capacity: int
+    early_end: int
 
 
 def build_nutpie_schedule(
@@ -515,7 +518,9 @@ def build_nutpie_schedule(
                     changed = True
             capacity = max(capacity, sample - fg_start + 1)
         foreground_start[i] = fg_start
-    return NutpieSchedule(adapt_mass, switch, foreground_start, update, first_update, capacity)
+    return NutpieSchedule(
+        adapt_mass, switch, foreground_start, update, first_update, capacity, early_end
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1126,7 +1131,7 @@ def nutpie_adaptation(
         off = np.zeros(num_warmup, bool)
         schedule = schedule._replace(adapt_mass=off, switch=off, update=off, first_update=off)
     capacity = int(schedule.capacity)
-    early_end = int(early_window * num_warmup)  # last sample number of the early window
+    early_end = int(schedule.early_end)
     da_options = dict(target_accept_prob=target_accept_prob)
 
     def init(

@@ -1,54 +1,101 @@
 #!/usr/bin/env bash
-# Set up ./.venv (with the dev, docs and notebooks extras) if needed, then run, in order:
+# The whole test suite, on the newest and on the oldest supported Python found
+# (scripts/pythons.sh), each in its own virtualenv with the newest dependencies pip resolves
+# for that Python (so ArviZ 1.x and JAX 0.12 on 3.12+, ArviZ 0.x and JAX 0.10 on 3.11).
+#
+# Main leg, newest Python, ./.venv (the interpreter the README's commands pick):
 #   1. ruff on the code and the notebooks;
-#   2. the default test suite (extra arguments go to pytest, e.g. `-m slow` for the long tests);
+#   2. the default test suite (extra arguments go to pytest, e.g. `-m slow` for the long tests),
+#      with JAX's deprecation warnings as errors (pyproject's filterwarnings);
 #   3. (only without extra arguments) the multi-host test (2 local processes x 2 CPU devices;
 #      marked slow, so it runs here as its own step, bounded by its own timeouts);
 #   4. every notebook in notebooks/, executed in a fresh kernel with a time limit each
 #      (scripts/run_notebooks.py; the committed notebooks are not rewritten);
 #   5. the API reference: `mkdocs build --strict` (fails on any warning).
-# Any failing step makes the script fail. JPPL_SKIP_MULTIHOST=1 / JPPL_SKIP_NOTEBOOKS=1 /
-# JPPL_SKIP_DOCS=1 skip steps 3/4/5.
+# Oldest leg, oldest Python, ./.venv-py3.X: steps 2 and 3 (notebooks and docs are skipped
+# there to stay inside CI's time; the main leg runs them).
+#
+# Any failing step makes the script fail; pytest collecting no tests is a failure.
+# JPPL_LEGS=main runs the main leg only. JPPL_SKIP_MULTIHOST=1 / JPPL_SKIP_NOTEBOOKS=1 /
+# JPPL_SKIP_DOCS=1 skip steps 3/4/5. PYTHON=/path/to/python pins the main leg's interpreter.
 set -uo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-bash "$root/scripts/setup_venv.sh" dev,docs,notebooks || exit 1
 cd "$root"
-.venv/bin/ruff check src tests examples benchmarks scripts notebooks docs || exit 1
-.venv/bin/python -m pytest "$@"
-rc=$?
-if [ "$rc" -eq 5 ]; then
-  echo "ERROR: pytest collected no tests; treating this as a failure." >&2
-  exit 1
-fi
-[ "$rc" -eq 0 ] || exit "$rc"
 
-if [ "${JPPL_SKIP_MULTIHOST:-0}" != "1" ] && [ "$#" -eq 0 ]; then
-  echo "== multi-host: tests/test_multihost.py ==" >&2
-  .venv/bin/python -m pytest -m slow tests/test_multihost.py -q
-  rc=$?
-  if [ "$rc" -ne 0 ]; then
-    echo "ERROR: the multi-host test failed (rc $rc; 5 means it collected no tests)." >&2
-    exit 1
+newest="${PYTHON:-$(bash scripts/pythons.sh newest)}" || exit 1
+oldest="$(bash scripts/pythons.sh oldest)" || exit 1
+version() { "$1" -c 'import sys; print("%d.%d" % sys.version_info[:2])'; }
+
+run_pytest() {  # venv, leg name, pytest args...
+  local venv="$1" leg="$2"
+  shift 2
+  "$venv/bin/python" -m pytest "$@"
+  local rc=$?
+  if [ "$rc" -eq 5 ]; then
+    echo "ERROR [$leg]: pytest collected no tests; treating this as a failure." >&2
+    return 1
   fi
+  return "$rc"
+}
+
+multihost() {  # venv, leg name
+  [ "${JPPL_SKIP_MULTIHOST:-0}" = "1" ] && { echo "== [$2] multi-host: skipped (JPPL_SKIP_MULTIHOST=1) ==" >&2; return 0; }
+  echo "== [$2] multi-host: tests/test_multihost.py ==" >&2
+  run_pytest "$1" "$2" -m slow tests/test_multihost.py -q || {
+    echo "ERROR [$2]: the multi-host test failed." >&2
+    return 1
+  }
+}
+
+# ---- main leg -------------------------------------------------------------------------------
+main="main, Python $(version "$newest")"
+echo "== [$main] setting up .venv with $newest ==" >&2
+PYTHON="$newest" VENV="$root/.venv" bash scripts/setup_venv.sh dev,docs,notebooks || exit 1
+.venv/bin/python -c 'import sys, jax, arviz; print("[main] Python %s, jax %s, arviz %s" % (sys.version.split()[0], jax.__version__, arviz.__version__))'
+.venv/bin/ruff check src tests examples benchmarks scripts notebooks docs || exit 1
+echo "== [$main] default test suite ==" >&2
+run_pytest .venv "$main" "$@" || exit 1
+if [ "$#" -eq 0 ]; then
+  multihost .venv "$main" || exit 1
 fi
 
 if [ "${JPPL_SKIP_NOTEBOOKS:-0}" != "1" ]; then
-  echo "== notebooks ==" >&2
+  echo "== [$main] notebooks ==" >&2
   .venv/bin/python scripts/run_notebooks.py --timeout "${JPPL_NOTEBOOK_TIMEOUT:-300}" || {
-    echo "ERROR: a notebook failed (see above)." >&2
+    echo "ERROR [$main]: a notebook failed (see above)." >&2
     exit 1
   }
 fi
 
 if [ "${JPPL_SKIP_DOCS:-0}" != "1" ]; then
-  echo "== docs: mkdocs build --strict ==" >&2
+  echo "== [$main] docs: mkdocs build --strict ==" >&2
   site="$(mktemp -d)"
   NO_MKDOCS_2_WARNING=1 .venv/bin/mkdocs build --strict --quiet --site-dir "$site"
   rc=$?
   rm -rf "$site"
   if [ "$rc" -ne 0 ]; then
-    echo "ERROR: the API reference does not build cleanly (mkdocs build --strict)." >&2
+    echo "ERROR [$main]: the API reference does not build cleanly (mkdocs build --strict)." >&2
     exit 1
   fi
+fi
+
+# ---- oldest leg -----------------------------------------------------------------------------
+if [ "${JPPL_LEGS:-all}" = "main" ]; then
+  echo "== oldest leg: skipped (JPPL_LEGS=main) ==" >&2
+  exit 0
+fi
+if [ "$(version "$oldest")" = "$(version "$newest")" ]; then
+  echo "== oldest leg: skipped (only Python $(version "$newest") found) ==" >&2
+  exit 0
+fi
+old="oldest, Python $(version "$oldest")"
+venv_old="$root/.venv-py$(version "$oldest")"
+echo "== [$old] setting up $venv_old with $oldest ==" >&2
+PYTHON="$oldest" VENV="$venv_old" bash scripts/setup_venv.sh dev || exit 1
+"$venv_old/bin/python" -c 'import sys, jax, arviz; print("[oldest] Python %s, jax %s, arviz %s" % (sys.version.split()[0], jax.__version__, arviz.__version__))'
+echo "== [$old] default test suite (notebooks and docs run in the main leg only) ==" >&2
+run_pytest "$venv_old" "$old" "$@" || exit 1
+if [ "$#" -eq 0 ]; then
+  multihost "$venv_old" "$old" || exit 1
 fi
 exit 0

@@ -1,5 +1,11 @@
 """Tests of jppl.diagnostics, cross-checked against ArviZ on the same arrays.
 
+Both ArviZ lines are checked, whichever is installed (CI's oldest leg has ArviZ 0.x, its main
+leg ArviZ 1.x, i.e. arviz-stats). Where the two lines differ only in a default or a name, the
+helpers below pass the same definition to each: ArviZ 1.x's tail ESS takes the quantiles
+(1 - p, p) of its credible mass p (default 0.89: the 11% and 89% quantiles), while jppl (like
+Stan and ArviZ 0.x) uses 5% and 95%; the helpers ask ArviZ 1.x for those explicitly.
+
 Sample sizes are chosen so that no type-7 quantile at 5%, 30%, 50% or 95% falls exactly on a
 draw ((S - 1) * p is not an integer): ArviZ computes quantiles with scipy's ``mquantiles``,
 whose rounding then differs from numpy's by one ulp, which flips a quantile indicator.
@@ -15,12 +21,16 @@ from scipy import signal, special
 from scipy import stats as sps
 
 from jppl import diagnostics as diag
+from jppl.inference_data import arviz_line
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")
-    az = pytest.importorskip("arviz")
+    import arviz as az  # a dev dependency on every supported Python
 
 logging.getLogger("arviz").setLevel(logging.ERROR)
+ARVIZ_1 = arviz_line() == 1
+#: Stan's tail-ESS quantiles (5%, 95%), ArviZ 0.x's default, given explicitly to ArviZ 1.x.
+STAN_TAIL = {"prob": (0.05, 0.95)} if ARVIZ_1 else {}
 
 
 # ------------------------------------------------------------------------------------------
@@ -59,15 +69,42 @@ DATASETS = ["iid", "ar1", "shifted", "cauchy", "multidim", "two_chains_odd", "on
 
 def az_stat(fn, x, **kwargs):
     """Run an ArviZ diagnostic on (chains, draws, *shape) draws; return an array of shape."""
+    if kwargs.get("method") == "tail":
+        kwargs = {**STAN_TAIL, **kwargs}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         return np.asarray(fn(az.convert_to_dataset(np.asarray(x)), **kwargs)["x"].values)
 
 
 def az_summary(x):
+    """``az.summary`` of (chains, draws, *shape) draws, unrounded, tail ESS at 5% / 95%."""
+    data = az.convert_to_dataset({"x": np.asarray(x)})
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return az.summary(az.convert_to_dataset({"x": np.asarray(x)}), round_to="none")
+        if not ARVIZ_1:
+            return az.summary(data, round_to="none")
+        # ArviZ 1.x's summary takes the tail-ESS quantiles from the credible mass p as
+        # (1 - p, p): p = 0.95 gives Stan's 5% / 95%.
+        with az.rc_context({"stats.ci_prob": 0.95}):
+            return az.summary(data, round_to="none")
+
+
+def az_autocorr(x, axis):
+    """ArviZ's autocorrelation along ``axis`` (0.x: ``az.autocorr``; 1.x: arviz-stats' array
+    layer, which the ``arviz`` namespace no longer re-exports)."""
+    if not ARVIZ_1:
+        return az.autocorr(x, axis=axis)
+    from arviz_stats.base import array_stats
+
+    return array_stats.autocorr(x, axis=axis)
+
+
+def az_hdi(x, prob):
+    """ArviZ's highest-density interval of 1-d draws (``hdi_prob`` was renamed ``prob`` in
+    1.x)."""
+    if not ARVIZ_1:
+        return az.hdi(x, hdi_prob=prob)
+    return az.hdi(x, prob=prob)
 
 
 TIGHT = {"rtol": 1e-9, "atol": 0.0}
@@ -93,7 +130,7 @@ def test_autocovariance_matches_direct_sum():
 def test_autocorrelation_matches_arviz_and_default_axis():
     x = np.random.default_rng(1).normal(size=(50, 3))
     # (az.autocorr mishandles axis=0, so compare on the transposed array.)
-    expected = az.autocorr(np.ascontiguousarray(x.T), axis=1).T
+    expected = az_autocorr(np.ascontiguousarray(x.T), axis=1).T
     np.testing.assert_allclose(diag.autocorrelation(x), expected, rtol=1e-10)
     np.testing.assert_allclose(diag.autocorrelation(x.T, axis=-1), expected.T, rtol=1e-10)
 
@@ -297,7 +334,7 @@ def test_hpdi_matches_arviz(prob):
     interval = diag.hpdi(x, prob)
     assert interval.shape == (2, 3)
     for j in range(3):
-        np.testing.assert_allclose(interval[:, j], az.hdi(x[:, j], hdi_prob=prob), rtol=1e-12)
+        np.testing.assert_allclose(interval[:, j], az_hdi(x[:, j], prob), rtol=1e-12)
     np.testing.assert_allclose(diag.hpdi(x.T, prob, axis=1), interval)
     # Narrower than the equal-tailed interval for a skewed distribution.
     q = np.quantile(x, [(1 - prob) / 2, (1 + prob) / 2], axis=0)

@@ -160,10 +160,20 @@ def test_last_state_and_print_summary(eight_schools_run, capsys):
 
 
 def test_to_arviz_groups_and_shapes(eight_schools_run):
-    az = pytest.importorskip("arviz")
+    import arviz as az  # a dev dependency on every supported Python
+
+    from jppl.inference_data import arviz_line
+
     idata = eight_schools_run.to_arviz()
-    assert isinstance(idata, az.InferenceData)
-    assert set(idata.groups()) >= {"posterior", "sample_stats", "observed_data", "log_likelihood"}
+    if arviz_line() == 0:
+        assert isinstance(idata, az.InferenceData)
+        groups = set(idata.groups())
+    else:
+        import xarray as xr
+
+        assert isinstance(idata, xr.DataTree)
+        groups = set(idata.children)
+    assert groups >= {"posterior", "sample_stats", "observed_data", "log_likelihood"}
     post = idata.posterior
     assert post["mu"].dims == ("chain", "draw") and post["mu"].shape == (4, 1000)
     assert post["theta"].shape == (4, 1000, 8)
@@ -177,8 +187,8 @@ def test_to_arviz_groups_and_shapes(eight_schools_run):
     samples = eight_schools_run.get_samples(group_by_chain=True)
     expected = dist.Normal(samples["theta"][1, 7], SIGMA).log_prob(Y)
     np.testing.assert_allclose(loglik[1, 7], expected, rtol=1e-5)
-    summary = az.summary(idata, var_names=["mu"], kind="diagnostics")
-    assert summary.loc["mu", "r_hat"] < 1.01
+    summary = az.summary(idata, var_names=["mu"], kind="diagnostics", round_to="none")
+    assert float(summary.loc["mu", "r_hat"]) < 1.01
 
 
 def test_second_run_does_not_retrace_or_recompile():

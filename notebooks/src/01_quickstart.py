@@ -78,26 +78,54 @@ assert centered.num_divergent > 0
 # %% [markdown]
 # ## Looking at the chains with ArviZ
 #
-# `MCMC.to_arviz()` returns an `arviz.InferenceData` with the posterior draws, the sampler
-# statistics (including `diverging`), the observed data and the pointwise log-likelihood. In a
-# trace plot, ArviZ marks the divergent transitions with ticks under each panel.
+# `MCMC.to_arviz()` returns ArviZ's results object with the posterior draws, the sampler
+# statistics (including `diverging`), the observed data and the pointwise log-likelihood: an
+# `arviz.InferenceData` with ArviZ 0.x, an `xarray.DataTree` with ArviZ 1.x (which pip
+# installs on Python 3.12+). The two lines name their plots differently, so the two helpers
+# below call whichever is installed. In a trace plot, ArviZ marks the divergent transitions
+# with ticks under each panel.
 
 # %%
+ARVIZ_1 = int(az.__version__.split(".")[0]) >= 1
+
+
+def trace_plot(idata):
+    """Marginal densities and traces of mu and tau, one line per chain."""
+    if ARVIZ_1:
+        az.plot_trace_dist(
+            idata, var_names=["mu", "tau"], backend="matplotlib", figure_kwargs={"figsize": (10, 4)}
+        )
+    else:
+        az.plot_trace(idata, var_names=["mu", "tau"], compact=True, figsize=(10, 4))
+        plt.tight_layout()
+    plt.show()
+
+
+def rank_plot(idata):
+    """Each chain's ranks of tau among all draws (0.x: histograms; 1.x: the difference of
+    their ECDF from the uniform one, with a 99% simultaneous envelope)."""
+    if ARVIZ_1:
+        az.plot_rank(
+            idata, var_names=["tau"], backend="matplotlib", figure_kwargs={"figsize": (5, 3)}
+        )
+    else:
+        az.plot_rank(idata, var_names=["tau"], figsize=(5, 3))
+    plt.show()
+
+
 idata_centered = centered.to_arviz()
-az.plot_trace(idata_centered, var_names=["mu", "tau"], compact=True, figsize=(10, 4))
-plt.tight_layout()
-plt.show()
+trace_plot(idata_centered)
 
 # %% [markdown]
 # The divergences (the black ticks) sit at small values of `tau`, and the four chains'
 # density estimates of `tau` disagree near zero. A **rank plot** makes the poor mixing easier
-# to see: rank all draws of all chains together and histogram each chain's ranks. If the
-# chains sample the same distribution, each histogram is uniform; here they are not (the
-# first chain has too many low ranks, the last too few).
+# to see: rank all draws of all chains together and look at each chain's ranks. If the
+# chains sample the same distribution, each chain's ranks are uniform (flat histograms with
+# ArviZ 0.x; ECDF differences inside the envelope with ArviZ 1.x); here they are not (some
+# chains have too many low ranks, others too few).
 
 # %%
-az.plot_rank(idata_centered, var_names=["tau"], figsize=(5, 3))
-plt.show()
+rank_plot(idata_centered)
 
 # %% [markdown]
 # The diagnostics table agrees: for `tau`, the R-hat is above 1.01 and the bulk effective
@@ -160,15 +188,13 @@ print("divergences:", noncentered.num_divergent)
 assert noncentered.num_divergent == 0
 
 # %% [markdown]
-# No warnings and no divergences. The trace plot shows well-mixed chains, and the rank
-# histograms of `tau` are flat.
+# No warnings and no divergences. The trace plot shows well-mixed chains, and the ranks of
+# `tau` are uniform in every chain.
 
 # %%
 idata_noncentered = noncentered.to_arviz()
-az.plot_trace(idata_noncentered, var_names=["mu", "tau"], compact=True, figsize=(10, 4))
-plt.tight_layout()
-az.plot_rank(idata_noncentered, var_names=["tau"], figsize=(5, 3))
-plt.show()
+trace_plot(idata_noncentered)
+rank_plot(idata_noncentered)
 
 # %% [markdown]
 # Side by side, the non-centered sampler reaches deep into the neck of the funnel, where the

@@ -32,6 +32,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jppl.inference_data import to_inference_data
 from jppl.mcmc.state import MCMCState
 from jppl.parallel.distributed import gather
 
@@ -155,59 +156,6 @@ _STAT_NAMES = {
 }
 
 
-def _require_arviz() -> None:
-    try:
-        import arviz  # noqa: F401
-        import xarray  # noqa: F401
-    except ImportError as e:  # pragma: no cover - depends on the environment
-        raise ImportError(
-            "to_arviz needs ArviZ (a development extra): pip install arviz  (or jppl[dev])"
-        ) from e
-
-
-def _dataset(values: dict[str, Any], num_chains: int, num_draws: int, attrs: dict) -> Any:
-    """An ``xarray.Dataset`` from ``{name: (chain, draw, *shape)}`` numpy arrays (no copy)."""
-    import xarray as xr
-
-    variables = {}
-    for name, value in values.items():
-        arr = np.asarray(value)
-        dims = ("chain", "draw") + tuple(f"{name}_dim_{i}" for i in range(arr.ndim - 2))
-        variables[name] = (dims, arr)
-    coords = {"chain": np.arange(num_chains), "draw": np.arange(num_draws)}
-    return xr.Dataset(variables, coords=coords, attrs=attrs)
-
-
-def to_inference_data(
-    posterior: dict[str, Any],
-    sample_stats: dict[str, Any] | None = None,
-    log_likelihood: dict[str, Any] | None = None,
-    observed_data: dict[str, Any] | None = None,
-) -> Any:
-    """Build an ``arviz.InferenceData`` directly from arrays shaped ``(chain, draw, ...)``
-    (``observed_data``: any shape). Each group is one ``xarray.Dataset`` built from the NumPy
-    arrays, so the cost does not grow with a per-draw loop."""
-    _require_arviz()
-    import arviz as az
-    import xarray as xr
-
-    first = np.asarray(next(iter(posterior.values())))
-    num_chains, num_draws = first.shape[:2]
-    attrs = {"inference_library": "jppl"}
-    groups = {"posterior": _dataset(posterior, num_chains, num_draws, attrs)}
-    if sample_stats:
-        groups["sample_stats"] = _dataset(sample_stats, num_chains, num_draws, attrs)
-    if log_likelihood:
-        groups["log_likelihood"] = _dataset(log_likelihood, num_chains, num_draws, attrs)
-    if observed_data:
-        variables = {}
-        for name, value in observed_data.items():
-            arr = np.asarray(value)
-            variables[name] = (tuple(f"{name}_dim_{i}" for i in range(arr.ndim)), arr)
-        groups["observed_data"] = xr.Dataset(variables, attrs=attrs)
-    return az.InferenceData(**groups)
-
-
 def _observed_values(mcmc: Any) -> dict[str, Any]:
     """Observed sites of the model, traced with the last run's arguments and first draw."""
     from jppl.handlers import seed, substitute, trace
@@ -227,17 +175,29 @@ def _observed_values(mcmc: Any) -> dict[str, Any]:
     )
 
 
-def to_arviz(mcmc: Any, log_likelihood: bool = True) -> Any:
-    """``arviz.InferenceData`` of the last run of ``mcmc``.
+def to_arviz(
+    mcmc: Any,
+    log_likelihood: bool = True,
+    *,
+    coords: dict[str, Any] | None = None,
+    dims: dict[str, list[str]] | None = None,
+) -> Any:
+    """ArviZ results of the last run of ``mcmc``: an ``arviz.InferenceData`` on ArviZ 0.x, an
+    ``xarray.DataTree`` on ArviZ 1.x (see :func:`jppl.inference_data.to_inference_data`).
 
     Groups: ``posterior`` (all sites, with deterministic ones), ``sample_stats``
     (``diverging``, ``tree_depth`` for NUTS, ``energy``, ``lp`` = minus the potential energy,
     ``step_size``, ``acceptance_rate``, ``n_steps``), and for a model ``observed_data`` and
     ``log_likelihood`` (from :func:`jppl.infer.log_likelihood`, vectorized over all draws).
+
+    Args:
+        mcmc: an :class:`~jppl.mcmc.MCMC` after ``run``.
+        log_likelihood: add the ``log_likelihood`` group (one vectorized evaluation).
+        coords: ``{dim: values}``, passed to ArviZ.
+        dims: ``{site: [names of its event dims]}``; unnamed dims are ``<site>_dim_<i>``.
     """
     from jppl.infer import log_likelihood as _log_likelihood
 
-    _require_arviz()
     samples = mcmc.get_samples(group_by_chain=True)
     named = mcmc._named_samples(samples)
     num_chains, num_draws = np.shape(next(iter(named.values())))[:2]
@@ -259,4 +219,11 @@ def to_arviz(mcmc: Any, log_likelihood: bool = True) -> Any:
                 k: v.reshape((num_chains, num_draws) + np.shape(v)[1:])
                 for k, v in gather(values).items()
             }
-    return to_inference_data({k: np.asarray(v) for k, v in named.items()}, stats, loglik, observed)
+    return to_inference_data(
+        {k: np.asarray(v) for k, v in named.items()},
+        sample_stats=stats,
+        log_likelihood=loglik,
+        observed_data=observed,
+        coords=coords,
+        dims=dims,
+    )

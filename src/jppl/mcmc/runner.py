@@ -649,8 +649,15 @@ class MCMC:
 
         return io.load(path, sampler, **overrides)
 
-    def to_arviz(self) -> Any:
-        """The last run as an ``arviz.InferenceData``; see :func:`jppl.mcmc.io.to_arviz`."""
+    def to_arviz(
+        self,
+        log_likelihood: bool = True,
+        *,
+        coords: dict[str, Any] | None = None,
+        dims: dict[str, list[str]] | None = None,
+    ) -> Any:
+        """The last run in ArviZ's format: an ``arviz.InferenceData`` on ArviZ 0.x, an
+        ``xarray.DataTree`` on ArviZ 1.x; see :func:`jppl.mcmc.io.to_arviz`."""
         from jppl.mcmc import io
 
-        return io.to_arviz(self)
+        return io.to_arviz(self, log_likelihood, coords=coords, dims=dims)

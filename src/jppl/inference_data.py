@@ -1,0 +1,162 @@
+"""Results in ArviZ's format, on either ArviZ line.
+
+ArviZ has two lines that users meet in the wild:
+
+* **0.x** (``arviz<1``, e.g. 0.23 on Python 3.11): results are an ``arviz.InferenceData``
+  built by ``arviz.from_dict``;
+* **1.x** (``arviz>=1``, which pip resolves on Python 3.12+; the ``arviz-base``,
+  ``arviz-stats`` and ``arviz-plots`` packages): results are an ``xarray.DataTree`` built by
+  ``arviz_base.from_dict``.
+
+:func:`to_inference_data` calls whichever converter is installed, so the object a user gets is
+the one the rest of their ArviZ works with, with the same groups, variables, dims and coords on
+both lines. Front ends (``MCMC.to_arviz``) go through it; nothing else in jppl imports ArviZ.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+__all__ = ["arviz_line", "to_inference_data"]
+
+#: The groups whose variables carry no ``(chain, draw)`` sample dimensions.
+_DATA_GROUPS = ("observed_data", "constant_data", "predictions_constant_data")
+_GROUPS = (
+    "posterior",
+    "posterior_predictive",
+    "predictions",
+    "sample_stats",
+    "log_likelihood",
+    "prior",
+    "prior_predictive",
+    "sample_stats_prior",
+    *_DATA_GROUPS,
+)
+
+
+def _major(module: Any) -> int:
+    return int(str(getattr(module, "__version__", "0")).split(".")[0])
+
+
+def arviz_line() -> int | None:
+    """The ArviZ line that :func:`to_inference_data` uses: ``0``, ``1`` or ``None``.
+
+    ``0`` when ``arviz<1`` is installed, ``1`` when ``arviz>=1`` or ``arviz-base`` alone is,
+    ``None`` when neither imports.
+    """
+    try:
+        arviz = importlib.import_module("arviz")
+    except ImportError:
+        arviz = None
+    if arviz is not None and _major(arviz) == 0:
+        return 0
+    try:
+        importlib.import_module("arviz_base")
+    except ImportError:
+        return None
+    return 1
+
+
+def _require_line() -> int:
+    line = arviz_line()
+    if line is None:
+        raise ImportError(
+            "Export to ArviZ needs ArviZ: pip install 'jppl[arviz]' (or pip install arviz; "
+            "either line works: 0.x gives an InferenceData, 1.x an xarray.DataTree)."
+        )
+    return line
+
+
+def _dims_for(
+    name: str, value: np.ndarray, num_sample_dims: int, dims: Mapping[str, Sequence[str]]
+) -> list[str]:
+    """The event dims of ``name``: the user's names where given, else ``<name>_dim_<i>``
+    (what both ArviZ lines generate), so the two lines name every dim the same."""
+    given = list(dims.get(name, ()))
+    event_ndim = value.ndim - num_sample_dims
+    if len(given) > event_ndim:
+        raise ValueError(
+            f"dims[{name!r}] names {len(given)} dimensions, but {name!r} has {event_ndim} "
+            f"beyond the sample dimensions (shape {value.shape})."
+        )
+    return given + [f"{name}_dim_{i}" for i in range(len(given), event_ndim)]
+
+
+def to_inference_data(
+    posterior: Mapping[str, Any] | None = None,
+    *,
+    coords: Mapping[str, Any] | None = None,
+    dims: Mapping[str, Sequence[str]] | None = None,
+    **groups: Mapping[str, Any] | None,
+) -> Any:
+    """ArviZ results from arrays: an ``arviz.InferenceData`` on ArviZ 0.x, an
+    ``xarray.DataTree`` on ArviZ 1.x.
+
+    Args:
+        posterior: ``{name: array of shape (chain, draw, *event)}``.
+        coords: ``{dim: values}`` for any named dim.
+        dims: ``{variable: [dim names of its event axes]}``; unnamed axes are called
+            ``<variable>_dim_<i>`` on both lines.
+        **groups: more groups by ArviZ's names: ``sample_stats``, ``log_likelihood``,
+            ``posterior_predictive``, ``predictions``, ``prior``, ``prior_predictive``,
+            ``sample_stats_prior`` (all shaped ``(chain, draw, ...)``), and
+            ``observed_data``, ``constant_data``, ``predictions_constant_data`` (any shape).
+            ``None`` or empty groups are left out.
+
+    Raises:
+        ImportError: if no ArviZ line is installed.
+        ValueError: on an unknown group name or ``dims`` longer than a variable's event axes.
+    """
+    data = {"posterior": posterior, **groups}
+    unknown = sorted(set(data) - set(_GROUPS))
+    if unknown:
+        raise ValueError(f"Unknown ArviZ group(s) {unknown}; expected some of {list(_GROUPS)}.")
+    data = {
+        group: {name: np.asarray(value) for name, value in values.items()}
+        for group, values in data.items()
+        if values
+    }
+    if not data:
+        raise ValueError("to_inference_data needs at least one non-empty group.")
+    line = _require_line()
+    user_dims = dict(dims or {})
+    all_dims: dict[str, list[str]] = {}
+    for group, values in data.items():
+        num_sample_dims = 0 if group in _DATA_GROUPS else 2
+        for name, value in values.items():
+            if value.ndim < num_sample_dims:
+                raise ValueError(
+                    f"{group}[{name!r}] has shape {value.shape}; expected (chain, draw, ...)."
+                )
+            named = _dims_for(name, value, num_sample_dims, user_dims)
+            if all_dims.setdefault(name, named) != named:
+                # ArviZ takes one dims list per variable name, shared by all groups.
+                raise ValueError(
+                    f"{group}[{name!r}] has event dims {named}, but another group's "
+                    f"{name!r} has {all_dims[name]}: a name must have the same event "
+                    "dimensions in every group."
+                )
+    coords = dict(coords or {})
+    attrs = {"inference_library": "jppl", "inference_library_version": _version()}
+    if line == 0:
+        import arviz
+
+        out = arviz.from_dict(**data, coords=coords, dims=all_dims)
+        for group in data:  # 0.x's from_dict takes attrs for some groups only
+            getattr(out, group).attrs.update(attrs)
+        return out
+    import arviz_base
+
+    return arviz_base.from_dict(
+        data, coords=coords, dims=all_dims, attrs={group: dict(attrs) for group in data}
+    )
+
+
+def _version() -> str:
+    from jppl import __version__
+
+    return __version__

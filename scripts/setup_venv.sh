@@ -6,7 +6,7 @@
 #           the same one CI's main leg tests.
 #   VENV    virtualenv directory; default: ./.venv
 # pip installs the newest dependencies that resolve for that interpreter (e.g. ArviZ 1.x and
-# JAX 0.12 on Python 3.12+, ArviZ 0.x and JAX 0.10 on 3.11).
+# JAX 0.11 on Python 3.12+, ArviZ 0.x and JAX 0.10 on 3.11).
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 extras="${1:-}"

@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
 # The whole test suite, on the newest and on the oldest supported Python found
 # (scripts/pythons.sh), each in its own virtualenv with the newest dependencies pip resolves
-# for that Python (so ArviZ 1.x and JAX 0.12 on 3.12+, ArviZ 0.x and JAX 0.10 on 3.11).
+# for that Python (so ArviZ 1.x and JAX 0.11 on 3.12+, ArviZ 0.x and JAX 0.10 on 3.11).
 #
 # Main leg, newest Python, ./.venv (the interpreter the README's commands pick):
 #   1. ruff on the code and the notebooks;
 #   2. the default test suite (extra arguments go to pytest, e.g. `-m slow` for the long tests),
 #      with JAX's deprecation warnings as errors (pyproject's filterwarnings);
-#   3. (only without extra arguments) the multi-host test (2 local processes x 2 CPU devices;
-#      marked slow, so it runs here as its own step, bounded by its own timeouts);
+#   3. (only without extra arguments) the long tests (`-m slow`, about 2 minutes), the
+#      multi-host test among them (2 local processes x 2 CPU devices, bounded by its own
+#      timeouts), as their own step;
 #   4. every notebook in notebooks/, executed in a fresh kernel with a time limit each
 #      (scripts/run_notebooks.py; the committed notebooks are not rewritten);
 #   5. the API reference: `mkdocs build --strict` (fails on any warning).
@@ -16,7 +17,7 @@
 # there to stay inside CI's time; the main leg runs them).
 #
 # Any failing step makes the script fail; pytest collecting no tests is a failure.
-# JPPL_LEGS=main runs the main leg only. JPPL_SKIP_MULTIHOST=1 / JPPL_SKIP_NOTEBOOKS=1 /
+# JPPL_LEGS=main runs the main leg only. JPPL_SKIP_SLOW=1 / JPPL_SKIP_NOTEBOOKS=1 /
 # JPPL_SKIP_DOCS=1 skip steps 3/4/5. PYTHON=/path/to/python pins the main leg's interpreter.
 set -uo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -38,11 +39,14 @@ run_pytest() {  # venv, leg name, pytest args...
   return "$rc"
 }
 
-multihost() {  # venv, leg name
-  [ "${JPPL_SKIP_MULTIHOST:-0}" = "1" ] && { echo "== [$2] multi-host: skipped (JPPL_SKIP_MULTIHOST=1) ==" >&2; return 0; }
-  echo "== [$2] multi-host: tests/test_multihost.py ==" >&2
-  run_pytest "$1" "$2" -m slow tests/test_multihost.py -q || {
-    echo "ERROR [$2]: the multi-host test failed." >&2
+slow_tests() {  # venv, leg name
+  if [ "${JPPL_SKIP_SLOW:-0}" = "1" ]; then
+    echo "== [$2] long tests: skipped (JPPL_SKIP_SLOW=1) ==" >&2
+    return 0
+  fi
+  echo "== [$2] long tests (-m slow, the multi-host test among them) ==" >&2
+  run_pytest "$1" "$2" -m slow -q || {
+    echo "ERROR [$2]: a long test failed." >&2
     return 1
   }
 }
@@ -56,7 +60,7 @@ PYTHON="$newest" VENV="$root/.venv" bash scripts/setup_venv.sh dev,docs,notebook
 echo "== [$main] default test suite ==" >&2
 run_pytest .venv "$main" "$@" || exit 1
 if [ "$#" -eq 0 ]; then
-  multihost .venv "$main" || exit 1
+  slow_tests .venv "$main" || exit 1
 fi
 
 if [ "${JPPL_SKIP_NOTEBOOKS:-0}" != "1" ]; then
@@ -96,6 +100,6 @@ PYTHON="$oldest" VENV="$venv_old" bash scripts/setup_venv.sh dev || exit 1
 echo "== [$old] default test suite (notebooks and docs run in the main leg only) ==" >&2
 run_pytest "$venv_old" "$old" "$@" || exit 1
 if [ "$#" -eq 0 ]; then
-  multihost "$venv_old" "$old" || exit 1
+  slow_tests "$venv_old" "$old" || exit 1
 fi
 exit 0

@@ -508,8 +508,17 @@ def test_hmc_kernel_options_and_progress_hook():
     # the hook sees the step size each transition used
     np.testing.assert_allclose([s for _, s in calls], infos.step_size, rtol=1e-6)
     assert params.num_integration_steps == 5
-    np.testing.assert_allclose(params.inverse_mass_matrix, [1.0, 4.0, 0.25], rtol=0.5)
     assert infos.kernel_info.is_accepted.shape == (200,)
+    # The estimated variances: one 200-step warm-up estimates them from one window of ~100
+    # autocorrelated draws, and falls outside rtol=0.5 for about 28% of the keys (measured
+    # over 500 keys on JAX 0.10 and 0.12 alike), so a single key tests luck, not adaptation.
+    # The mean over 16 independent warm-ups (each within 0.5-1.5x for ~72% of keys, mean
+    # ~0.88x) is within the same tolerance with a wide margin.
+    plain = adapt.window_adaptation(logdensity, 200, kernel="hmc", num_integration_steps=5)
+    keys = jax.random.split(jax.random.key(0), 16)
+    _, many, _ = jax.jit(jax.vmap(plain.run, in_axes=(0, None)))(keys, jnp.ones(3))
+    mean = np.mean(np.asarray(many.inverse_mass_matrix), axis=0)
+    np.testing.assert_allclose(mean, [1.0, 4.0, 0.25], rtol=0.5)
 
     # frozen step size and mass matrix: nothing changes
     frozen = adapt.window_adaptation(

@@ -19,6 +19,7 @@ from jppl.infer import MCMC, NUTS
 from jppl.inference_data import arviz_line, to_inference_data
 
 LINE = arviz_line()
+QUIET = {"progress_bar": False, "warn": False}
 az = importlib.import_module("arviz")  # a dev dependency on every Python the project supports
 
 
@@ -143,3 +144,83 @@ def test_mcmc_to_arviz_round_trips():
     else:
         table = az.summary(out, var_names=["mu"], kind="diagnostics", round_to="none")
     assert np.isfinite(float(table.loc["mu", "r_hat"]))
+
+
+def _nested(x, y=None):
+    """Plates at dims -1 (obs) and -2 (group), an event-dim site, a deterministic site."""
+    scale = jppl.sample("scale", dist.HalfNormal(1.0))
+    with jppl.plate("group", 3, dim=-2):
+        loc = jppl.sample("loc", dist.Normal(0.0, 1.0))  # (3, 1)
+        with jppl.plate("obs", x.shape[0], dim=-1):
+            mean = jppl.deterministic("mean", loc + x)  # (3, N)
+            jppl.sample("y", dist.Normal(mean, scale), obs=y)
+    pair = jppl.sample("pair", dist.MultivariateNormal(jnp.zeros(2), jnp.eye(2)))  # event (2,)
+    with jppl.plate("rows", 4):
+        jppl.sample("z", dist.MultivariateNormal(pair, jnp.eye(2)), obs=jnp.ones((4, 2)))
+
+
+def test_plate_dims_name_the_axes_plates_span():
+    from jppl.handlers import seed, trace
+    from jppl.inference_data import plate_dims
+
+    x = jnp.arange(5.0)
+    tr = trace(seed(_nested, rng_seed=0)).get_trace(x, jnp.zeros((3, 5)))
+    assert plate_dims(tr) == {
+        "loc": ["group", None],  # the obs plate does not enclose it; its axis has size 1
+        "mean": ["group", "obs"],
+        "y": ["group", "obs"],
+        "z": ["rows", None],  # the event axis of the MultivariateNormal is not a plate's
+    }
+
+
+def test_to_arviz_names_dims_after_plates_and_adds_predictive_groups():
+    from jppl.infer import Predictive
+
+    x = jnp.arange(5.0)
+    y = jnp.arange(15.0).reshape(3, 5) / 10.0
+    mcmc = MCMC(NUTS(_nested), num_warmup=30, num_samples=20, num_chains=2, **QUIET)
+    mcmc.run(jax.random.key(1), x, y)
+    prior = Predictive(_nested, num_samples=7)(jax.random.key(2), x)
+    post_pred = Predictive(_nested, mcmc.get_samples())(jax.random.key(3), x)
+    x_new = jnp.arange(8.0)
+    preds = Predictive(_nested, mcmc.get_samples(), return_sites=["y"])(jax.random.key(4), x_new)
+    out = mcmc.to_arviz(
+        prior=prior,
+        posterior_predictive=post_pred,
+        predictions=preds,
+        coords={"group": ["a", "b", "c"]},
+        dims={"pair": ["component"]},
+    )
+    assert groups(out) == {
+        "posterior",
+        "sample_stats",
+        "log_likelihood",
+        "observed_data",
+        "prior",
+        "prior_predictive",
+        "posterior_predictive",
+        "predictions",
+    }
+    post = dataset(out, "posterior")
+    assert post["loc"].dims == ("chain", "draw", "group", "loc_dim_1")
+    assert post["mean"].dims == ("chain", "draw", "group", "obs")
+    assert post["pair"].dims == ("chain", "draw", "component")
+    assert list(post["group"].values) == ["a", "b", "c"]
+    assert dataset(out, "observed_data")["y"].dims == ("group", "obs")
+    assert dataset(out, "observed_data")["z"].dims == ("rows", "z_dim_1")
+    loglik = dataset(out, "log_likelihood")
+    assert loglik["y"].dims == ("chain", "draw", "group", "obs")
+    assert loglik["z"].dims == ("chain", "draw", "rows")  # no event axis in a log density
+    # Predictive draws: flat (chain * draw) reshaped to (chain, draw), values unchanged.
+    pp = dataset(out, "posterior_predictive")
+    np.testing.assert_array_equal(pp["y"].values, np.asarray(post_pred["y"]).reshape(2, 20, 3, 5))
+    assert pp["y"].dims == ("chain", "draw", "group", "obs")
+    pred = dataset(out, "predictions")
+    assert pred["y"].shape == (2, 20, 3, 8) and pred["y"].dims[-1] == "obs"
+    # Prior draws: one chain; observed sites in prior_predictive, latent ones in prior.
+    assert set(dataset(out, "prior").data_vars) == {"scale", "loc", "mean", "pair"}
+    assert set(dataset(out, "prior_predictive").data_vars) == {"y", "z"}
+    np.testing.assert_array_equal(dataset(out, "prior")["scale"].values, prior["scale"][None])
+
+    with pytest.raises(ValueError, match=r"posterior_predictive\['y'\] has shape \(7, 3, 5\)"):
+        mcmc.to_arviz(posterior_predictive={"y": prior["y"]})

@@ -32,7 +32,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jppl.inference_data import to_inference_data
+from jppl.inference_data import plate_dims, to_inference_data
 from jppl.mcmc.state import MCMCState
 from jppl.parallel.distributed import gather
 
@@ -156,31 +156,49 @@ _STAT_NAMES = {
 }
 
 
-def _observed_values(mcmc: Any) -> dict[str, Any]:
-    """Observed sites of the model, traced with the last run's arguments and first draw."""
+def _model_trace(mcmc: Any) -> dict[str, Any]:
+    """The model's trace with the last run's arguments at the first draw."""
     from jppl.handlers import seed, substitute, trace
 
     model = mcmc.sampler.model
     first = jax.tree.map(lambda x: x[0, 0], mcmc.get_samples(group_by_chain=True))
-    model_trace = trace(substitute(seed(model, rng_seed=0), data=first)).get_trace(
+    return trace(substitute(seed(model, rng_seed=0), data=first)).get_trace(
         *mcmc._args, **mcmc._kwargs
     )
-    # gather: observations split over the devices of several processes are all-gathered.
-    return gather(
-        {
-            name: site["value"]
-            for name, site in model_trace.items()
-            if site["type"] == "sample" and site["is_observed"]
-        }
-    )
+
+
+def _by_chain(
+    group: str, values: dict[str, Any] | None, num_chains: int, num_draws: int
+) -> dict[str, np.ndarray] | None:
+    """``values`` as ``(chain, draw, ...)`` arrays: given so, or flat over the run's
+    ``num_chains * num_draws`` draws (what ``Predictive`` returns for ``get_samples()``)."""
+    if values is None:
+        return None
+    out = {}
+    for name, value in values.items():
+        arr = np.asarray(gather(value))
+        if arr.shape[:2] == (num_chains, num_draws):
+            out[name] = arr
+        elif arr.ndim >= 1 and arr.shape[0] == num_chains * num_draws:
+            out[name] = arr.reshape((num_chains, num_draws) + arr.shape[1:])
+        else:
+            raise ValueError(
+                f"to_arviz: {group}[{name!r}] has shape {arr.shape}; expected a leading "
+                f"({num_chains}, {num_draws}) (chain, draw) or ({num_chains * num_draws},) "
+                "(the run's draws, as Predictive returns for mcmc.get_samples())."
+            )
+    return out
 
 
 def to_arviz(
     mcmc: Any,
     log_likelihood: bool = True,
     *,
+    prior: dict[str, Any] | None = None,
+    posterior_predictive: dict[str, Any] | None = None,
+    predictions: dict[str, Any] | None = None,
     coords: dict[str, Any] | None = None,
-    dims: dict[str, list[str]] | None = None,
+    dims: dict[str, list[str | None]] | None = None,
 ) -> Any:
     """ArviZ results of the last run of ``mcmc``: an ``arviz.InferenceData`` on ArviZ 0.x, an
     ``xarray.DataTree`` on ArviZ 1.x (see :func:`jppl.inference_data.to_inference_data`).
@@ -188,13 +206,21 @@ def to_arviz(
     Groups: ``posterior`` (all sites, with deterministic ones), ``sample_stats``
     (``diverging``, ``tree_depth`` for NUTS, ``energy``, ``lp`` = minus the potential energy,
     ``step_size``, ``acceptance_rate``, ``n_steps``), and for a model ``observed_data`` and
-    ``log_likelihood`` (from :func:`jppl.infer.log_likelihood`, vectorized over all draws).
+    ``log_likelihood`` (from :func:`jppl.infer.log_likelihood`, vectorized over all draws),
+    plus the predictive groups given. A model's axes that a plate spans are named after the
+    plate (``dims`` overrides), the others ``<site>_dim_<i>``.
 
     Args:
         mcmc: an :class:`~jppl.mcmc.MCMC` after ``run``.
         log_likelihood: add the ``log_likelihood`` group (one vectorized evaluation).
+        prior: ``Predictive(model, num_samples=S)(...)`` draws ``{site: (S, ...)}``: the
+            observed sites go to ``prior_predictive``, the others to ``prior`` (one chain).
+        posterior_predictive: ``{site: (chain * draw, ...)}`` (``Predictive`` with
+            ``mcmc.get_samples()``) or ``(chain, draw, ...)`` arrays.
+        predictions: the same for new inputs (ArviZ's ``predictions`` group).
         coords: ``{dim: values}``, passed to ArviZ.
-        dims: ``{site: [names of its event dims]}``; unnamed dims are ``<site>_dim_<i>``.
+        dims: ``{site: [names of its axes after (chain, draw)]}`` (``None`` leaves one to the
+            plates or unnamed).
     """
     from jppl.infer import log_likelihood as _log_likelihood
 
@@ -207,9 +233,18 @@ def to_arviz(
         if field in fields:
             value = np.asarray(fields[field])
             stats[name] = transform(value) if transform is not None else value
-    observed, loglik = None, None
+    observed, loglik, model_dims = None, None, {}
     if mcmc.sampler.model is not None:
-        observed = _observed_values(mcmc)
+        model_trace = _model_trace(mcmc)
+        model_dims = plate_dims(model_trace)
+        # gather: observations split over the devices of several processes are all-gathered.
+        observed = gather(
+            {
+                name: site["value"]
+                for name, site in model_trace.items()
+                if site["type"] == "sample" and site["is_observed"]
+            }
+        )
         if log_likelihood and observed:
             flat = jax.tree.map(lambda x: jnp.reshape(x, (-1,) + x.shape[2:]), named)
             values = _log_likelihood(
@@ -219,11 +254,30 @@ def to_arviz(
                 k: v.reshape((num_chains, num_draws) + np.shape(v)[1:])
                 for k, v in gather(values).items()
             }
+    prior_group, prior_predictive = None, None
+    if prior is not None:
+        prior_arrays = {k: np.asarray(gather(v))[None] for k, v in prior.items()}
+        observed_names = set(observed or ())
+        prior_group = {k: v for k, v in prior_arrays.items() if k not in observed_names}
+        prior_predictive = {k: v for k, v in prior_arrays.items() if k in observed_names}
+    all_dims = {**model_dims}
+    for name, names in (dims or {}).items():  # the user's names win, axis by axis
+        plates = model_dims.get(name, [])
+        all_dims[name] = [
+            n if n is not None else (plates[i] if i < len(plates) else None)
+            for i, n in enumerate(names)
+        ] + list(plates[len(names) :])
     return to_inference_data(
         {k: np.asarray(v) for k, v in named.items()},
         sample_stats=stats,
         log_likelihood=loglik,
         observed_data=observed,
+        prior=prior_group,
+        prior_predictive=prior_predictive,
+        posterior_predictive=_by_chain(
+            "posterior_predictive", posterior_predictive, num_chains, num_draws
+        ),
+        predictions=_by_chain("predictions", predictions, num_chains, num_draws),
         coords=coords,
-        dims=dims,
+        dims=all_dims,
     )

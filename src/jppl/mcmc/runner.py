@@ -653,11 +653,23 @@ class MCMC:
         self,
         log_likelihood: bool = True,
         *,
+        prior: dict[str, Any] | None = None,
+        posterior_predictive: dict[str, Any] | None = None,
+        predictions: dict[str, Any] | None = None,
         coords: dict[str, Any] | None = None,
-        dims: dict[str, list[str]] | None = None,
+        dims: dict[str, list[str | None]] | None = None,
     ) -> Any:
         """The last run in ArviZ's format: an ``arviz.InferenceData`` on ArviZ 0.x, an
-        ``xarray.DataTree`` on ArviZ 1.x; see :func:`jppl.mcmc.io.to_arviz`."""
+        ``xarray.DataTree`` on ArviZ 1.x, dims named after the model's plates; see
+        :func:`jppl.mcmc.io.to_arviz` for the arguments."""
         from jppl.mcmc import io
 
-        return io.to_arviz(self, log_likelihood, coords=coords, dims=dims)
+        return io.to_arviz(
+            self,
+            log_likelihood,
+            prior=prior,
+            posterior_predictive=posterior_predictive,
+            predictions=predictions,
+            coords=coords,
+            dims=dims,
+        )

@@ -29,8 +29,6 @@ from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike
-from scipy import fft as _fft
-from scipy import special as _special
 
 __all__ = [
     "ConvergenceWarning",
@@ -136,7 +134,9 @@ def _rank_normalize(x: np.ndarray) -> np.ndarray:
     m, n, p = x.shape
     ranks = _average_ranks(np.nan_to_num(x.reshape(m * n, p)))
     size = m * n
-    return _special.ndtri((ranks - 0.375) / (size + 0.25)).reshape(m, n, p)
+    from scipy import special  # here, not at the top: importing scipy costs `import jppl` 0.25 s
+
+    return special.ndtri((ranks - 0.375) / (size + 0.25)).reshape(m, n, p)
 
 
 def _fold(x: np.ndarray) -> np.ndarray:
@@ -257,7 +257,9 @@ def _mcse_quantile_flat(x: np.ndarray, prob: float) -> np.ndarray:
     # A central 68.27% interval for the rank of the quantile from Beta(ess p + 1, ess (1-p) + 1).
     tail = np.array([0.1586553, 0.8413447])[:, None]
     with np.errstate(invalid="ignore"):
-        bounds = _special.betaincinv(ess * prob + 1.0, ess * (1.0 - prob) + 1.0, tail)  # (2, P)
+        from scipy import special
+
+        bounds = special.betaincinv(ess * prob + 1.0, ess * (1.0 - prob) + 1.0, tail)  # (2, P)
     size = m * n
     idx = bounds * size - 1.0
     valid = np.isfinite(ess)
@@ -290,7 +292,9 @@ def autocovariance(x: ArrayLike, axis: int = 0) -> np.ndarray:
     arr = np.asarray(x, dtype=np.float64)
     axis = axis % arr.ndim
     n = arr.shape[axis]
-    size = _fft.next_fast_len(2 * n, real=True)
+    from scipy import fft
+
+    size = fft.next_fast_len(2 * n, real=True)
     centered = arr - arr.mean(axis=axis, keepdims=True)
     spectrum = np.fft.rfft(centered, n=size, axis=axis)
     power = (spectrum * np.conjugate(spectrum)).real

@@ -9,10 +9,19 @@
   uncertainty decomposition (entropy, expected entropy, mutual information).
 * :mod:`jppl.nn.metrics`: accuracy, NLL, expected calibration error, reliability diagram.
 
-Import it explicitly (``import jppl.nn``); ``import jppl`` does not load Flax.
+Import it explicitly (``import jppl.nn``); ``import jppl`` does not load Flax. Flax is an
+optional dependency: ``pip install 'jppl[nn]'``.
 """
 
-from jppl.nn.bayesian import BayesianModule
+try:
+    import flax  # noqa: F401
+except ImportError as e:  # only jppl.nn needs Flax
+    raise ImportError(
+        "jppl.nn needs Flax, an optional dependency of jppl: pip install 'jppl[nn]' "
+        "(or pip install 'flax>=0.12,<0.13')."
+    ) from e
+
+from jppl.nn.bayesian import BayesianModule  # noqa: E402
 from jppl.nn.metrics import (
     ReliabilityDiagram,
     accuracy,

@@ -512,7 +512,7 @@ def test_custom_handler_subclass():
 
 
 def test_stack_is_clean_after_exception():
-    from jppl.primitives import _HANDLER_STACK
+    from jppl.stack import HANDLER_STACK as _HANDLER_STACK
 
     def bad():
         jppl.sample("x", dist.Normal(0.0, 1.0))

@@ -7,7 +7,7 @@ and each draw's potential energy with the log joint in float64 NumPy (fixed step
 warm-up: the mesh and no-mesh programs round differently, and adaptation would amplify it).
 
 Across meshes, the data-sharded likelihood is added in fixed blocks (``data_blocks``,
-:mod:`jppl.infer.blocked`): the draws *with* warm-up adaptation are then bitwise the same on
+:mod:`jppl.model.blocked`): the draws *with* warm-up adaptation are then bitwise the same on
 1, 2, 4 and 8 data devices. With ``data_blocks=0`` (XLA's reduction) they drift apart (2e-2
 after 30 warm-up + 20 draws, measured before blocks existed). "Relative" error of an array is
 ``max|a - b| / max|b|``. The 8 devices are fake CPU devices (conftest).
@@ -316,7 +316,7 @@ def test_adapted_draws_bitwise_for_other_chain_methods(chain_method):
 
 def test_blocks_give_the_plain_log_density(adapted_one_device):
     """The blocked potential equals the plain one and the float64 truth, value and gradient."""
-    from jppl.infer.blocked import blocked_potential_energy
+    from jppl.model.blocked import blocked_potential_energy
     from jppl.infer.util import potential_energy
     from jppl.parallel.blocks import plan_blocks
 

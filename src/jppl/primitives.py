@@ -38,7 +38,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jppl.distributions.distribution import Distribution, Unit, validation_enabled
-from jppl.parallel.sharding import check_plate_shard, replicated_indices, take_sharded
+from jppl.stack import HANDLER_STACK, innermost
 
 __all__ = [
     "CondIndepStackFrame",
@@ -57,8 +57,6 @@ __all__ = [
 
 Message = dict[str, Any]
 """A message travelling through the handler stack; keys are listed in the module docstring."""
-
-_HANDLER_STACK: list[Messenger] = []
 
 
 class CondIndepStackFrame(NamedTuple):
@@ -92,19 +90,19 @@ class Messenger:
             functools.update_wrapper(self, fn, updated=[])
 
     def __enter__(self):
-        _HANDLER_STACK.append(self)
+        HANDLER_STACK.append(self)
         return self
 
     def __exit__(self, exc_type, exc_value, traceback):
         if exc_type is None:
-            if not _HANDLER_STACK or _HANDLER_STACK[-1] is not self:
+            if not HANDLER_STACK or HANDLER_STACK[-1] is not self:
                 raise RuntimeError(f"{type(self).__name__}: handler stack is corrupted.")
-            _HANDLER_STACK.pop()
+            HANDLER_STACK.pop()
         else:
             # An exception unwinds everything this handler pushed, and the handler itself.
-            if self in _HANDLER_STACK:
-                loc = len(_HANDLER_STACK) - 1 - _HANDLER_STACK[::-1].index(self)
-                del _HANDLER_STACK[loc:]
+            if self in HANDLER_STACK:
+                loc = len(HANDLER_STACK) - 1 - HANDLER_STACK[::-1].index(self)
+                del HANDLER_STACK[loc:]
 
     def process_message(self, msg: Message) -> None:
         """Inspect or rewrite ``msg`` before its value is computed."""
@@ -179,7 +177,7 @@ def apply_stack(msg: Message) -> Message:
     """Send ``msg`` through the active handlers, fill in its value, and return it."""
     # Innermost handler first; `block` stops the message from reaching the outer ones.
     seen = 0
-    for handler in reversed(_HANDLER_STACK):
+    for handler in reversed(HANDLER_STACK):
         seen += 1
         handler.process_message(msg)
         if msg.get("stop"):
@@ -187,7 +185,7 @@ def apply_stack(msg: Message) -> Message:
     _default_process(msg)
     if msg["type"] == "sample":
         _validate_sample_site(msg)
-    for handler in _HANDLER_STACK[len(_HANDLER_STACK) - seen :]:
+    for handler in HANDLER_STACK[len(HANDLER_STACK) - seen :]:
         handler.postprocess_message(msg)
     return msg
 
@@ -273,7 +271,7 @@ def sample(
         obs = _check_obs(name, obs)
     if obs_mask is not None:
         fn = fn.mask(obs_mask)
-    if not _HANDLER_STACK:
+    if not HANDLER_STACK:
         if obs is not None:
             return obs
         if rng_key is None:
@@ -314,7 +312,7 @@ def param(name: str, init_value=None, constraint=None, event_dim: int | None = N
     _check_name(name, "param")
     if constraint is None:
         constraint = constraints.real
-    if not _HANDLER_STACK:
+    if not HANDLER_STACK:
         if callable(init_value):
             raise ValueError(
                 f"param site '{name}': a callable init_value needs a PRNG key; run the model "
@@ -343,7 +341,7 @@ def param(name: str, init_value=None, constraint=None, event_dim: int | None = N
 def deterministic(name: str, value):
     """Record ``value`` in the trace under ``name`` (e.g. a derived quantity); returns it."""
     _check_name(name, "deterministic")
-    if not _HANDLER_STACK:
+    if not HANDLER_STACK:
         return value
     msg = _new_message("deterministic", name, value=value)
     return apply_stack(msg)["value"]
@@ -357,7 +355,7 @@ def factor(name: str, log_factor):
 
 def prng_key():
     """A fresh PRNG key from the enclosing ``seed`` handler, or ``None`` if there is none."""
-    if not _HANDLER_STACK:
+    if not HANDLER_STACK:
         return None
     msg = _new_message("prng_key", "_prng_key")
     return apply_stack(msg)["value"]
@@ -369,7 +367,7 @@ def subsample(data, event_dim: int):
     ``data``: array whose plate dims (counted left of its ``event_dim`` rightmost dims) have the
     full plate size; returns it indexed by each plate's minibatch indices.
     """
-    if not _HANDLER_STACK:
+    if not HANDLER_STACK:
         return data
     msg = _new_message("subsample", "_subsample", value=data, kwargs={"event_dim": event_dim})
     return apply_stack(msg)["value"]
@@ -377,7 +375,7 @@ def subsample(data, event_dim: int):
 
 def get_mask():
     """The boolean mask that enclosing ``mask`` handlers apply to a new site (or None)."""
-    if not _HANDLER_STACK:
+    if not HANDLER_STACK:
         return None
     msg = _new_message("mask", "_mask")
     apply_stack(msg)
@@ -444,10 +442,11 @@ class plate(Messenger):
         self._requested_dim = dim
         self.dim: int | None = dim
         self._indices = None
+        self._sharding = None
         super().__init__()
 
     def _allocate_dim(self) -> int:
-        used = {h.dim for h in _HANDLER_STACK if isinstance(h, plate) and h is not self}
+        used = {h.dim for h in HANDLER_STACK if isinstance(h, plate) and h is not self}
         if self._requested_dim is not None:
             if self._requested_dim in used:
                 raise ValueError(
@@ -462,16 +461,20 @@ class plate(Messenger):
 
     def __enter__(self):
         self.dim = self._allocate_dim()
-        # A handler may run the plate on a block of its entries (see jppl.infer.blocked).
+        # A handler may run the plate on a block of its entries (see jppl.model.blocked).
         self.size, self.subsample_size, self.shard = self._declared
-        for handler in _HANDLER_STACK:
+        for handler in HANDLER_STACK:
             resize = getattr(handler, "resize_plate", None)
             if resize is not None:
                 self.size, self.subsample_size, self.shard = resize(
                     self.name, self.size, self.subsample_size, self.shard
                 )
-        if self.shard is not None:
-            check_plate_shard(self.name, self.shard, self.subsample_size)
+        # A sharded plate asks the active mesh context (jppl.parallel.use_mesh) to check its
+        # size, to replicate its minibatch indices and to pick the rows of sharded data; the
+        # core knows nothing else of meshes. Without one the plate runs on one device.
+        self._sharding = innermost("take_sharded") if self.shard is not None else None
+        if self._sharding is not None:
+            self._sharding.check_plate_shard(self.name, self.shard, self.subsample_size)
         msg = _new_message(
             "plate",
             self.name,
@@ -480,7 +483,7 @@ class plate(Messenger):
             kwargs={"rng_key": None},
             scale=1.0,
         )
-        indices = apply_stack(msg)["value"] if _HANDLER_STACK else None
+        indices = apply_stack(msg)["value"] if HANDLER_STACK else None
         if indices is None:
             if self.subsample_size < self.size:
                 raise ValueError(
@@ -489,10 +492,10 @@ class plate(Messenger):
                     f"substitute the indices: substitute(model, {{'{self.name}': indices}})."
                 )
             indices = jnp.arange(self.size)
-        if self.shard is not None and self.subsample_size < self.size:
+        if self._sharding is not None and self.subsample_size < self.size:
             # A copy of the minibatch indices on every device: each device then picks its own
             # rows of the sharded data and only the minibatch is reduced across devices.
-            indices = replicated_indices(indices)
+            indices = self._sharding.replicated_indices(indices)
         self._indices = indices
         super().__enter__()
         return indices
@@ -539,8 +542,8 @@ class plate(Messenger):
                 f"subsample inside plate '{self.name}': data of shape {jnp.shape(data)} "
                 f"(event_dim={event_dim}) has no dim of size {self.size} at plate dim {self.dim}."
             )
-        if self.shard is not None:
-            msg["value"] = take_sharded(data, self._indices, axis, self.shard)
+        if self._sharding is not None:
+            msg["value"] = self._sharding.take_sharded(data, self._indices, axis, self.shard)
         else:
             msg["value"] = jnp.take(data, self._indices, axis=axis)
 

@@ -163,9 +163,7 @@ class _Interval(Constraint):
 
     def feasible_like(self, prototype):
         mid = (jnp.asarray(self.lower_bound) + jnp.asarray(self.upper_bound)) / 2
-        return jnp.broadcast_to(mid, jnp.shape(prototype)).astype(
-            jnp.result_type(prototype, float)
-        )
+        return jnp.broadcast_to(mid, jnp.shape(prototype)).astype(jnp.result_type(prototype, float))
 
     def __repr__(self):
         return f"interval({self.lower_bound}, {self.upper_bound})"
@@ -265,8 +263,9 @@ class _OrderedVector(Constraint):
 
     def feasible_like(self, prototype):
         n = jnp.shape(prototype)[-1]
-        return jnp.broadcast_to(jnp.arange(n, dtype=jnp.result_type(prototype, float)),
-                                jnp.shape(prototype))
+        return jnp.broadcast_to(
+            jnp.arange(n, dtype=jnp.result_type(prototype, float)), jnp.shape(prototype)
+        )
 
     def __repr__(self):
         return "ordered_vector"
@@ -326,8 +325,9 @@ class _LowerCholesky(Constraint):
 
     def feasible_like(self, prototype):
         n = jnp.shape(prototype)[-1]
-        return jnp.broadcast_to(jnp.eye(n, dtype=jnp.result_type(prototype, float)),
-                                jnp.shape(prototype))
+        return jnp.broadcast_to(
+            jnp.eye(n, dtype=jnp.result_type(prototype, float)), jnp.shape(prototype)
+        )
 
     def __repr__(self):
         return "lower_cholesky"
@@ -366,8 +366,9 @@ class _PositiveDefinite(Constraint):
 
     def feasible_like(self, prototype):
         n = jnp.shape(prototype)[-1]
-        return jnp.broadcast_to(jnp.eye(n, dtype=jnp.result_type(prototype, float)),
-                                jnp.shape(prototype))
+        return jnp.broadcast_to(
+            jnp.eye(n, dtype=jnp.result_type(prototype, float)), jnp.shape(prototype)
+        )
 
     def __repr__(self):
         return "positive_definite"

@@ -22,6 +22,7 @@ from jppl.distributions.util import (
     sum_rightmost,
     validate_sample_shape,
 )
+from jppl.stack import inside_model
 
 __all__ = [
     "Delta",
@@ -50,12 +51,6 @@ def enable_validation(is_validate: bool = True) -> None:
 
 def validation_enabled() -> bool:
     return _VALIDATION_ENABLED
-
-
-def _inside_model() -> bool:
-    from jppl import primitives  # local import: primitives imports distributions
-
-    return bool(primitives._HANDLER_STACK)
 
 
 def _full_shape(child) -> tuple[int, ...] | None:
@@ -172,9 +167,11 @@ class Distribution(PyTreeObject):
                 continue
             ok = np.asarray(constraint(jnp.asarray(value)))
             if not np.all(ok):
-                bad = np.asarray(value)[~np.broadcast_to(ok, np.shape(value))] if np.ndim(
-                    value
-                ) == np.ndim(ok) else np.asarray(value)
+                bad = (
+                    np.asarray(value)[~np.broadcast_to(ok, np.shape(value))]
+                    if np.ndim(value) == np.ndim(ok)
+                    else np.asarray(value)
+                )
                 self._report_invalid_args(
                     f"{type(self).__name__}: parameter `{name}` must satisfy the constraint "
                     f"{constraint!r}, but got invalid value(s) {np.ravel(bad)[:5]}"
@@ -187,7 +184,7 @@ class Distribution(PyTreeObject):
         The site raises it with its own name prepended. Subclasses that check more than
         ``arg_constraints`` (e.g. ``low < high``) report through this too.
         """
-        if _inside_model():
+        if inside_model():
             self._invalid_args_message = msg
             return
         raise ValueError(msg)
@@ -301,8 +298,7 @@ class Distribution(PyTreeObject):
 
     def __repr__(self) -> str:
         return (
-            f"<{type(self).__name__} batch_shape={self.batch_shape} "
-            f"event_shape={self.event_shape}>"
+            f"<{type(self).__name__} batch_shape={self.batch_shape} event_shape={self.event_shape}>"
         )
 
 
@@ -389,8 +385,9 @@ class ExpandedDistribution(_Wrapper):
     def enumerate_support(self, expand=True):
         values = self.base_dist.enumerate_support(expand=False)
         # (n,) + (1,) * base batch ndim + event_shape -> (n,) + (1,) * batch ndim + event_shape
-        values = jnp.reshape(values, values.shape[:1] + (1,) * len(self.batch_shape)
-                             + self.event_shape)
+        values = jnp.reshape(
+            values, values.shape[:1] + (1,) * len(self.batch_shape) + self.event_shape
+        )
         if expand:
             values = jnp.broadcast_to(values, values.shape[:1] + self.shape())
         return values
@@ -452,7 +449,7 @@ class Independent(_Wrapper):
         if batch_shape == self.batch_shape:
             return self
         n = self.reinterpreted_batch_ndims
-        base_shape = batch_shape + self.event_shape[: n]
+        base_shape = batch_shape + self.event_shape[:n]
         return Independent(self.base_dist.expand(base_shape), n)
 
 

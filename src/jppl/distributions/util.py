@@ -95,9 +95,7 @@ def validate_sample_shape(sample_shape) -> tuple[int, ...]:
     try:
         return tuple(int(s) for s in sample_shape)
     except TypeError as e:
-        raise TypeError(
-            f"sample_shape must be a tuple of ints, got {sample_shape!r}"
-        ) from e
+        raise TypeError(f"sample_shape must be a tuple of ints, got {sample_shape!r}") from e
 
 
 def vec_to_tril_matrix(t, diagonal: int = 0):

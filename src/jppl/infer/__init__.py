@@ -1,18 +1,15 @@
-"""Inference: log densities, initialization, and predictive distributions.
+"""Inference, in NumPyro's layout: ``from jppl.infer import MCMC, NUTS, SVI, Predictive, ...``.
 
-Mirrors ``numpyro.infer``: ``from jppl.infer import MCMC, NUTS, Predictive, init_to_median, ...``.
+This package is the one documented path to the inference front ends. The code lives in the
+layers below (see ARCHITECTURE.md): :mod:`jppl.mcmc` (samplers and the ``MCMC`` driver),
+:mod:`jppl.vi` (ELBOs, ``SVI``, autoguides), :mod:`jppl.model` (log densities, the
+unconstrained space, ``init_to_*``). ``jppl.infer.autoguide``, ``jppl.infer.reparam``,
+``jppl.infer.util`` and ``jppl.infer.initialization`` are NumPyro's module paths.
 """
 
-from jppl.infer.initialization import (
-    init_to_feasible,
-    init_to_mean,
-    init_to_median,
-    init_to_sample,
-    init_to_uniform,
-    init_to_value,
-)
-from jppl.infer.predictive import Predictive, log_likelihood
-from jppl.infer.util import (
+from jppl.infer.predictive import Predictive
+from jppl.mcmc import HMC, MCMC, NUTS
+from jppl.model.density import (
     ModelInfo,
     ParamInfo,
     compute_log_probs,
@@ -21,20 +18,34 @@ from jppl.infer.util import (
     get_model_transforms,
     initialize_model,
     log_density,
+    log_likelihood,
     potential_energy,
     site_log_prob,
     transform_fn,
     unconstrain_fn,
 )
-from jppl.mcmc import HMC, MCMC, NUTS  # after the modules it builds on (import order matters)
+from jppl.model.initialization import (
+    init_to_feasible,
+    init_to_mean,
+    init_to_median,
+    init_to_sample,
+    init_to_uniform,
+    init_to_value,
+)
+from jppl.vi import SVI, RenyiELBO, SVIState, Trace_ELBO, TraceMeanField_ELBO
 
 __all__ = [
     "HMC",
     "MCMC",
     "NUTS",
+    "SVI",
     "ModelInfo",
     "ParamInfo",
     "Predictive",
+    "RenyiELBO",
+    "SVIState",
+    "TraceMeanField_ELBO",
+    "Trace_ELBO",
     "compute_log_probs",
     "constrain_fn",
     "find_valid_initial_params",
@@ -53,7 +64,3 @@ __all__ = [
     "transform_fn",
     "unconstrain_fn",
 ]
-
-from jppl.vi import SVI, RenyiELBO, SVIState, Trace_ELBO, TraceMeanField_ELBO  # noqa: E402
-
-__all__ += ["SVI", "RenyiELBO", "SVIState", "TraceMeanField_ELBO", "Trace_ELBO"]

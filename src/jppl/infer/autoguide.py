@@ -1,7 +1,25 @@
-"""Automatic guides, importable as ``jppl.infer.autoguide`` (as ``numpyro.infer.autoguide``).
+"""Automatic guides at NumPyro's path; the code is :mod:`jppl.vi.autoguide`."""
 
-The implementation lives in :mod:`jppl.vi.autoguide`.
-"""
+from jppl.vi.autoguide import (
+    AutoContinuous,
+    AutoDelta,
+    AutoDiagonalNormal,
+    AutoGuide,
+    AutoGuideList,
+    AutoLaplaceApproximation,
+    AutoLowRankMultivariateNormal,
+    AutoMultivariateNormal,
+    AutoNormal,
+)
 
-from jppl.vi.autoguide import *  # noqa: F403
-from jppl.vi.autoguide import __all__  # noqa: F401
+__all__ = [
+    "AutoContinuous",
+    "AutoDelta",
+    "AutoDiagonalNormal",
+    "AutoGuide",
+    "AutoGuideList",
+    "AutoLaplaceApproximation",
+    "AutoLowRankMultivariateNormal",
+    "AutoMultivariateNormal",
+    "AutoNormal",
+]

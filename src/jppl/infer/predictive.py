@@ -12,65 +12,17 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 from jax.sharding import Mesh
 
 from jppl.handlers import seed, substitute, trace
-from jppl.infer.util import _require_values, site_log_prob
-from jppl.parallel.mesh import axis_size, use_mesh
+from jppl.model.batch import batch_shape_of, flatten_batch, map_batch
+from jppl.model.density import log_likelihood
+from jppl.parallel.context import use_mesh
+from jppl.parallel.mesh import axis_size
 from jppl.parallel.sharding import split_leading
 from jppl.primitives import Message
 
-__all__ = ["Predictive", "log_likelihood"]
-
-
-def _batch_shape_of(tree: dict, batch_ndims: int, what: str) -> tuple[int, ...] | None:
-    """Common leading ``batch_ndims`` dims of every leaf of ``tree`` (None if no leaves)."""
-    batch_shape = None
-    for name, leaf in tree.items():
-        for value in jax.tree_util.tree_leaves(leaf):
-            shape = tuple(jnp.shape(value))
-            if len(shape) < batch_ndims:
-                raise ValueError(
-                    f"{what}: '{name}' has shape {shape}, which has fewer than "
-                    f"batch_ndims={batch_ndims} leading batch dims."
-                )
-            if batch_shape is None:
-                batch_shape = shape[:batch_ndims]
-            elif shape[:batch_ndims] != batch_shape:
-                raise ValueError(
-                    f"{what}: '{name}' has leading dims {shape[:batch_ndims]}, but other entries "
-                    f"have {batch_shape}; all must share the same {batch_ndims} batch dim(s)."
-                )
-    return batch_shape
-
-
-def _flatten_batch(tree, batch_ndims: int, size: int):
-    return jax.tree_util.tree_map(
-        lambda x: jnp.reshape(x, (size,) + tuple(jnp.shape(x))[batch_ndims:]), tree
-    )
-
-
-def _map_batch(
-    fn: Callable,
-    inputs,
-    batch_shape: tuple[int, ...],
-    parallel: bool,
-    spmd_axis_name: str | None = None,
-):
-    """Apply ``fn`` to each of the ``prod(batch_shape)`` slices of the (flattened) ``inputs``.
-
-    ``inputs`` leaves have a single leading dim of size ``prod(batch_shape)``; outputs get
-    ``batch_shape`` as their leading dims. ``spmd_axis_name``: mesh axis the vmapped dim is
-    split over (``parallel=True`` only).
-    """
-    if parallel:
-        out = jax.vmap(fn, spmd_axis_name=spmd_axis_name)(inputs)
-    else:
-        out = jax.lax.map(fn, inputs)
-    return jax.tree_util.tree_map(
-        lambda x: jnp.reshape(x, tuple(batch_shape) + tuple(jnp.shape(x))[1:]), out
-    )
+__all__ = ["Predictive", "log_likelihood"]  # log_likelihood lives in jppl.model
 
 
 def _split_keys(rng_key, size: int):
@@ -149,9 +101,9 @@ class Predictive:
         batched_params = posterior_samples is None and guide is not None and batch_ndims > 0
         batch_shape = None
         if batched_samples:
-            batch_shape = _batch_shape_of(posterior_samples, batch_ndims, "posterior_samples")
+            batch_shape = batch_shape_of(posterior_samples, batch_ndims, "posterior_samples")
         elif batched_params:
-            batch_shape = _batch_shape_of(params, batch_ndims, "params")
+            batch_shape = batch_shape_of(params, batch_ndims, "params")
         if batch_shape is not None:
             if num_samples is not None and num_samples != math.prod(batch_shape):
                 source = "posterior_samples" if batched_samples else "params"
@@ -242,9 +194,9 @@ class Predictive:
         samples = self.posterior_samples
         params = self.params
         if self._batched_samples:
-            samples = _flatten_batch(samples, self.batch_ndims, size)
+            samples = flatten_batch(samples, self.batch_ndims, size)
         if self._batched_params:
-            params = _flatten_batch(params, self.batch_ndims, size)
+            params = flatten_batch(params, self.batch_ndims, size)
 
         def one(inputs):
             key, draw_samples, draw_params = inputs
@@ -258,52 +210,10 @@ class Predictive:
             params if self._batched_params else None,
         )
         if self.mesh is None:
-            return _map_batch(one, inputs, self._batch_shape, self.parallel)
+            return map_batch(one, inputs, self._batch_shape, self.parallel)
         with use_mesh(self.mesh):
             spmd_axis = None
             if self.parallel and axis_size(self.mesh, "sample") > 1:
                 spmd_axis = "sample"
                 inputs = split_leading(inputs, "sample")
-            return _map_batch(one, inputs, self._batch_shape, self.parallel, spmd_axis)
-
-
-def log_likelihood(
-    model: Callable,
-    posterior_samples: dict[str, Any],
-    *args,
-    parallel: bool = False,
-    batch_ndims: int = 1,
-    **kwargs,
-) -> dict[str, jax.Array]:
-    """Log-likelihood of each observation under each posterior draw (for LOO, WAIC, ...).
-
-    Args:
-        model: the model; ``*args, **kwargs`` are passed to it (with the observed data).
-        posterior_samples: dict ``{site name: array}`` with ``batch_ndims`` leading batch dims;
-            it must give every latent site of the model.
-        parallel: map over draws with ``jax.vmap`` (True) or ``jax.lax.map`` (False).
-        batch_ndims: number of leading batch dims of the samples.
-
-    Returns:
-        ``{observed site name: array of shape batch_shape + the site's batch shape}``: the
-        (unscaled, masked) ``log_prob`` of each observation.
-    """
-    if not isinstance(posterior_samples, dict):
-        raise TypeError("log_likelihood: posterior_samples must be a dict {site name: array}.")
-    batch_shape = _batch_shape_of(posterior_samples, batch_ndims, "posterior_samples")
-    if batch_shape is None:
-        raise ValueError("log_likelihood: posterior_samples is empty.")
-    size = math.prod(batch_shape)
-
-    def one(samples):
-        model_trace = trace(
-            _require_values(substitute(model, data=samples), what="`posterior_samples`")
-        ).get_trace(*args, **kwargs)
-        return {
-            name: site_log_prob(site, scaled=False)
-            for name, site in model_trace.items()
-            if site["type"] == "sample" and site["is_observed"]
-        }
-
-    flat = _flatten_batch(posterior_samples, batch_ndims, size)
-    return _map_batch(one, flat, batch_shape, parallel)
+            return map_batch(one, inputs, self._batch_shape, self.parallel, spmd_axis)

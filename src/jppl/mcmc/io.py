@@ -32,8 +32,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jppl.handlers import seed, substitute, trace
 from jppl.inference_data import plate_dims, to_inference_data
 from jppl.mcmc.state import MCMCState
+from jppl.model import density
 from jppl.parallel.distributed import gather
 
 __all__ = ["load", "save", "to_arviz", "to_inference_data"]
@@ -158,8 +160,6 @@ _STAT_NAMES = {
 
 def _model_trace(mcmc: Any) -> dict[str, Any]:
     """The model's trace with the last run's arguments at the first draw."""
-    from jppl.handlers import seed, substitute, trace
-
     model = mcmc.sampler.model
     first = jax.tree.map(lambda x: x[0, 0], mcmc.get_samples(group_by_chain=True))
     return trace(substitute(seed(model, rng_seed=0), data=first)).get_trace(
@@ -222,8 +222,6 @@ def to_arviz(
         dims: ``{site: [names of its axes after (chain, draw)]}`` (``None`` leaves one to the
             plates or unnamed).
     """
-    from jppl.infer import log_likelihood as _log_likelihood
-
     samples = mcmc.get_samples(group_by_chain=True)
     named = mcmc._named_samples(samples)
     num_chains, num_draws = np.shape(next(iter(named.values())))[:2]
@@ -247,7 +245,7 @@ def to_arviz(
         )
         if log_likelihood and observed:
             flat = jax.tree.map(lambda x: jnp.reshape(x, (-1,) + x.shape[2:]), named)
-            values = _log_likelihood(
+            values = density.log_likelihood(
                 mcmc.sampler.model, flat, *mcmc._args, parallel=True, **mcmc._kwargs
             )
             loglik = {

@@ -9,7 +9,7 @@ program (:func:`jppl.mcmc.chains.build_chain`) on every device of the mesh:
   declared with ``plate(..., shard="data")`` are split over ``data``: each device evaluates the
   log density and gradient of its own rows (the data are never gathered). By default the rows
   are cut into fixed data blocks whose values and gradients are all-gathered and added in
-  block order (:mod:`jppl.infer.blocked`: bitwise the same on every number of ``data``
+  block order (:mod:`jppl.model.blocked`: bitwise the same on every number of ``data``
   devices); with ``data_blocks=0`` one all-reduce sums the partial sums. The other axes
   (``sample``, ``model``) hold copies.
 
@@ -45,7 +45,8 @@ from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from jppl.mcmc.chains import _single, run_each_chain
-from jppl.parallel.mesh import axis_size, use_mesh
+from jppl.parallel.context import use_mesh
+from jppl.parallel.mesh import axis_size
 from jppl.parallel.sharding import replicate, split_leading
 
 __all__ = ["CHAIN_AXIS", "check_mesh", "jit_on_mesh", "map_chains_on_mesh"]
@@ -140,7 +141,7 @@ def map_chains_on_mesh(
         on_chain: for ``"sequential"``, as in :func:`jppl.mcmc.chains.map_chains`.
         spmd: for ``"vectorized"``, ``vmap`` with ``spmd_axis_name="chain"``. ``False`` for a
             per-chain program that contains a ``shard_map`` (data blocks,
-            :mod:`jppl.infer.blocked`), which JAX 0.10 cannot batch that way; the chains are
+            :mod:`jppl.model.blocked`), which JAX 0.10 cannot batch that way; the chains are
             then still split over ``chain`` at the program's inputs and outputs.
 
     Returns:
@@ -162,9 +163,7 @@ def map_chains_on_mesh(
 
         return run_sequential
     if method == "vectorized":
-        batched = jax.vmap(
-            chain_fn, in_axes=(0, None), spmd_axis_name=CHAIN_AXIS if spmd else None
-        )
+        batched = jax.vmap(chain_fn, in_axes=(0, None), spmd_axis_name=CHAIN_AXIS if spmd else None)
 
         def local(chain_in, shared):
             return split_leading(batched(split_leading(chain_in, CHAIN_AXIS), shared), CHAIN_AXIS)

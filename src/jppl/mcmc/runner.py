@@ -99,7 +99,7 @@ class MCMC:
         data_blocks: with a ``mesh`` whose ``data`` axis splits the observations (arrays
             placed by :func:`jppl.parallel.shard_along`, ``plate(..., shard="data")``), the
             likelihood of the sharded plates is added as this many blocks of consecutive rows
-            in a fixed order (:mod:`jppl.infer.blocked`), so the log density, its gradient and
+            in a fixed order (:mod:`jppl.model.blocked`), so the log density, its gradient and
             therefore the draws (warm-up adaptation included) are bitwise the same on every
             number of ``data`` devices that divides it. Default (``None``): ``lcm(8, data axis
             size)``, falling back with a warning to XLA's own reduction when ``N`` is not a

@@ -34,15 +34,15 @@ import numpy as np
 from jax.flatten_util import ravel_pytree
 
 from jppl.handlers import substitute
-from jppl.infer.blocked import potential_with_blocks, sharded_sites
-from jppl.infer.initialization import init_to_uniform
-from jppl.infer.util import (
+from jppl.mcmc import adaptation as adapt
+from jppl.mcmc import hmc, nuts
+from jppl.model.blocked import potential_with_blocks, sharded_sites
+from jppl.model.density import (
     constrain_fn,
     find_valid_initial_params,
     initialize_model,
 )
-from jppl.mcmc import adaptation as adapt
-from jppl.mcmc import hmc, nuts
+from jppl.model.initialization import init_to_uniform
 from jppl.parallel.blocks import BlockPlan
 
 __all__ = ["HMC", "NUTS", "Target"]
@@ -70,7 +70,7 @@ class Target(NamedTuple):
         site_index: ``(d,)`` int array, the entry of ``site_names`` each coordinate belongs to
             (``-1`` if the pytree is not a dict).
         deterministic_sites: names of the model's deterministic sites.
-        blocks: the data-block plan the log density uses (see :mod:`jppl.infer.blocked`), or
+        blocks: the data-block plan the log density uses (see :mod:`jppl.model.blocked`), or
             ``None`` (plain).
         make_plain_logdensity: with ``blocks``, ``make_logdensity`` without them (used to
             check the blocked one once); else ``None``.
@@ -227,7 +227,7 @@ class _HamiltonianSampler:
                 dim) that defines the structure; required there.
             blocks: a data-block plan (:func:`jppl.parallel.blocks.plan_blocks`) for a model
                 traced under a mesh: the likelihood of its plates sharded over ``blocks.axis``
-                is then added in fixed blocks (:mod:`jppl.infer.blocked`) when the model allows
+                is then added in fixed blocks (:mod:`jppl.model.blocked`) when the model allows
                 it (every site there observed, no subsampling); ignored otherwise.
 
         Raises:

@@ -344,8 +344,7 @@ def _check_prior(prior: Any, paths: Sequence[str], what: str) -> None:
         unknown = [k for k in prior if k not in paths and k not in leaf_names]
         if unknown:
             raise ValueError(
-                f"{what}: prior keys {unknown} match no parameter; the parameter paths are "
-                f"{paths}."
+                f"{what}: prior keys {unknown} match no parameter; the parameter paths are {paths}."
             )
     elif not (isinstance(prior, Distribution) or callable(prior)):
         raise TypeError(

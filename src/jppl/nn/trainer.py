@@ -251,9 +251,7 @@ class SamplingParallelLoss:
         prior_elbo, surrogate = self.elbo.particle_loss(
             key, param_map, block(model, hide_fn=_hide_observed), guide, args, kwargs
         )
-        model_trace, guide_trace = get_importance_traces(
-            key, param_map, model, guide, args, kwargs
-        )
+        model_trace, guide_trace = get_importance_traces(key, param_map, model, guide, args, kwargs)
         for name, site in guide_trace.items():
             if site["type"] == "sample" and not site["is_observed"] and not site["fn"].has_rsample:
                 raise ValueError(

@@ -39,6 +39,7 @@ NUTS, whose warm-up adaptation would amplify that rounding, ``MCMC`` adds the da
 likelihood in fixed blocks instead, so its draws are bitwise the same on every mesh.
 """
 
+from jppl.parallel.context import MeshContext, use_mesh
 from jppl.parallel.distributed import (
     gather,
     initialize,
@@ -47,7 +48,7 @@ from jppl.parallel.distributed import (
     process_index,
 )
 from jppl.parallel.hlo import collectives, summarize_collectives
-from jppl.parallel.mesh import AXES, axis_size, current_mesh, make_mesh, use_mesh
+from jppl.parallel.mesh import AXES, axis_size, current_mesh, make_mesh
 from jppl.parallel.sharding import (
     constrain,
     dim_spec,
@@ -63,6 +64,7 @@ from jppl.parallel.sharding import (
 
 __all__ = [
     "AXES",
+    "MeshContext",
     "axis_size",
     "collectives",
     "constrain",

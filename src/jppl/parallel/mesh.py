@@ -11,26 +11,26 @@ shardings through ordinary model code:
   and optimizer states are replicated on every device).
 
 Inference front ends take the mesh explicitly (``SVI(..., mesh=m)``) and activate it with
-:func:`use_mesh` while they trace the model; sharded plates look it up with
-:func:`current_mesh`. Without an active mesh, sharding annotations are no-ops.
+:func:`jppl.parallel.use_mesh` while they trace the model (it pushes a passive handler onto
+the handler stack); :func:`current_mesh` finds it. Without an active mesh, sharding
+annotations are no-ops.
 """
 
 from __future__ import annotations
 
-import contextlib
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 
 import jax
 import numpy as np
 from jax.sharding import AxisType, Mesh
 
-__all__ = ["AXES", "axis_size", "current_mesh", "make_mesh", "use_mesh"]
+from jppl.stack import innermost
+
+__all__ = ["AXES", "axis_size", "current_mesh", "make_mesh"]
 
 AXES: tuple[str, str, str, str] = ("chain", "sample", "data", "model")
 """Names of the axes of every mesh built by :func:`make_mesh`, in order."""
-
-_MESH_STACK: list[Mesh] = []
 
 
 def _check_size(name: str, size) -> int:
@@ -103,8 +103,9 @@ def make_mesh(
 
 
 def current_mesh() -> Mesh | None:
-    """The mesh activated by the innermost :func:`use_mesh`, or ``None``."""
-    return _MESH_STACK[-1] if _MESH_STACK else None
+    """The mesh activated by the innermost :func:`jppl.parallel.use_mesh`, or ``None``."""
+    context = innermost("active_mesh")
+    return None if context is None else context.active_mesh
 
 
 def axis_size(mesh: Mesh | None, name: str) -> int:
@@ -112,23 +113,3 @@ def axis_size(mesh: Mesh | None, name: str) -> int:
     if mesh is None:
         return 1
     return int(dict(mesh.shape).get(name, 1))
-
-
-@contextlib.contextmanager
-def use_mesh(mesh: Mesh | None) -> Iterator[Mesh | None]:
-    """Make ``mesh`` the active jppl mesh inside the block (``None``: no mesh, a no-op).
-
-    Front ends (``SVI``, ``Predictive``, ``MCMC``) call it around the code they trace, so that
-    sharded plates and particle axes find the mesh. It does not call ``jax.set_mesh``: jppl
-    builds its shardings from ``mesh`` explicitly.
-    """
-    if mesh is None:
-        yield None
-        return
-    if not isinstance(mesh, Mesh):
-        raise TypeError(f"use_mesh: expected a jax.sharding.Mesh (or None), got {mesh!r}")
-    _MESH_STACK.append(mesh)
-    try:
-        yield mesh
-    finally:
-        _MESH_STACK.pop()

@@ -66,7 +66,8 @@ from jppl.distributions.transforms import (
 )
 from jppl.distributions.util import sum_rightmost
 from jppl.handlers import block, seed, substitute, trace
-from jppl.infer.initialization import init_to_median
+from jppl.model.density import potential_energy
+from jppl.model.initialization import init_to_median
 from jppl.primitives import (
     CondIndepStackFrame,
     get_mask,
@@ -174,7 +175,7 @@ class AutoGuide:
     Args:
         model: the model (a callable using jppl primitives).
         prefix: prefix of the names of the guide's parameters (and auxiliary sites).
-        init_loc_fn: an initialization strategy (:mod:`jppl.infer.initialization`) giving the
+        init_loc_fn: an initialization strategy (:mod:`jppl.model.initialization`) giving the
             initial location of each latent site.
         create_plates: optional ``create_plates(*args, **kwargs) -> plate or list of plates``
             giving the guide's plates (e.g. to choose their ``subsample_size``); plates of the
@@ -846,8 +847,6 @@ class AutoLaplaceApproximation(AutoContinuous):
 
     def _potential_fn(self, params: Params, args: tuple, kwargs: dict) -> Callable:
         """``z -> potential energy`` of the model (with its own params from ``params``)."""
-        from jppl.infer.util import potential_energy
-
         model = seed(substitute(self.model, data=params), rng_seed=0)
 
         def fn(z):

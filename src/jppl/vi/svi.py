@@ -39,7 +39,7 @@ from jax.sharding import PartitionSpec as P
 from jppl.distributions import constraints
 from jppl.distributions.transforms import biject_to
 from jppl.handlers import replay, seed, substitute, trace
-from jppl.parallel.mesh import use_mesh
+from jppl.parallel.context import use_mesh
 from jppl.parallel.sharding import replicate, state_shardings
 from jppl.vi.elbo import ELBO
 

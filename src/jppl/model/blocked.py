@@ -2,7 +2,7 @@
 
 With a mesh whose ``data`` axis splits the observations (``plate(..., shard="data")`` and
 arrays placed by :func:`jppl.parallel.shard_along`), :func:`blocked_potential_energy` computes
-the same potential as :func:`jppl.infer.util.potential_energy` but adds the likelihood of the
+the same potential as :func:`jppl.model.density.potential_energy` but adds the likelihood of the
 sharded plates as ``V`` blocks of consecutive rows in a fixed order
 (:func:`jppl.parallel.blocks.blockwise_sum`): its value and gradient are bitwise the same on
 every number of data devices that divides ``V``. ``MCMC(..., mesh=...)`` uses it, so NUTS with
@@ -29,7 +29,7 @@ import jax
 import jax.numpy as jnp
 
 from jppl.handlers import substitute, trace
-from jppl.infer.util import (
+from jppl.model.density import (
     _unconstrained_substitute,
     log_density,
     potential_energy,
@@ -81,7 +81,7 @@ def blocked_potential_energy(
     params: dict,
     plan: BlockPlan,
 ) -> jax.Array:
-    """:func:`~jppl.infer.util.potential_energy` with the sharded plates added block by block.
+    """:func:`~jppl.model.density.potential_energy` with the sharded plates added block by block.
 
     Must be traced under :func:`jppl.parallel.use_mesh` with the mesh the plan was made for.
 

@@ -1,0 +1,579 @@
+"""Log densities of models, the unconstrained parameter space, and model initialization.
+
+Vocabulary used throughout:
+
+* *constrained* values are what the model sees (a scale is positive, a probability vector is
+  on the simplex); a dict ``{site name: array}`` of such values is what ``substitute`` takes.
+* *unconstrained* values live in a real space; ``biject_to(site["fn"].support)`` maps them to
+  the constrained ones. Samplers and optimizers work there.
+* the *potential energy* is the negative log joint density in the unconstrained space,
+  including the log-Jacobian of those maps.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from functools import partial
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jppl.distributions import constraints
+from jppl.distributions.util import sum_rightmost
+from jppl.handlers import seed, substitute, trace
+from jppl.model.batch import batch_shape_of, flatten_batch, map_batch
+from jppl.model.initialization import init_to_uniform
+from jppl.parallel.mesh import current_mesh
+from jppl.parallel.sharding import shard_log_prob
+from jppl.primitives import Message, Messenger
+
+__all__ = [
+    "ModelInfo",
+    "ParamInfo",
+    "compute_log_probs",
+    "constrain_fn",
+    "find_valid_initial_params",
+    "get_model_transforms",
+    "initialize_model",
+    "log_density",
+    "log_likelihood",
+    "potential_energy",
+    "require_values",
+    "site_log_prob",
+    "transform_fn",
+    "unconstrain_fn",
+]
+
+Trace = dict[str, Message]
+
+
+# ---------------------------------------------------------------------------------------------
+# Log densities
+# ---------------------------------------------------------------------------------------------
+
+
+class require_values(Messenger):
+    """Raise a clear error for a latent sample site that would need a key to be drawn.
+
+    Placed just outside a ``substitute`` handler, it sees every sample site after its value
+    has (or has not) been supplied; ``what`` names where the value should have come from.
+    """
+
+    def __init__(self, fn: Callable | None = None, what: str = "params"):
+        self.what = what
+        super().__init__(fn)
+
+    def process_message(self, msg: Message) -> None:
+        if msg["type"] != "sample" or msg["value"] is not None:
+            return
+        if msg["kwargs"].get("rng_key") is not None:
+            return
+        raise ValueError(
+            f"Latent sample site '{msg['name']}' has no value: give its value in {self.what} "
+            "(or seed the model so that it can be drawn)."
+        )
+
+
+def site_log_prob(site: Message, scaled: bool = True) -> jax.Array:
+    """Log-probability of one sample site's value, times the site's ``scale`` if ``scaled``.
+
+    Masks need no special care: the ``mask`` handler and ``obs_mask`` wrap ``site["fn"]``.
+    Under an active mesh (:func:`jppl.parallel.use_mesh`), the log-probability of a site in a
+    plate with ``shard=`` is split along that plate's dim across the mesh axis.
+
+    Returns:
+        array of shape ``sample_shape + batch_shape`` of the site.
+    """
+    log_prob = site["fn"].log_prob(site["value"])
+    if scaled and site["scale"] is not None:
+        log_prob = site["scale"] * log_prob
+    if current_mesh() is not None:
+        log_prob = shard_log_prob(log_prob, site["cond_indep_stack"])
+    return log_prob
+
+
+def compute_log_probs(trace: Trace, scaled: bool = True) -> dict[str, jax.Array]:
+    """``{name: site_log_prob(site)}`` for every sample site (latent and observed) of a trace."""
+    return {
+        name: site_log_prob(site, scaled=scaled)
+        for name, site in trace.items()
+        if site["type"] == "sample"
+    }
+
+
+def log_density(
+    model: Callable,
+    model_args: tuple = (),
+    model_kwargs: dict | None = None,
+    params: dict[str, Any] | None = None,
+) -> tuple[jax.Array, Trace]:
+    """Log joint density of ``model`` with its latent sites set to ``params``.
+
+    Args:
+        model: the model (a callable using jppl primitives).
+        model_args, model_kwargs: arguments of the model.
+        params: dict ``{site name: constrained value}``; every latent sample site must be in
+            it (or be given a value by a handler inside ``model``, e.g. ``seed``).
+
+    Returns:
+        ``(log_joint, trace)``: the scalar sum over sample sites of ``scale * log_prob`` and the
+        model's trace.
+    """
+    model_kwargs = {} if model_kwargs is None else model_kwargs
+    params = {} if params is None else params
+    model_trace = trace(require_values(substitute(model, data=params), what="`params`")).get_trace(
+        *model_args, **model_kwargs
+    )
+    log_joint = jnp.zeros(())
+    for log_prob in compute_log_probs(model_trace).values():
+        log_joint = log_joint + jnp.sum(log_prob)
+    return log_joint, model_trace
+
+
+# ---------------------------------------------------------------------------------------------
+# Unconstrained space
+# ---------------------------------------------------------------------------------------------
+
+
+def _biject_to(constraint, site_name: str):
+    from jppl.distributions.transforms import biject_to
+
+    try:
+        return biject_to(constraint)
+    except NotImplementedError as e:
+        raise NotImplementedError(
+            f"Site '{site_name}': there is no bijection from the real space onto its support "
+            f"{constraint!r}, so it cannot be moved to the unconstrained space. ({e})"
+        ) from e
+
+
+def _discrete_latent_error(name: str, fn) -> ValueError:
+    return ValueError(
+        f"Sample site '{name}' is a latent discrete variable ({type(fn).__name__}); gradient-based "
+        "inference needs it to be marginalized out (sum it out by hand, e.g. with a mixture "
+        "distribution or logsumexp in a factor), or observed. Enumeration of discrete latent "
+        "sites is not supported yet."
+    )
+
+
+class _forbid_discrete_latents(Messenger):
+    """Raise for a latent discrete sample site that nothing has given a value."""
+
+    def process_message(self, msg: Message) -> None:
+        if (
+            msg["type"] == "sample"
+            and not msg["is_observed"]
+            and msg["value"] is None
+            and msg["fn"].is_discrete
+        ):
+            raise _discrete_latent_error(msg["name"], msg["fn"])
+
+
+def _site_transform(site: Message):
+    if site["type"] == "param":
+        constraint = site["kwargs"].get("constraint") or constraints.real
+        return _biject_to(constraint, site["name"])
+    return _biject_to(site["fn"].support, site["name"])
+
+
+def get_model_transforms(
+    model: Callable,
+    model_args: tuple = (),
+    model_kwargs: dict | None = None,
+    rng_key=None,
+) -> tuple[dict[str, Any], Trace]:
+    """Bijections from the unconstrained space for the latent sites of one run of ``model``.
+
+    Args:
+        model: the model; if ``rng_key`` is None it must already be seeded (or have all its
+            latent sites substituted).
+        rng_key: optional PRNG key to seed the model with.
+
+    Returns:
+        ``(transforms, trace)``: ``transforms[name]`` maps an unconstrained array onto the
+        support of latent sample site ``name`` (or the constraint of param site ``name``).
+
+    Raises:
+        ValueError: for a latent discrete site (it would have to be marginalized out).
+    """
+    model_kwargs = {} if model_kwargs is None else model_kwargs
+    if rng_key is not None:
+        model = seed(model, rng_seed=rng_key)
+    model_trace = trace(_forbid_discrete_latents(model)).get_trace(*model_args, **model_kwargs)
+    transforms = {}
+    for name, site in model_trace.items():
+        if site["type"] == "param" or (site["type"] == "sample" and not site["is_observed"]):
+            if site["type"] == "sample" and site["fn"].is_discrete:
+                continue  # given a value by a handler inside `model`: not a free parameter
+            transforms[name] = _site_transform(site)
+    return transforms, model_trace
+
+
+def transform_fn(transforms: dict, params: dict, invert: bool = False) -> dict:
+    """Apply ``transforms[name]`` (or its inverse) to ``params[name]``; other entries pass."""
+    if invert:
+        return {k: transforms[k].inv(v) if k in transforms else v for k, v in params.items()}
+    return {k: transforms[k](v) if k in transforms else v for k, v in params.items()}
+
+
+def constrain_fn(
+    model: Callable,
+    model_args: tuple,
+    model_kwargs: dict | None,
+    params: dict,
+    return_deterministic: bool = False,
+) -> dict:
+    """Map unconstrained ``params`` to constrained values by running ``model``.
+
+    Args:
+        params: ``{site name: unconstrained array}`` for latent sample sites and param sites.
+        return_deterministic: also return the values of the deterministic sites.
+
+    Returns:
+        ``{site name: constrained value}`` for the sites in ``params`` (plus deterministic
+        sites if asked).
+    """
+    model_kwargs = {} if model_kwargs is None else model_kwargs
+
+    def substitute_fn(site: Message):
+        name = site["name"]
+        if name not in params:
+            return None
+        if site["type"] in ("sample", "param"):
+            return _site_transform(site)(params[name])
+        return params[name]
+
+    model_trace = trace(
+        require_values(substitute(model, substitute_fn=substitute_fn), what="`params`")
+    ).get_trace(*model_args, **model_kwargs)
+    return {
+        name: site["value"]
+        for name, site in model_trace.items()
+        if name in params or (return_deterministic and site["type"] == "deterministic")
+    }
+
+
+def unconstrain_fn(
+    model: Callable, model_args: tuple, model_kwargs: dict | None, params: dict
+) -> dict:
+    """Inverse of :func:`constrain_fn`: map constrained ``params`` to the unconstrained space.
+
+    Latent sites that are not in ``params`` are drawn (with a fixed key) only to run the model.
+    """
+    model_kwargs = {} if model_kwargs is None else model_kwargs
+    model_trace = trace(substitute(seed(model, rng_seed=0), data=params)).get_trace(
+        *model_args, **model_kwargs
+    )
+    transforms = {
+        name: _site_transform(site)
+        for name, site in model_trace.items()
+        if name in params and site["type"] in ("sample", "param")
+    }
+    return transform_fn(transforms, params, invert=True)
+
+
+class _unconstrained_substitute(Messenger):
+    """Substitute latent sites from unconstrained ``params`` and accumulate the log-Jacobians.
+
+    After a run, ``self.log_det`` is ``sum over sites of scale * log|det J|`` of the map from
+    the unconstrained value to the site's support.
+    """
+
+    def __init__(self, fn: Callable | None = None, params: dict | None = None):
+        self.params = {} if params is None else params
+        self.log_det = jnp.zeros(())
+        super().__init__(fn)
+
+    def __enter__(self):
+        self.log_det = jnp.zeros(())
+        return super().__enter__()
+
+    def process_message(self, msg: Message) -> None:
+        if msg["type"] != "sample" or msg["is_observed"]:
+            return
+        name, fn = msg["name"], msg["fn"]
+        if name not in self.params:
+            if msg["value"] is None and fn.is_discrete:
+                raise _discrete_latent_error(name, fn)
+            return
+        if fn.is_discrete:
+            raise _discrete_latent_error(name, fn)
+        unconstrained = self.params[name]
+        transform = _biject_to(fn.support, name)
+        value = transform(unconstrained)
+        log_det = transform.log_abs_det_jacobian(unconstrained, value)
+        # Sum the event dims of the site that the transform did not already sum.
+        log_det = sum_rightmost(log_det, jnp.ndim(log_det) - jnp.ndim(value) + len(fn.event_shape))
+        if msg["scale"] is not None:
+            log_det = msg["scale"] * log_det
+        self.log_det = self.log_det + jnp.sum(log_det)
+        msg["value"] = value
+
+
+def potential_energy(
+    model: Callable, model_args: tuple, model_kwargs: dict | None, params: dict
+) -> jax.Array:
+    """Negative log joint density of ``model`` in the unconstrained space.
+
+    Args:
+        params: ``{latent site name: unconstrained array}``.
+
+    Returns:
+        scalar ``-(log p(constrained values, data) + sum log|det J|)``.
+
+    Raises:
+        ValueError: for a latent discrete site, or a latent site missing from ``params``.
+    """
+    handler = _unconstrained_substitute(model, params=params)
+    log_joint, _ = log_density(handler, model_args, model_kwargs, {})
+    return -(log_joint + handler.log_det)
+
+
+# ---------------------------------------------------------------------------------------------
+# Initialization
+# ---------------------------------------------------------------------------------------------
+
+
+class ParamInfo(NamedTuple):
+    """Initial point: unconstrained values ``z``, ``potential_energy`` at it, its gradient."""
+
+    z: dict
+    potential_energy: jax.Array
+    z_grad: dict
+
+
+class ModelInfo(NamedTuple):
+    """What :func:`initialize_model` returns."""
+
+    param_info: ParamInfo
+    potential_fn: Callable
+    postprocess_fn: Callable
+    model_trace: Trace
+
+
+def _is_single_key(rng_key) -> bool:
+    rng_key = jnp.asarray(rng_key) if not isinstance(rng_key, jax.Array) else rng_key
+    if jnp.issubdtype(rng_key.dtype, jax.dtypes.prng_key):
+        return rng_key.ndim == 0
+    return rng_key.ndim == 1
+
+
+def _is_concrete(x) -> bool:
+    return not isinstance(x, jax.core.Tracer)
+
+
+def _latent_values(model_trace: Trace) -> dict:
+    return {
+        name: site["value"]
+        for name, site in model_trace.items()
+        if site["type"] == "sample" and not site["is_observed"] and not site["fn"].is_discrete
+    }
+
+
+def find_valid_initial_params(
+    rng_key,
+    model: Callable,
+    *,
+    init_strategy: Callable = init_to_uniform,
+    model_args: tuple = (),
+    model_kwargs: dict | None = None,
+    prototype_params: dict,
+    max_tries: int = 100,
+) -> tuple[tuple[dict, jax.Array, dict], jax.Array]:
+    """Draw initial points with ``init_strategy`` until potential and gradient are finite.
+
+    Runs in a ``lax.while_loop`` (at most ``max_tries`` draws), so it works under ``jit`` and
+    ``vmap``; a batch of keys (leading dim) is handled with ``lax.map``.
+
+    Args:
+        prototype_params: unconstrained values with the right structure and shapes.
+
+    Returns:
+        ``((z, potential_energy, z_grad), is_valid)``; with a batch of keys, every leaf has a
+        leading batch dim.
+    """
+    model_kwargs = {} if model_kwargs is None else model_kwargs
+    potential_fn = partial(potential_energy, model, model_args, model_kwargs)
+
+    def draw(key):
+        init_model = substitute(seed(model, rng_seed=key), substitute_fn=init_strategy)
+        transforms, model_trace = get_model_transforms(init_model, model_args, model_kwargs)
+        values = _latent_values(model_trace)
+        return transform_fn(transforms, values, invert=True)
+
+    def body_fn(state):
+        i, key, _, _ = state
+        key, subkey = jax.random.split(key)
+        z = draw(subkey)
+        pe, z_grad = jax.value_and_grad(potential_fn)(z)
+        is_valid = jnp.isfinite(pe)
+        for g in jax.tree_util.tree_leaves(z_grad):
+            is_valid = is_valid & jnp.all(jnp.isfinite(g))
+        return i + 1, key, (z, pe, z_grad), is_valid
+
+    def cond_fn(state):
+        i, _, _, is_valid = state
+        return (i < max_tries) & ~is_valid
+
+    def find(key, exit_early: bool = False):
+        zeros = jax.tree_util.tree_map(jnp.zeros_like, prototype_params)
+        state = (jnp.array(0), key, (zeros, jnp.zeros(()), zeros), jnp.array(False))
+        if exit_early and _is_concrete(key):
+            # One eager try first: the usual single-chain case then avoids compiling the loop.
+            state = body_fn(state)
+            if bool(state[3]):
+                return state[2], state[3]
+        else:
+            # The loop carry must have exactly the types that the body returns.
+            out_types = jax.eval_shape(body_fn, state)[2]
+            result = jax.tree_util.tree_map(lambda t: jnp.zeros(t.shape, t.dtype), out_types)
+            state = (jnp.array(0), key, result, jnp.array(False))
+        _, _, result, is_valid = jax.lax.while_loop(cond_fn, body_fn, state)
+        return result, is_valid
+
+    if _is_single_key(rng_key):
+        return find(rng_key, exit_early=True)
+    return jax.lax.map(find, rng_key)
+
+
+def _nonfinite_report(model, model_args, model_kwargs, z) -> str:
+    """Best-effort list of the sites whose log density or gradient is not finite at ``z``."""
+    try:
+        handler = _unconstrained_substitute(model, params=z)
+        _, model_trace = log_density(handler, model_args, model_kwargs, {})
+        bad = [
+            name
+            for name, lp in compute_log_probs(model_trace).items()
+            if not np.all(np.isfinite(np.asarray(lp)))
+        ]
+        grads = jax.grad(partial(potential_energy, model, model_args, model_kwargs))(z)
+        bad_grad = [name for name, g in grads.items() if not np.all(np.isfinite(np.asarray(g)))]
+    except Exception:  # noqa: BLE001 - diagnostics must not hide the real error
+        return ""
+    parts = []
+    if bad:
+        parts.append(f"non-finite log density at site(s) {bad}")
+    if bad_grad:
+        parts.append(f"non-finite gradient for latent site(s) {bad_grad}")
+    return (" At the last try: " + "; ".join(parts) + ".") if parts else ""
+
+
+def initialize_model(
+    rng_key,
+    model: Callable,
+    *,
+    init_strategy: Callable = init_to_uniform,
+    model_args: tuple = (),
+    model_kwargs: dict | None = None,
+    max_tries: int = 100,
+    dynamic_args: bool = False,
+) -> ModelInfo:
+    """Find an initial point of ``model`` and build its potential and postprocess functions.
+
+    Args:
+        rng_key: a PRNG key, or a batch of keys (leading dim) for several chains.
+        model: the model.
+        init_strategy: an ``init_to_*`` strategy of :mod:`jppl.model.initialization`.
+        model_args, model_kwargs: arguments of the model.
+        max_tries: how many initial points to draw before giving up.
+        dynamic_args: if True, ``potential_fn(*args, **kwargs)`` and
+            ``postprocess_fn(*args, **kwargs)`` return the functions for those model
+            arguments instead.
+
+    Returns:
+        :class:`ModelInfo` with ``param_info = (z, potential_energy, z_grad)`` (unconstrained
+        values, with a leading dim for a batch of keys), ``potential_fn(z) -> scalar``,
+        ``postprocess_fn(z) -> constrained values incl. deterministic sites``, and the trace of
+        one initial run.
+
+    Raises:
+        RuntimeError: if no initial point with a finite potential energy and gradient is found
+            in ``max_tries`` draws (checked only outside ``jit``).
+    """
+    model_kwargs = {} if model_kwargs is None else model_kwargs
+    first_key = rng_key if _is_single_key(rng_key) else rng_key[0]
+    init_model = substitute(seed(model, rng_seed=first_key), substitute_fn=init_strategy)
+    transforms, model_trace = get_model_transforms(init_model, model_args, model_kwargs)
+    prototype = transform_fn(transforms, _latent_values(model_trace), invert=True)
+    # Subsampling plates keep the minibatch of the initial run.
+    plates = {name: site["value"] for name, site in model_trace.items() if site["type"] == "plate"}
+    fixed_model = substitute(model, data=plates) if plates else model
+
+    (z, pe, z_grad), is_valid = find_valid_initial_params(
+        rng_key,
+        fixed_model,
+        init_strategy=init_strategy,
+        model_args=model_args,
+        model_kwargs=model_kwargs,
+        prototype_params=prototype,
+        max_tries=max_tries,
+    )
+    if _is_concrete(is_valid) and not bool(np.all(np.asarray(is_valid))):
+        z_last = z if _is_single_key(rng_key) else jax.tree_util.tree_map(lambda x: x[0], z)
+        detail = _nonfinite_report(fixed_model, model_args, model_kwargs, z_last)
+        raise RuntimeError(
+            f"Cannot find valid initial parameters in {max_tries} tries: the potential energy "
+            f"or its gradient is not finite at every initial point drawn.{detail} Check the "
+            "model (e.g. parameters outside their support, factors that are -inf), or try "
+            "another init_strategy (init_to_value, init_to_median, ...)."
+        )
+
+    if dynamic_args:
+
+        def potential_fn(*args, **kwargs):
+            return partial(potential_energy, fixed_model, args, kwargs)
+
+        def postprocess_fn(*args, **kwargs):
+            return partial(constrain_fn, fixed_model, args, kwargs, return_deterministic=True)
+
+    else:
+        potential_fn = partial(potential_energy, fixed_model, model_args, model_kwargs)
+        postprocess_fn = partial(
+            constrain_fn, fixed_model, model_args, model_kwargs, return_deterministic=True
+        )
+    return ModelInfo(ParamInfo(z, pe, z_grad), potential_fn, postprocess_fn, model_trace)
+
+
+def log_likelihood(
+    model: Callable,
+    posterior_samples: dict[str, Any],
+    *args,
+    parallel: bool = False,
+    batch_ndims: int = 1,
+    **kwargs,
+) -> dict[str, jax.Array]:
+    """Log-likelihood of each observation under each posterior draw (for LOO, WAIC, ...).
+
+    Args:
+        model: the model; ``*args, **kwargs`` are passed to it (with the observed data).
+        posterior_samples: dict ``{site name: array}`` with ``batch_ndims`` leading batch dims;
+            it must give every latent site of the model.
+        parallel: map over draws with ``jax.vmap`` (True) or ``jax.lax.map`` (False).
+        batch_ndims: number of leading batch dims of the samples.
+
+    Returns:
+        ``{observed site name: array of shape batch_shape + the site's batch shape}``: the
+        (unscaled, masked) ``log_prob`` of each observation.
+    """
+    if not isinstance(posterior_samples, dict):
+        raise TypeError("log_likelihood: posterior_samples must be a dict {site name: array}.")
+    batch_shape = batch_shape_of(posterior_samples, batch_ndims, "posterior_samples")
+    if batch_shape is None:
+        raise ValueError("log_likelihood: posterior_samples is empty.")
+    size = math.prod(batch_shape)
+
+    def one(samples):
+        model_trace = trace(
+            require_values(substitute(model, data=samples), what="`posterior_samples`")
+        ).get_trace(*args, **kwargs)
+        return {
+            name: site_log_prob(site, scaled=False)
+            for name, site in model_trace.items()
+            if site["type"] == "sample" and site["is_observed"]
+        }
+
+    flat = flatten_batch(posterior_samples, batch_ndims, size)
+    return map_batch(one, flat, batch_shape, parallel)

@@ -5,11 +5,9 @@ live in :mod:`jppl.handlers`, distributions in :mod:`jppl.distributions` and inf
 :mod:`jppl.infer`.
 """
 
-__version__ = "0.1.0.dev0"
-
-from jppl import distributions, handlers, infer  # noqa: E402
-from jppl.distributions.distribution import enable_validation, validation_enabled  # noqa: E402
-from jppl.primitives import (  # noqa: E402
+from jppl import distributions, handlers, infer
+from jppl.distributions.distribution import enable_validation, validation_enabled
+from jppl.primitives import (
     CondIndepStackFrame,
     Messenger,
     deterministic,
@@ -21,6 +19,7 @@ from jppl.primitives import (  # noqa: E402
     sample,
     subsample,
 )
+from jppl.version import __version__
 
 __all__ = [
     "CondIndepStackFrame",

@@ -23,7 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jppl.distributions.distribution import Distribution
-from jppl.primitives import Message, Messenger, _check_obs, apply_stack
+from jppl.primitives import Message, Messenger, apply_stack, check_obs
 
 __all__ = [
     "Messenger",
@@ -171,7 +171,7 @@ class condition(_SetValues):
         value = self._lookup(msg)
         if value is None:
             return
-        msg["value"] = _check_obs(msg["name"], value)
+        msg["value"] = check_obs(msg["name"], value)
         msg["is_observed"] = True
 
 

@@ -21,6 +21,8 @@ from typing import Any
 
 import numpy as np
 
+from jppl.version import __version__
+
 __all__ = ["arviz_line", "plate_dims", "to_inference_data"]
 
 #: The groups whose variables carry no ``(chain, draw)`` sample dimensions.
@@ -207,6 +209,4 @@ def to_inference_data(
 
 
 def _version() -> str:
-    from jppl import __version__
-
     return __version__

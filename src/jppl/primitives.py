@@ -45,9 +45,11 @@ __all__ = [
     "Message",
     "Messenger",
     "apply_stack",
+    "check_obs",
     "deterministic",
     "factor",
     "get_mask",
+    "new_message",
     "param",
     "plate",
     "prng_key",
@@ -190,7 +192,11 @@ def apply_stack(msg: Message) -> Message:
     return msg
 
 
-def _new_message(kind: str, name: str, **fields) -> Message:
+def new_message(kind: str, name: str, **fields) -> Message:
+    """A message of type ``kind`` for site ``name``, every key at its default but ``fields``.
+
+    For code that adds its own kind of site (e.g. :func:`jppl.nn.flax_module`'s ``param``).
+    """
     msg: Message = {
         "type": kind,
         "name": name,
@@ -214,7 +220,7 @@ def _check_name(name, primitive: str) -> None:
         raise TypeError(f"{primitive}: site name must be a non-empty str, got {name!r}")
 
 
-def _check_obs(name: str, obs):
+def check_obs(name: str, obs):
     """Reject observations that are not numeric arrays, with a message naming the site."""
     if isinstance(obs, bool | int | float | np.number | np.bool_):
         return jnp.asarray(obs)
@@ -268,7 +274,7 @@ def sample(
             f"Sample site '{name}': fn must be a jppl Distribution, got {type(fn).__name__}."
         )
     if obs is not None:
-        obs = _check_obs(name, obs)
+        obs = check_obs(name, obs)
     if obs_mask is not None:
         fn = fn.mask(obs_mask)
     if not HANDLER_STACK:
@@ -277,7 +283,7 @@ def sample(
         if rng_key is None:
             _raise_no_key({"name": name})
         return fn(rng_key=rng_key, sample_shape=sample_shape)
-    msg = _new_message(
+    msg = new_message(
         "sample",
         name,
         fn=fn,
@@ -328,7 +334,7 @@ def param(name: str, init_value=None, constraint=None, event_dim: int | None = N
                 "under jppl.handlers.seed."
             )
         args = (init_value, key)
-    msg = _new_message(
+    msg = new_message(
         "param",
         name,
         fn=_param_init,
@@ -343,7 +349,7 @@ def deterministic(name: str, value):
     _check_name(name, "deterministic")
     if not HANDLER_STACK:
         return value
-    msg = _new_message("deterministic", name, value=value)
+    msg = new_message("deterministic", name, value=value)
     return apply_stack(msg)["value"]
 
 
@@ -357,7 +363,7 @@ def prng_key():
     """A fresh PRNG key from the enclosing ``seed`` handler, or ``None`` if there is none."""
     if not HANDLER_STACK:
         return None
-    msg = _new_message("prng_key", "_prng_key")
+    msg = new_message("prng_key", "_prng_key")
     return apply_stack(msg)["value"]
 
 
@@ -369,7 +375,7 @@ def subsample(data, event_dim: int):
     """
     if not HANDLER_STACK:
         return data
-    msg = _new_message("subsample", "_subsample", value=data, kwargs={"event_dim": event_dim})
+    msg = new_message("subsample", "_subsample", value=data, kwargs={"event_dim": event_dim})
     return apply_stack(msg)["value"]
 
 
@@ -377,7 +383,7 @@ def get_mask():
     """The boolean mask that enclosing ``mask`` handlers apply to a new site (or None)."""
     if not HANDLER_STACK:
         return None
-    msg = _new_message("mask", "_mask")
+    msg = new_message("mask", "_mask")
     apply_stack(msg)
     return msg["mask"]
 
@@ -475,7 +481,7 @@ class plate(Messenger):
         self._sharding = innermost("take_sharded") if self.shard is not None else None
         if self._sharding is not None:
             self._sharding.check_plate_shard(self.name, self.shard, self.subsample_size)
-        msg = _new_message(
+        msg = new_message(
             "plate",
             self.name,
             fn=_subsample_indices,

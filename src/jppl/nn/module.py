@@ -42,7 +42,7 @@ from flax import linen, nnx
 
 from jppl.distributions import constraints
 from jppl.distributions.distribution import Distribution
-from jppl.primitives import _new_message, apply_stack, prng_key, sample
+from jppl.primitives import apply_stack, new_message, prng_key, sample
 
 __all__ = ["flax_module", "param_paths", "random_flax_module"]
 
@@ -77,7 +77,7 @@ def _lazy_param(name: str, init: Callable[[], PyTree]) -> PyTree:
     Unlike ``param(name, callable)``, it needs no PRNG key when a handler (``substitute``, SVI)
     supplies the value, so e.g. ``log_density`` works without a ``seed`` handler.
     """
-    msg = _new_message(
+    msg = new_message(
         "param",
         name,
         fn=lambda init, **_: init(),

@@ -47,7 +47,7 @@ from jppl.nn import (
     sample_predictions,
     summarize_logits,
 )
-from jppl.vi import SVI, TraceMeanField_ELBO
+from jppl.infer import SVI, TraceMeanField_ELBO
 
 NUM_CLASSES = 10
 

@@ -11,7 +11,7 @@ import jppl
 import jppl.distributions as dist
 from jppl import handlers
 from jppl.infer import MCMC, NUTS, log_density
-from jppl.reparam import LocScaleReparam
+from jppl.infer.reparam import LocScaleReparam
 
 Y = jnp.array([28.0, 8.0, -3.0, 7.0, -1.0, 1.0, 18.0, 12.0])
 SIGMA = jnp.array([15.0, 10.0, 16.0, 11.0, 9.0, 11.0, 10.0, 18.0])

@@ -111,7 +111,7 @@ def train(
     """Train on all digits (full batch) with Adam; returns ``(model, guide, result)``."""
     import optax
 
-    from jppl.vi import SVI, Trace_ELBO
+    from jppl.infer import SVI, Trace_ELBO
 
     x = load_digits_binary()
     model, guide = make_vae(latent_dim, hidden, seed=seed)

@@ -20,7 +20,7 @@ import jppl
 import jppl.distributions as dist
 from jppl import handlers
 from jppl.infer import MCMC, NUTS
-from jppl.reparam import LocScaleReparam
+from jppl.infer.reparam import LocScaleReparam
 
 y = jnp.array([28.0, 8.0, -3.0, 7.0, -1.0, 1.0, 18.0, 12.0])
 sigma = jnp.array([15.0, 10.0, 16.0, 11.0, 9.0, 11.0, 10.0, 18.0])

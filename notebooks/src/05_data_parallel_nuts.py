@@ -41,7 +41,7 @@ import jppl  # noqa: E402
 import jppl.distributions as dist  # noqa: E402
 from jppl import parallel  # noqa: E402
 from jppl.infer.blocked import blocked_potential_energy  # noqa: E402
-from jppl.mcmc import MCMC, NUTS  # noqa: E402
+from jppl.infer import MCMC, NUTS  # noqa: E402
 
 print(jax.devices())
 
@@ -176,7 +176,7 @@ assert np.array_equal(on_mesh, single)
 # density plus a few vector operations on the 55 parameters. With a large data set the
 # gradient should dominate, so the time per leapfrog step should be close to the time of one
 # jitted `value_and_grad` of the same data-parallel potential (the blocked one that `MCMC`
-# uses, `jppl.infer.blocked`). We time the sampling of the
+# uses, `jppl.model.blocked`). We time the sampling of the
 # continued chain (already compiled) and divide by its number of leapfrog steps. For the raw
 # gradient we time a compiled loop of as many `value_and_grad` evaluations on the same mesh
 # (each depending on the last, so none can be skipped), which takes about as long. The two

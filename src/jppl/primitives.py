@@ -5,7 +5,8 @@ A model is a plain Python function that calls the primitives below. Each call bu
 (:func:`apply_stack`): every active handler, innermost first, may read and rewrite the message
 in ``process_message``; then the default behaviour fills in a value if none was set (e.g.
 draw from ``fn``); then the same handlers see the final message in ``postprocess_message``,
-in stack order (outermost first, as in NumPyro). The stack is the only global mutable state in jppl.
+in stack order (outermost first, as in NumPyro). The stack (:mod:`jppl.stack`) is the only
+global mutable state in jppl.
 
 Message / trace-site keys (the same as NumPyro's, so code that inspects traces ports):
 

@@ -2,10 +2,10 @@
 
 Run from the repository root::
 
-    .venv/bin/python benchmarks/adaptation.py                        # 21 posteriors x 5 schemes
-    .venv/bin/python benchmarks/adaptation.py --quick                # smoke run (2 x 200 draws)
-    .venv/bin/python benchmarks/adaptation.py --models arK-arK,sblri-blr --update  # merge
-    .venv/bin/python benchmarks/adaptation.py --render               # .md from the .json
+    .venv/bin/python -m benchmarks.adaptation                        # 21 posteriors x 5 schemes
+    .venv/bin/python -m benchmarks.adaptation --quick                # smoke run (2 x 200 draws)
+    .venv/bin/python -m benchmarks.adaptation --models arK-arK,sblri-blr --update  # merge
+    .venv/bin/python -m benchmarks.adaptation --render               # .md from the .json
 
 For each posterior of ``benchmarks/posteriordb`` (loaded, configured and checked through
 ``benchmarks/posteriordb.py``: its per-posterior settings such as float64 for gp_pois_regr and
@@ -42,33 +42,36 @@ on machine load; wall times do.
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
+if __name__ == "__main__" and not __package__:  # run by path: import the package from the root
+    sys.path[0] = str(Path(__file__).resolve().parents[1])
+
 import argparse
 import functools
 import hashlib
 import json
 import math
 import statistics
-import subprocess
-import sys
-import tempfile
 import time
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
-import posteriordb as pdb  # noqa: E402
-from common import (  # noqa: E402
+from benchmarks import posteriordb as pdb
+from benchmarks.report import (
     RESULTS_DIR,
     fmt,
     load_average,
     machine_info,
+    ratio,
     write_json,
     write_markdown,
+    write_results,
 )
+from benchmarks.workers import error_line, is_worker, run_worker
 
 SCHEMES: dict[str, dict[str, Any]] = {
     "stan_1000": {"adaptation": "stan", "num_warmup": 1000},
@@ -270,21 +273,6 @@ def count_search_leapfrogs(
 # ---------------------------------------------------------------------------------------------
 
 
-def make_sampler(spec: Any, settings: Mapping[str, Any]):
-    """jppl ``NUTS`` for a posterior spec with :func:`posteriordb.settings_for`-style
-    settings (whose ``adaptation`` picks the scheme)."""
-    from jppl.mcmc import NUTS
-
-    return NUTS(
-        spec.reparam_model(),
-        target_accept_prob=float(settings["target_accept_prob"]),
-        dense_mass=settings["dense_mass"],
-        max_tree_depth=int(settings["max_tree_depth"]),
-        adaptation=settings["adaptation"],
-        init_strategy=pdb._init_strategy(settings["init_strategy"]),
-    )
-
-
 def _adaptation_for(sampler: Any, logdensity: Any, num_warmup: int):
     """The :class:`jppl.mcmc.adaptation.Adaptation` that ``MCMC`` builds for ``sampler``
     (:meth:`~jppl.mcmc.NUTS.make_warmup`; block-dense metrics are not handled here)."""
@@ -422,39 +410,25 @@ def run_scheme(
     import jax
 
     import jppl
-    from jppl.mcmc import MCMC
 
     settings = {**pdb.settings_for(name), "adaptation": SCHEMES[scheme]["adaptation"]}
-    if bool(settings["x64"]) != bool(jax.config.jax_enable_x64):
-        raise RuntimeError(
-            f"{name}: settings ask for x64={settings['x64']} but jax_enable_x64 is "
-            f"{jax.config.jax_enable_x64}; run it through a worker process."
-        )
+    pdb.check_x64(name, settings)
     num_warmup = warmup_length(scheme, warmup_scale)
     spec, data, reference = pdb.import_models().load_posterior(name)
     args, kwargs = spec.load_data(data)
-    sampler = make_sampler(spec, settings)
+    sampler = pdb.make_sampler(spec, settings)
     key = jax.random.key(seed)
 
     start = time.perf_counter()
     state, warm = run_warmup(sampler, args, kwargs, key, num_chains, num_warmup)
     warmup_s = time.perf_counter() - start
-    mcmc = MCMC(
-        sampler,
-        num_warmup=num_warmup,
-        num_samples=num_samples,
-        num_chains=num_chains,
-        chain_method=CHAIN_METHOD,
-        progress_bar=False,
-        warn=False,
-    )
+    mcmc = pdb.make_mcmc(sampler, num_warmup, num_samples, num_chains)
     mcmc.post_warmup_state = state
     mcmc.run(None, *args, **kwargs)
     samples = jax.block_until_ready(mcmc.get_samples(group_by_chain=True))
     wall = time.perf_counter() - start
 
-    fields = {k: np.asarray(v) for k, v in mcmc.get_extra_fields(group_by_chain=True).items()}
-    draws = {k: np.asarray(v) for k, v in spec.to_reference_names(samples, batch_ndims=2).items()}
+    fields, draws = pdb.fields_and_draws(mcmc, spec, samples)
     params = pdb.compare(draws, reference)
     summary = pdb.summarize_comparison(params)
     grads = gradient_counts(sampler, warm, fields["num_steps"])
@@ -489,7 +463,7 @@ def run_scheme(
             "num_samples": num_samples,
             "chain_method": CHAIN_METHOD,
             "seed": seed,
-            "reparam": None if spec.reparam_config is None else sorted(spec.reparam_config),
+            "reparam": pdb.reparam_sites(spec),
         },
         "dtype": str(np.asarray(jax.tree.leaves(samples)[0]).dtype),
         "mcmc_source": _source_digest(),
@@ -510,34 +484,11 @@ def _worker(argv: Sequence[str]) -> None:
 def run_in_subprocess(
     name: str, scheme: str, run: Mapping[str, Any], timeout: float | None = None
 ) -> dict[str, Any]:
-    """:func:`run_scheme` in a fresh Python process; a crash or timeout becomes a record with
-    ``status`` ``"error"`` / ``"timeout"`` and the end of the worker's stderr."""
-    with tempfile.TemporaryDirectory() as tmp:
-        out_path = Path(tmp) / "result.json"
-        cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", name, scheme]
-        cmd += [json.dumps(dict(run)), str(out_path)]
-        start = time.perf_counter()
-        try:
-            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
-            status = "ok" if proc.returncode == 0 and out_path.exists() else "error"
-            returncode, stderr = proc.returncode, proc.stderr
-        except subprocess.TimeoutExpired as e:
-            status, returncode = "timeout", None
-            stderr = e.stderr.decode() if isinstance(e.stderr, bytes) else (e.stderr or "")
-        process_s = time.perf_counter() - start
-        if status == "ok":
-            result = json.loads(out_path.read_text())
-        else:
-            result = {
-                "name": name,
-                "scheme": scheme,
-                "status": status,
-                "passed": False,
-                "returncode": returncode,
-                "stderr_tail": stderr[-4000:],
-            }
-    result["process_s"] = process_s
-    return result
+    """:func:`run_scheme` in a fresh Python process (:func:`benchmarks.workers.run_worker`); a
+    crash or timeout becomes a record with ``status`` ``"error"`` / ``"timeout"`` and the end
+    of the worker's stderr."""
+    args = [name, scheme, json.dumps(dict(run))]
+    return run_worker("benchmarks.adaptation", args, {"name": name, "scheme": scheme}, timeout)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -551,10 +502,7 @@ def _ratio(results: Mapping[tuple[str, str], Any], name: str, scheme: str, key: 
     a, b = results.get((name, scheme)), results.get((name, BASELINE))
     if not a or not b or a["status"] != "ok" or b["status"] != "ok":
         return math.nan
-    x, y = a[key], b[key]
-    if not (pdb._finite(x) and pdb._finite(y) and y > 0):
-        return math.nan
-    return x / y
+    return ratio(a[key], b[key])
 
 
 def summarize(records: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
@@ -593,10 +541,6 @@ def summarize(records: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
             entry[f"num_{label}"] = len(ratios)
         out[scheme] = entry
     return out
-
-
-def _error_line(r: Mapping[str, Any]) -> str:
-    return pdb._error_line(r)
 
 
 def markdown_report(report: Mapping[str, Any]) -> str:
@@ -699,7 +643,7 @@ def markdown_report(report: Mapping[str, Any]) -> str:
     problems = []
     for r in records:
         if r["status"] != "ok":
-            problems.append(f"{r['name']} / {r['scheme']}: {r['status']} ({_error_line(r)})")
+            problems.append(f"{r['name']} / {r['scheme']}: {r['status']} ({error_line(r)})")
         elif not r["passed"]:
             bad = [
                 f"{n} (z {p['z_mean']:+.2f}, sd {100 * p['sd_rel_err']:+.1f}%, "
@@ -751,7 +695,7 @@ def build_report(
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv[:1] == ["--worker"]:
+    if is_worker(argv):
         _worker(argv[1:])
         return {}
     all_names = pdb.import_models().posterior_names()
@@ -777,10 +721,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     )
     opts = parser.parse_args(argv)
 
-    names = all_names if not opts.models else [n.strip() for n in opts.models.split(",")]
-    unknown = [n for n in names if n not in all_names]
-    if unknown:
-        parser.error(f"unknown posteriors {unknown}; known: {all_names}")
+    names = pdb.select_posteriors(parser, opts.models, all_names)
     schemes = list(SCHEMES) if not opts.schemes else [s.strip() for s in opts.schemes.split(",")]
     bad = [s for s in schemes if s not in SCHEMES]
     if bad:
@@ -801,8 +742,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         merged = {(r["name"], r["scheme"]): r for part in parts for r in part["results"]}
         commands = [c for part in parts for c in part["commands"]]
         report = build_report(merged, all_names, parts[0]["run"], commands, parts[0]["machine"])
-        write_json(json_path, report)
-        write_markdown(md_path, markdown_report(report))
+        write_results(out.with_suffix(""), report, markdown_report(report))
         return report
 
     records: dict[tuple[str, str], Any] = {}
@@ -841,8 +781,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         else:
             print(f"    {r['status'].upper()}: {r['stderr_tail'][-800:]}", flush=True)
         report = build_report(records, all_names, run, commands, machine)
-        write_json(json_path, report)
-        write_markdown(md_path, markdown_report(report))
+        write_results(out.with_suffix(""), report, markdown_report(report))
     for scheme, s in report.get("summary", {}).items():
         print(
             f"{scheme}: median ESS/grad ratio {fmt(s['median_ratio_ess_per_grad'])}, "

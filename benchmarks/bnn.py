@@ -3,9 +3,9 @@
 Run from the repository root (it starts 8 fake CPU devices unless ``XLA_FLAGS`` already asks
 for a device count)::
 
-    .venv/bin/python benchmarks/bnn.py            # full run
-    .venv/bin/python benchmarks/bnn.py --quick    # smoke run (small grid, 1 training seed)
-    .venv/bin/python benchmarks/bnn.py --replot   # rewrite the .md / .png from the .json
+    .venv/bin/python -m benchmarks.bnn            # full run
+    .venv/bin/python -m benchmarks.bnn --quick    # smoke run (small grid, 1 training seed)
+    .venv/bin/python -m benchmarks.bnn --replot   # rewrite the .md / .png from the .json
 
 Workload: a mean-field Gaussian BNN (:class:`jppl.nn.BayesianModule` around an ``nnx`` MLP
 64 -> 100 (ReLU) -> 10, ``Normal(0, 1)`` prior) on ``sklearn.datasets.load_digits`` (1797
@@ -56,49 +56,52 @@ Results: ``benchmarks/results/bnn_cpu.json``, ``bnn_cpu.md`` and ``bnn_cpu.png``
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
+if __name__ == "__main__" and not __package__:  # run by path: import the package from the root
+    sys.path[0] = str(Path(__file__).resolve().parents[1])
+
 if __name__ == "__main__":
-    from fake_devices import force_host_devices
+    from benchmarks.workers import force_host_devices
 
     force_host_devices(8)
 
-import argparse  # noqa: E402
-import json  # noqa: E402
-import math  # noqa: E402
-import statistics  # noqa: E402
-import sys  # noqa: E402
-import time  # noqa: E402
-from collections.abc import Callable, Sequence  # noqa: E402
-from dataclasses import dataclass  # noqa: E402
-from pathlib import Path  # noqa: E402
-from typing import Any  # noqa: E402
+import argparse
+import json
+import math
+import statistics
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
 
-import jax  # noqa: E402
-import jax.numpy as jnp  # noqa: E402
-import numpy as np  # noqa: E402
-import optax  # noqa: E402
-from flax import nnx  # noqa: E402
-from jax import lax  # noqa: E402
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from flax import nnx
+from jax import lax
 
-import jppl  # noqa: E402
-import jppl.distributions as dist  # noqa: E402
-from jppl import parallel  # noqa: E402
-from jppl.nn import BayesianModule, normal_prior  # noqa: E402
-from jppl.nn.trainer import Trainer  # noqa: E402
-from jppl.vi import SVI, TraceMeanField_ELBO  # noqa: E402
-from jppl.vi.svi import SVIState, copy_state  # noqa: E402
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import (  # noqa: E402
+import jppl
+import jppl.distributions as dist
+from benchmarks.problems import digits
+from benchmarks.report import (
     RESULTS_DIR,
     fmt,
     machine_info,
     markdown_table,
-    stats,
-    time_call,
-    write_json,
+    ratio,
+    traffic,
     write_markdown,
+    write_results,
 )
-from parallel import analyse, digits  # noqa: E402
+from benchmarks.timing import analyse_compiled, interleaved_wall_cpu, stats, time_call
+from jppl import parallel
+from jppl.nn import BayesianModule, normal_prior
+from jppl.nn.trainer import Trainer
+from jppl.vi import SVI, TraceMeanField_ELBO
+from jppl.vi.svi import SVIState, copy_state
 
 MODES = ("loop", "vmap", "sample", "data", "hybrid")
 SHARDED = ("sample", "data", "hybrid")
@@ -230,14 +233,15 @@ def _spec(tree: Any) -> Any:
 
 
 def _analyse(compiled) -> dict[str, Any]:
-    """:func:`parallel.analyse` plus ``memory_bytes``, the per-device memory of the program.
+    """:func:`benchmarks.timing.analyse_compiled` plus ``memory_bytes``, the per-device memory
+    of the program.
 
     ``memory_bytes = argument + output + temp - alias`` bytes: everything the executable holds
     while it runs (an upper bound of the live bytes). XLA:CPU's ``peak_memory_in_bytes``
     (kept as ``xla_peak_bytes``) equals argument + output bytes here, without the temporaries,
     so it does not see the activations that sample parallelism splits.
     """
-    out = analyse(compiled)
+    out = analyse_compiled(compiled)
     mem = compiled.memory_analysis()
     out["alias_bytes"] = int(mem.alias_size_in_bytes)
     out["xla_peak_bytes"] = int(mem.peak_memory_in_bytes)
@@ -368,29 +372,6 @@ def timed_steps(prepared: Prepared, inner: int) -> Callable[[], SVIState]:
         return state
 
     return run
-
-
-def interleaved_wall_cpu(
-    fns: dict[str, Callable[[], Any]], repeats: int, warmup: int = 1
-) -> dict[str, tuple[list[float], list[float]]]:
-    """Like :func:`common.interleaved`, recording wall *and* process CPU seconds per call.
-
-    CPU time (all threads of this process) does not count the time spent waiting for a core
-    on a loaded machine, so it is a second, load-robust view of the work a step costs.
-
-    Returns:
-        ``{name: (wall seconds, cpu seconds)}`` of the recorded calls.
-    """
-    names = list(fns)
-    out: dict[str, tuple[list[float], list[float]]] = {name: ([], []) for name in names}
-    for r in range(warmup + repeats):
-        for name in names if r % 2 == 0 else names[::-1]:
-            cpu0 = time.process_time()
-            wall, _ = time_call(fns[name])
-            if r >= warmup:
-                out[name][0].append(wall)
-                out[name][1].append(time.process_time() - cpu0)
-    return out
 
 
 def bench_steps(
@@ -543,13 +524,13 @@ def targets(
     result: dict[str, Any] = {}
     loop, vmap = find(rows, "loop", s_loop, 1), find(rows, "vmap", s_loop, 1)
     if loop and vmap:
-        speedup = loop["step_s"] / vmap["step_s"]
+        speedup = ratio(loop["step_s"], vmap["step_s"])
         result[f"vmap_vs_loop{label}"] = {
             "S": s_loop,
             "loop_s": loop["step_s"],
             "vmap_s": vmap["step_s"],
             "speedup": speedup,
-            "speedup_cpu": loop.get("step_cpu_s", math.nan) / vmap.get("step_cpu_s", math.nan),
+            "speedup_cpu": ratio(loop.get("step_cpu_s"), vmap.get("step_cpu_s")),
             "target": LOOP_SPEEDUP_TARGET,
             "pass": bool(speedup >= LOOP_SPEEDUP_TARGET),
         }
@@ -559,15 +540,15 @@ def targets(
         row = find(rows, mode, s_mem, d_max)
         if one is None or row is None or d_max == 1:
             continue
-        ratio = row["memory_bytes"] / one["memory_bytes"]
+        fraction = ratio(row["memory_bytes"], one["memory_bytes"])
         result[f"memory_{mode}{label}"] = {
             "S": s_mem,
             "D": d_max,
             "memory_D1_bytes": one["memory_bytes"],
             "memory_bytes": row["memory_bytes"],
-            "ratio": ratio,
+            "ratio": fraction,
             "target": MEMORY_TARGET,
-            "pass": bool(ratio <= MEMORY_TARGET),
+            "pass": bool(fraction <= MEMORY_TARGET),
         }
     return result
 
@@ -751,11 +732,6 @@ def bench_training(
 # ---------------------------------------------------------------------------------------------
 
 
-def _traffic(row: dict[str, Any]) -> str:
-    parts = [f"{op} x{v['count']} ({v['bytes']} B)" for op, v in row["collective_summary"].items()]
-    return ", ".join(parts) if parts else "none"
-
-
 def markdown(results: dict[str, Any]) -> str:
     rows, s_values = results["steps"], results["setup"]["S"]
     names = sorted({(r["mode"], r["D"]) for r in rows}, key=lambda k: (MODES.index(k[0]), k[1]))
@@ -783,7 +759,7 @@ def markdown(results: dict[str, Any]) -> str:
                 r["temp_bytes"] / 2**20,
                 r["argument_bytes"] / 2**20,
                 r["flops"] / 1e9,
-                _traffic(r),
+                traffic(r),
             ]
         )
     weak = [
@@ -1033,9 +1009,8 @@ def run(
         results["training"] = bench_training(hidden, seeds, max_epochs=3 if quick else 30, log=log)
     results["wall_s"] = time.perf_counter() - start
     out_dir = Path(out_dir)
-    write_json(out_dir / "bnn_cpu.json", results)
     text = markdown(results)
-    write_markdown(out_dir / "bnn_cpu.md", text)
+    write_results(out_dir / "bnn_cpu", results, text)
     plot(results, out_dir / "bnn_cpu.png")
     log(text)
     return results

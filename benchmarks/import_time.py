@@ -2,30 +2,32 @@
 
 Run from the repository root::
 
-    .venv/bin/python benchmarks/import_time.py               # 15 rounds
-    .venv/bin/python benchmarks/import_time.py --repeats 5   # quicker
+    .venv/bin/python -m benchmarks.import_time               # 15 rounds
+    .venv/bin/python -m benchmarks.import_time --repeats 5   # quicker
 
 Each measurement is a fresh interpreter that imports ``jax`` and then the library, and prints
-the seconds each import took (``time.perf_counter`` around each import, so the interpreter's
-own start-up is left out). Rounds alternate jppl and NumPyro, so a change of the machine's
-load affects both alike. What counts is the time *after* ``import jax``, which every JAX
-library pays anyway: the target is below 0.3 s (the ecosystem issue). Median and minimum are
-reported; the ratio is jppl's median over NumPyro's.
+(as JSON) the seconds each import took (``time.perf_counter`` around each import, so the
+interpreter's own start-up is left out). Rounds alternate jppl and NumPyro, so a change of the
+machine's load affects both alike. What counts is the time *after* ``import jax``, which every
+JAX library pays anyway: the target is below 0.3 s (the ecosystem issue). Median and minimum
+are reported; the ratio is jppl's median over NumPyro's.
 
 Results: ``benchmarks/results/import_time_cpu.json`` and ``import_time_cpu.md``.
 """
 
 from __future__ import annotations
 
-import argparse
-import json
-import statistics
-import subprocess
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import RESULTS_DIR, machine_info, markdown_table, write_json, write_markdown  # noqa: E402
+if __name__ == "__main__" and not __package__:  # run by path: import the package from the root
+    sys.path[0] = str(Path(__file__).resolve().parents[1])
+
+import argparse
+import statistics
+
+from benchmarks.report import RESULTS_DIR, machine_info, markdown_table, ratio, write_results
+from benchmarks.workers import run_python_json
 
 TARGET_S = 0.3  # `import jppl` after `import jax`
 
@@ -42,19 +44,14 @@ import jax
 t1 = time.perf_counter()
 {imports}
 t2 = time.perf_counter()
-print({{"jax": t1 - t0, "library": t2 - t1}})
+import json
+print(json.dumps({{"jax": t1 - t0, "library": t2 - t1}}))
 """
 
 
 def one(name: str) -> dict[str, float]:
     """Seconds of ``import jax`` and of the library after it, in a fresh interpreter."""
-    done = subprocess.run(
-        [sys.executable, "-c", _PROBE.format(imports=IMPORTS[name])],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    return json.loads(done.stdout.strip().replace("'", '"'))
+    return run_python_json(_PROBE.format(imports=IMPORTS[name]))
 
 
 def run(repeats: int) -> dict:
@@ -72,13 +69,14 @@ def run(repeats: int) -> dict:
             "jax_median_s": statistics.median(t["jax"] for t in runs),
             "runs": runs,
         }
-    ratio = summary["jppl"]["library_median_s"] / summary["numpyro"]["library_median_s"]
     return {
         "machine": machine_info(),
         "imports": IMPORTS,
         "repeats": repeats,
         "results": summary,
-        "ratio_jppl_over_numpyro": ratio,
+        "ratio_jppl_over_numpyro": ratio(
+            summary["jppl"]["library_median_s"], summary["numpyro"]["library_median_s"]
+        ),
         "target_s": TARGET_S,
         "target_met": summary["jppl"]["library_median_s"] < TARGET_S,
     }
@@ -89,7 +87,6 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=15)
     args = parser.parse_args()
     results = run(args.repeats)
-    write_json(RESULTS_DIR / "import_time_cpu.json", results)
     rows = [
         [name, IMPORTS[name], r["library_median_s"], r["library_min_s"], r["jax_median_s"]]
         for name, r in results["results"].items()
@@ -110,7 +107,7 @@ def main() -> None:
             f"{'met' if results['target_met'] else 'missed'}.",
         ]
     )
-    write_markdown(RESULTS_DIR / "import_time_cpu.md", text)
+    write_results(RESULTS_DIR / "import_time_cpu", results, text)
     print(text)
 
 

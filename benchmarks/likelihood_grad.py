@@ -3,13 +3,14 @@ autodiff of the same formula and against NumPyro's ``Bernoulli(logits=...)``.
 
 Run from the repository root::
 
-    .venv/bin/python benchmarks/likelihood_grad.py            # 40 interleaved repeats
-    .venv/bin/python benchmarks/likelihood_grad.py --quick    # smoke run
+    .venv/bin/python -m benchmarks.likelihood_grad            # 40 interleaved repeats
+    .venv/bin/python -m benchmarks.likelihood_grad --quick    # smoke run
 
 Workload: ``sum(log Bernoulli(y | X @ w + b))`` and its gradient in ``(w, b)`` for a synthetic
-logistic regression (10,000 x 20, fixed seed), as NUTS and SVI evaluate it: a ``jax.jit`` of
-a ``lax.scan`` of 500 evaluations (each at a slightly different point, so nothing is hoisted;
-each version's value and gradient are first checked against float64 NumPy).
+logistic regression (10,000 x 20, fixed seed: :func:`benchmarks.problems.logreg_data`), as NUTS
+and SVI evaluate it: a ``jax.jit`` of a ``lax.scan`` of 500 evaluations (each at a slightly
+different point, so nothing is hoisted; each version's value and gradient are first checked
+against float64 NumPy).
 Three versions of the log-density, timed in round-robin order:
 
 * ``jppl``: ``jppl.distributions.Bernoulli(logits=...).log_prob`` (a ``jax.custom_jvp``,
@@ -24,25 +25,22 @@ evaluation; ratios < 1 mean jppl is faster).
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
+
+if __name__ == "__main__" and not __package__:  # run by path: import the package from the root
+    sys.path[0] = str(Path(__file__).resolve().parents[1])
+
+import argparse
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import (  # noqa: E402
-    RESULTS_DIR,
-    interleaved,
-    machine_info,
-    markdown_table,
-    stats,
-    write_json,
-    write_markdown,
-)
+from benchmarks.problems import logreg_data
+from benchmarks.report import RESULTS_DIR, machine_info, markdown_table, ratio, write_results
+from benchmarks.timing import interleaved, stats
 
 NUM_DATA, NUM_FEATURES, EVALS = 10_000, 20, 500
 
@@ -93,9 +91,7 @@ def main(argv=None) -> dict:
     parser.add_argument("--out", default=str(RESULTS_DIR / "likelihood_grad_cpu"))
     args = parser.parse_args(argv)
     rng = np.random.default_rng(0)
-    X = jnp.asarray(rng.normal(size=(NUM_DATA, NUM_FEATURES)).astype(np.float32))
-    w_true = rng.normal(size=NUM_FEATURES).astype(np.float32)
-    y = jnp.asarray((rng.random(NUM_DATA) < 1 / (1 + np.exp(-(X @ w_true)))).astype(np.float32))
+    X, y = map(jnp.asarray, logreg_data(NUM_DATA, NUM_FEATURES, rng=rng))
     w0 = jnp.zeros(NUM_FEATURES + 1, jnp.float32)
 
     # the three versions agree with a float64 NumPy value and gradient at a test point
@@ -125,10 +121,9 @@ def main(argv=None) -> dict:
         "workload": f"value and gradient of sum log Bernoulli(y | X w + b), X {NUM_DATA} x "
         f"{NUM_FEATURES}, {EVALS} evaluations per timed call",
         "microseconds_per_evaluation": res,
-        "ratio_jppl_vs_autodiff": res["jppl"]["median"] / res["autodiff"]["median"],
-        "ratio_jppl_vs_numpyro": res["jppl"]["median"] / res["numpyro"]["median"],
+        "ratio_jppl_vs_autodiff": ratio(res["jppl"]["median"], res["autodiff"]["median"]),
+        "ratio_jppl_vs_numpyro": ratio(res["jppl"]["median"], res["numpyro"]["median"]),
     }
-    write_json(args.out + ".json", report)
     rows = [[n, r["median"], r["min"], r["median"] / res["jppl"]["median"]] for n, r in res.items()]
     text = "\n\n".join(
         [
@@ -142,7 +137,7 @@ def main(argv=None) -> dict:
             ),
         ]
     )
-    write_markdown(args.out + ".md", text)
+    write_results(args.out, report, text)
     print(text)
     return report
 

@@ -2,9 +2,9 @@
 
 Run from the repository root::
 
-    .venv/bin/python benchmarks/nuts.py            # full run (long: run it with nohup)
-    .venv/bin/python benchmarks/nuts.py --quick    # smoke run (about 3 minutes)
-    .venv/bin/python benchmarks/nuts.py --models eight_schools radon
+    .venv/bin/python -m benchmarks.nuts            # full run (long: run it with nohup)
+    .venv/bin/python -m benchmarks.nuts --quick    # smoke run (about 3 minutes)
+    .venv/bin/python -m benchmarks.nuts --models eight_schools radon
 
 The process exposes 4 fake CPU devices (``--xla_force_host_platform_device_count=4``, set
 before JAX initialises) so that every library can run its 4 chains in its fastest CPU setup:
@@ -20,7 +20,8 @@ before JAX initialises) so that every library can run its 4 chains in its fastes
 
 Every library gets the same model (jppl and NumPyro: one model function written with the
 library's ``sample``/``plate``/distributions; BlackJAX: the same density by hand, checked equal
-in ``tests/test_benchmarks_nuts.py``), the same data, the same initial points (unconstrained
+in ``tests/test_benchmarks_nuts.py``; models, data and initial points in
+:mod:`benchmarks.problems`), the same data, the same initial points (unconstrained
 values drawn once, ``init_params``), target acceptance 0.8, maximum tree depth 10 and a
 diagonal mass matrix unless stated, Stan-style window adaptation (each library's own).
 
@@ -66,347 +67,48 @@ Results: ``benchmarks/results/nuts_cpu.json`` and ``benchmarks/results/nuts_cpu.
 
 from __future__ import annotations
 
-NUM_DEVICES = 4
+import sys
+from pathlib import Path
+
+if __name__ == "__main__" and not __package__:  # run by path: import the package from the root
+    sys.path[0] = str(Path(__file__).resolve().parents[1])
+
 if __name__ == "__main__":
     # Fake CPU devices for the chains: must be set before JAX initialises.
-    from fake_devices import force_host_devices
+    from benchmarks.workers import force_host_devices
 
-    force_host_devices(NUM_DEVICES)
+    force_host_devices(4)
 
-import argparse  # noqa: E402
-import math  # noqa: E402
-import statistics  # noqa: E402
-import sys  # noqa: E402
-import time  # noqa: E402
-from collections.abc import Callable  # noqa: E402
-from dataclasses import dataclass, field  # noqa: E402
-from functools import partial  # noqa: E402
-from pathlib import Path  # noqa: E402
-from typing import Any  # noqa: E402
+import argparse
+import json
+import math
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Any
 
-import jax  # noqa: E402
-import jax.numpy as jnp  # noqa: E402
-import numpy as np  # noqa: E402
-from jax.flatten_util import ravel_pytree  # noqa: E402
-from jax.scipy.linalg import solve_triangular  # noqa: E402
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.flatten_util import ravel_pytree
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import (  # noqa: E402
+from benchmarks.problems import PROBLEMS, Problem, tiny_problem
+from benchmarks.report import (
     RESULTS_DIR,
     geomean,
     load_average,
     machine_info,
     markdown_table,
-    measure,
-    stats,
-    write_json,
-    write_markdown,
+    ratio,
+    write_results,
 )
+from benchmarks.timing import measure, stats
 
 TARGET_ACCEPT = 0.8
 MAX_TREE_DEPTH = 10
-LOG_2PI = math.log(2.0 * math.pi)
-
-# ---------------------------------------------------------------------------------------------
-# Models: one function per model, instantiated with jppl or NumPyro (``pp``, ``dist``)
-# ---------------------------------------------------------------------------------------------
-
-
-def eight_schools_model(pp, dist) -> Callable:
-    """Eight schools, non-centered: ``theta = mu + tau * theta_raw``."""
-
-    def model(sigma, y=None):
-        mu = pp.sample("mu", dist.Normal(0.0, 5.0))
-        tau = pp.sample("tau", dist.HalfCauchy(5.0))
-        with pp.plate("schools", sigma.shape[0]):
-            theta_raw = pp.sample("theta_raw", dist.Normal(0.0, 1.0))
-            pp.sample("y", dist.Normal(mu + tau * theta_raw, sigma), obs=y)
-
-    return model
-
-
-def radon_model(pp, dist, num_counties: int = 85) -> Callable:
-    """Varying intercepts (centered): ``y ~ N(a[county] + beta * floor, sigma_y)``,
-    ``a ~ N(mu_a, sigma_a)``."""
-
-    def model(county, floor, y=None):
-        mu_a = pp.sample("mu_a", dist.Normal(0.0, 10.0))
-        sigma_a = pp.sample("sigma_a", dist.HalfNormal(1.0))
-        beta = pp.sample("beta", dist.Normal(0.0, 10.0))
-        sigma_y = pp.sample("sigma_y", dist.HalfNormal(1.0))
-        with pp.plate("counties", num_counties):
-            a = pp.sample("a", dist.Normal(mu_a, sigma_a))
-        with pp.plate("obs", county.shape[0]):
-            pp.sample("y", dist.Normal(a[county] + beta * floor, sigma_y), obs=y)
-
-    return model
-
-
-def gauss_model(pp, dist) -> Callable:
-    """``x ~ MultivariateNormal(0, scale_tril=L)``."""
-
-    def model(scale_tril):
-        d = scale_tril.shape[-1]
-        pp.sample("x", dist.MultivariateNormal(jnp.zeros(d), scale_tril=scale_tril))
-
-    return model
-
-
-def logreg_model(pp, dist) -> Callable:
-    """Bayesian logistic regression ``y ~ Bernoulli(logits = X @ w + b)``, N(0, 1) priors.
-
-    jppl writes the likelihood with its GLM distribution (``BernoulliLogitGLM``: the same
-    density, with a gradient that reads ``X`` once); NumPyro with ``Bernoulli(logits=...)``.
-    """
-    glm = pp.__name__ == "jppl"
-
-    def model(X, y=None):
-        n, d = X.shape
-        w = pp.sample("w", dist.Normal(0.0, 1.0).expand([d]).to_event(1))
-        b = pp.sample("b", dist.Normal(0.0, 1.0))
-        with pp.plate("data", n):
-            if glm:
-                pp.sample("y", dist.BernoulliLogitGLM(X, b, w), obs=y)
-            else:
-                pp.sample("y", dist.Bernoulli(logits=X @ w + b), obs=y)
-
-    return model
-
-
-# The same log densities by hand, on the *unconstrained* latent values (dict of arrays), with
-# the log-Jacobians of the positive sites (exp transforms): what BlackJAX samples.
-
-
-def _normal_lp(x, loc, scale):
-    return -0.5 * ((x - loc) / scale) ** 2 - jnp.log(scale) - 0.5 * LOG_2PI
-
-
-def _half_normal_lp(x, scale):
-    return _normal_lp(x, 0.0, scale) + math.log(2.0)
-
-
-def eight_schools_logdensity(p, sigma, y):
-    tau = jnp.exp(p["tau"])
-    lp = _normal_lp(p["mu"], 0.0, 5.0)
-    lp += math.log(2.0 / (math.pi * 5.0)) - jnp.log1p((tau / 5.0) ** 2) + p["tau"]
-    lp += jnp.sum(_normal_lp(p["theta_raw"], 0.0, 1.0))
-    lp += jnp.sum(_normal_lp(y, p["mu"] + tau * p["theta_raw"], sigma))
-    return lp
-
-
-def radon_logdensity(p, county, floor, y):
-    sigma_a, sigma_y = jnp.exp(p["sigma_a"]), jnp.exp(p["sigma_y"])
-    lp = _normal_lp(p["mu_a"], 0.0, 10.0) + _normal_lp(p["beta"], 0.0, 10.0)
-    lp += _half_normal_lp(sigma_a, 1.0) + p["sigma_a"] + _half_normal_lp(sigma_y, 1.0)
-    lp += p["sigma_y"]
-    lp += jnp.sum(_normal_lp(p["a"], p["mu_a"], sigma_a))
-    lp += jnp.sum(_normal_lp(y, p["a"][county] + p["beta"] * floor, sigma_y))
-    return lp
-
-
-def gauss_logdensity(p, scale_tril):
-    z = solve_triangular(scale_tril, p["x"], lower=True)
-    d = scale_tril.shape[-1]
-    return -0.5 * jnp.sum(z**2) - jnp.sum(jnp.log(jnp.diagonal(scale_tril))) - 0.5 * d * LOG_2PI
-
-
-def logreg_logdensity(p, X, y):
-    logits = X @ p["w"] + p["b"]
-    lp = jnp.sum(y * logits - jax.nn.softplus(logits))
-    return lp + jnp.sum(_normal_lp(p["w"], 0.0, 1.0)) + _normal_lp(p["b"], 0.0, 1.0)
-
-
-# ---------------------------------------------------------------------------------------------
-# Problems
-# ---------------------------------------------------------------------------------------------
-
-
-@dataclass
-class Problem:
-    """A benchmark model with its data, initial points and run settings."""
-
-    name: str
-    description: str
-    make_model: Callable  # (pp, dist) -> model(*args, **kwargs)
-    logdensity: Callable  # (unconstrained params dict, *args, **kwargs) -> ()
-    args: tuple
-    kwargs: dict
-    init: dict[str, np.ndarray]  # unconstrained initial values, leading num_chains dim
-    num_chains: int = 4
-    num_warmup: int = 1000
-    num_samples: int = 1000
-    dense_mass: bool = False
-    repeats: int = 3  # timed runs besides the first (interleaved across libraries)
-    settings_note: str = ""
-    extra: dict = field(default_factory=dict)
-
-    def init_for(self, chains: int | None = None) -> dict[str, jax.Array]:
-        c = self.num_chains if chains is None else chains
-        return {k: jnp.asarray(v[:c]) for k, v in self.init.items()}
-
-    def flat_init(self) -> jax.Array:
-        """``(num_chains, d)``: the initial points raveled like jppl (sorted site names)."""
-        return jax.vmap(lambda t: ravel_pytree(t)[0])(self.init_for())
-
-
-def _uniform_init(shapes: dict[str, tuple], num_chains: int, seed: int) -> dict[str, np.ndarray]:
-    """Stan-like ``uniform(-2, 2)`` unconstrained initial values (the same for all libraries)."""
-    rng = np.random.default_rng(seed)
-    return {
-        name: rng.uniform(-2.0, 2.0, size=(num_chains, *shape)).astype(np.float32)
-        for name, shape in sorted(shapes.items())
-    }
-
-
-def eight_schools_problem(quick: bool) -> Problem:
-    y = np.array([28.0, 8.0, -3.0, 7.0, -1.0, 1.0, 18.0, 12.0], np.float32)
-    sigma = np.array([15.0, 10.0, 16.0, 11.0, 9.0, 11.0, 10.0, 18.0], np.float32)
-    return Problem(
-        name="eight_schools",
-        description="eight schools, non-centered (d=10)",
-        make_model=eight_schools_model,
-        logdensity=lambda p, sigma, y: eight_schools_logdensity(p, sigma, y),
-        args=(jnp.asarray(sigma),),
-        kwargs={"y": jnp.asarray(y)},
-        init=_uniform_init({"mu": (), "tau": (), "theta_raw": (8,)}, 4, seed=10),
-        repeats=1 if quick else 5,
-    )
-
-
-def radon_data(num_obs: int = 919, num_counties: int = 85, seed: int = 1):
-    """Synthetic radon-like data: skewed county sizes (every county has >= 1 observation),
-    a binary floor covariate (about 17% ones) and log-radon-like responses."""
-    rng = np.random.default_rng(seed)
-    weights = rng.lognormal(0.0, 1.2, size=num_counties)
-    extra = rng.choice(num_counties, size=num_obs - num_counties, p=weights / weights.sum())
-    county = rng.permutation(np.concatenate([np.arange(num_counties), extra])).astype(np.int32)
-    floor = (rng.random(num_obs) < 0.17).astype(np.float32)
-    mu_a, sigma_a, beta, sigma_y = 1.5, 0.35, -0.65, 0.75
-    a = mu_a + sigma_a * rng.standard_normal(num_counties)
-    y = a[county] + beta * floor + sigma_y * rng.standard_normal(num_obs)
-    return county, floor, y.astype(np.float32)
-
-
-def radon_problem(quick: bool) -> Problem:
-    county, floor, y = radon_data()
-    init = _uniform_init(
-        {"mu_a": (), "sigma_a": (), "beta": (), "sigma_y": (), "a": (85,)}, 4, seed=11
-    )
-    return Problem(
-        name="radon",
-        description="radon-like varying intercepts, centered (919 obs, 85 groups, d=89)",
-        make_model=radon_model,
-        logdensity=lambda p, county, floor, y: radon_logdensity(p, county, floor, y),
-        args=(jnp.asarray(county), jnp.asarray(floor)),
-        kwargs={"y": jnp.asarray(y)},
-        init=init,
-        repeats=1 if quick else 3,
-    )
-
-
-def gauss_scale_tril(dim: int = 100, seed: int = 2) -> np.ndarray:
-    """Cholesky factor of ``D C D``: ``C`` the correlation of ``A A^T`` with ``A`` a ``d x 2d``
-    standard normal matrix (condition number about 30), ``D`` log-uniform scales in
-    ``[0.1, 10]``."""
-    rng = np.random.default_rng(seed)
-    a = rng.standard_normal((dim, 2 * dim))
-    cov = a @ a.T
-    sd = np.sqrt(np.diag(cov))
-    corr = cov / np.outer(sd, sd)
-    scales = np.exp(rng.uniform(np.log(0.1), np.log(10.0), size=dim))
-    return np.linalg.cholesky(corr * np.outer(scales, scales)).astype(np.float32)
-
-
-def gauss_problem(quick: bool) -> Problem:
-    scale_tril = gauss_scale_tril()
-    return Problem(
-        name="gauss100",
-        description="100-d correlated Gaussian, dense mass matrix",
-        make_model=gauss_model,
-        logdensity=lambda p, scale_tril: gauss_logdensity(p, scale_tril),
-        args=(jnp.asarray(scale_tril),),
-        kwargs={},
-        init=_uniform_init({"x": (100,)}, 4, seed=12),
-        dense_mass=True,
-        repeats=1 if quick else 3,
-        settings_note="dense mass",
-    )
-
-
-def covertype_data(num_obs: int = 581_012, num_features: int = 54, seed: int = 3):
-    """Synthetic covertype-sized data: standard normal float32 features, weights ``N(0, 0.5^2)``,
-    intercept 0.3, Bernoulli labels."""
-    rng = np.random.default_rng(seed)
-    X = rng.standard_normal((num_obs, num_features), dtype=np.float32)
-    w = (0.5 * rng.standard_normal(num_features)).astype(np.float32)
-    b = np.float32(0.3)
-    logits = X @ w + b
-    y = (rng.random(num_obs, dtype=np.float32) < 1.0 / (1.0 + np.exp(-logits))).astype(np.float32)
-    return X, y, w, b
-
-
-def covertype_problem(quick: bool) -> Problem:
-    num_obs = 58_101 if quick else 581_012
-    X, y, w, b = covertype_data(num_obs=num_obs)
-    draws = 50 if quick else 100
-    return Problem(
-        name="covertype",
-        description=(
-            f"logistic regression {num_obs:,} x 54 (+intercept), float32 "
-            f"(1 chain x {draws} warm-up / {draws} draws)"
-        ),
-        make_model=logreg_model,
-        logdensity=lambda p, X, y: logreg_logdensity(p, X, y),
-        args=(jnp.asarray(X),),
-        kwargs={"y": jnp.asarray(y)},
-        # Start in the posterior bulk (the data-generating weights) so that the short warm-up
-        # suffices, identically for every library.
-        init={"b": np.full((1,), b, np.float32), "w": w[None]},
-        num_chains=1,
-        num_warmup=draws,
-        num_samples=draws,
-        repeats=1 if quick else 0,  # full: each run takes minutes; see bench_gradient
-        settings_note=f"1 chain x {draws}/{draws}, init at true weights",
-        extra={"design_matrix": "X"},
-    )
-
-
-PROBLEMS: dict[str, Callable[[bool], Problem]] = {
-    "eight_schools": eight_schools_problem,
-    "radon": radon_problem,
-    "gauss100": gauss_problem,
-    "covertype": covertype_problem,
-}
 QUICK_MODELS = ("eight_schools", "covertype")
-
-
-def tiny_problem() -> Problem:
-    """A 2-d normal-mean model for the process-wide warm-up of each library."""
-
-    def make_model(pp, dist):
-        def model(y):
-            loc = pp.sample("loc", dist.Normal(jnp.zeros(2), 3.0).to_event(1))
-            with pp.plate("data", y.shape[0]):
-                pp.sample("y", dist.Normal(loc, 1.0).to_event(1), obs=y)
-
-        return model
-
-    def logdensity(p, y):
-        return jnp.sum(_normal_lp(p["loc"], 0.0, 3.0)) + jnp.sum(_normal_lp(y, p["loc"], 1.0))
-
-    y = np.random.default_rng(0).standard_normal((5, 2)).astype(np.float32)
-    return Problem(
-        name="tiny",
-        description="warm-up",
-        make_model=make_model,
-        logdensity=logdensity,
-        args=(jnp.asarray(y),),
-        kwargs={},
-        init=_uniform_init({"loc": (2,)}, 4, seed=0),
-        num_warmup=20,
-        num_samples=20,
-        repeats=0,
-    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -428,6 +130,14 @@ class RunOutput:
 
 def _host(tree) -> Any:
     return jax.tree.map(np.asarray, tree)
+
+
+def _draws_and_fields(mcmc, problem: Problem) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """The latent draws (host arrays) and the extra fields, grouped by chain, of a jppl or
+    NumPyro ``MCMC`` after ``run``."""
+    samples = mcmc.get_samples(group_by_chain=True)
+    latent = {k: v for k, v in samples.items() if k in problem.init}
+    return _host(latent), mcmc.get_extra_fields(group_by_chain=True)
 
 
 def _min_ess(draws: dict[str, np.ndarray]) -> float:
@@ -482,11 +192,9 @@ class JpplRunner:
         return self._output
 
     def _output(self) -> RunOutput:
-        samples = self.mcmc.get_samples(group_by_chain=True)
-        latent = {k: v for k, v in samples.items() if k in self.problem.init}
-        fields = self.mcmc.get_extra_fields(group_by_chain=True)
+        draws, fields = _draws_and_fields(self.mcmc, self.problem)
         return RunOutput(
-            draws=_host(latent),
+            draws=draws,
             num_steps=np.asarray(fields["num_steps"]),
             num_divergent=int(self.mcmc.num_divergent),
             step_size=np.asarray(self.mcmc.last_state.step_size),
@@ -617,11 +325,9 @@ class NumpyroRunner:
         return self._output
 
     def _output(self) -> RunOutput:
-        samples = self.mcmc.get_samples(group_by_chain=True)
-        latent = {k: v for k, v in samples.items() if k in self.problem.init}
-        fields = self.mcmc.get_extra_fields(group_by_chain=True)
+        draws, fields = _draws_and_fields(self.mcmc, self.problem)
         return RunOutput(
-            draws=_host(latent),
+            draws=draws,
             num_steps=np.asarray(fields["num_steps"]),
             num_divergent=int(np.sum(np.asarray(fields["diverging"]))),
             step_size=np.asarray(fields["adapt_state.step_size"])[:, -1],
@@ -1058,6 +764,16 @@ def bench_gradient(
 # ---------------------------------------------------------------------------------------------
 
 PEERS = ("numpyro", "blackjax")
+RATIO_FIELDS = {
+    "ess_per_s": "ess_per_s",
+    "ess_per_grad": "ess_per_grad",
+    "ttfd": "ttfd_s",
+    "ttfd_cpu": "ttfd_cpu_s",
+    "compile": "compile_s",
+    "exec": "exec_s",
+    "per_leapfrog": "per_leapfrog_s",
+}
+"""The ratio columns ``jppl headline / peer``: ``{ratio name: result field}``."""
 
 
 def _noisy_ess(model: dict[str, Any]) -> bool:
@@ -1074,15 +790,7 @@ def ratios(model_res: dict[str, Any]) -> dict[str, Any]:
         if peer not in model_res:
             continue
         q = model_res[peer]
-        out[peer] = {
-            "ess_per_s": j["ess_per_s"] / q["ess_per_s"],
-            "ess_per_grad": j["ess_per_grad"] / q["ess_per_grad"],
-            "ttfd": j["ttfd_s"] / q["ttfd_s"],
-            "ttfd_cpu": j.get("ttfd_cpu_s", math.nan) / q.get("ttfd_cpu_s", math.nan),
-            "compile": j["compile_s"] / q["compile_s"] if q["compile_s"] > 0 else math.nan,
-            "exec": j["exec_s"] / q["exec_s"],
-            "per_leapfrog": j["per_leapfrog_s"] / q["per_leapfrog_s"],
-        }
+        out[peer] = {key: ratio(j.get(f), q.get(f)) for key, f in RATIO_FIELDS.items()}
     return out
 
 
@@ -1439,16 +1147,13 @@ def _nan_for_null(x: Any) -> Any:
 
 def rewrite_report(json_path: Path) -> dict[str, Any]:
     """Recompute ratios and targets and rewrite the markdown next to ``json_path``."""
-    import json
-
     results = _nan_for_null(json.loads(json_path.read_text()))
     for m in results["models"].values():
         for r in m["results"].values():
             r.setdefault("ttfd_cpu_s", r["first_run"]["cpu_s"])
         m["ratios"] = ratios(m["results"])
     results["targets"] = targets(results)
-    write_json(json_path, results)
-    md_path = write_markdown(json_path.with_suffix(".md"), report(results))
+    _, md_path = write_results(json_path.with_suffix(""), results, report(results))
     print(f"rewrote {json_path} and {md_path}")
     return results
 
@@ -1507,8 +1212,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     results["load_end"] = load_average()
     results["elapsed_s"] = time.perf_counter() - start
     results["targets"] = targets(results)
-    json_path = write_json(RESULTS_DIR / f"{stem}.json", results)
-    md_path = write_markdown(RESULTS_DIR / f"{stem}.md", report(results))
+    json_path, md_path = write_results(RESULTS_DIR / stem, results, report(results))
     log(f"wrote {json_path} and {md_path} ({results['elapsed_s']:.0f} s)")
     for t in results["targets"]:
         log(f"  {t['target']}: {t['value']} -> {'met' if t['met'] else 'MISSED'}")

@@ -2,8 +2,8 @@
 
 Run from the repository root (it starts 8 fake CPU devices unless XLA_FLAGS is already set)::
 
-    .venv/bin/python benchmarks/parallel.py            # full run (a few minutes)
-    .venv/bin/python benchmarks/parallel.py --quick    # fewer timing repetitions
+    .venv/bin/python -m benchmarks.parallel            # full run (a few minutes)
+    .venv/bin/python -m benchmarks.parallel --quick    # fewer timing repetitions
 
 Two workloads, each on D = 1, 2, 4 and 8 devices (D = 1 is the plain path, without a mesh):
 
@@ -30,82 +30,54 @@ Results: ``benchmarks/results/parallel_cpu.json`` and ``benchmarks/results/paral
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
+if __name__ == "__main__" and not __package__:  # run by path: import the package from the root
+    sys.path[0] = str(Path(__file__).resolve().parents[1])
+
 if __name__ == "__main__":
-    from fake_devices import force_host_devices
+    from benchmarks.workers import force_host_devices
 
     force_host_devices(8)
 
-import argparse  # noqa: E402
-import statistics  # noqa: E402
-import sys  # noqa: E402
-import time  # noqa: E402
-from pathlib import Path  # noqa: E402
-from typing import Any  # noqa: E402
+import argparse
+from typing import Any
 
-import jax  # noqa: E402
-import jax.numpy as jnp  # noqa: E402
-import numpy as np  # noqa: E402
-import optax  # noqa: E402
-from jax.sharding import NamedSharding  # noqa: E402
+import jax
+import jax.numpy as jnp
+import optax
+from jax.sharding import NamedSharding
 
-import jppl  # noqa: E402
-import jppl.distributions as dist  # noqa: E402
-from jppl import parallel  # noqa: E402
-from jppl.infer.blocked import blocked_potential_energy  # noqa: E402
-from jppl.infer.util import log_density  # noqa: E402
-from jppl.parallel.blocks import BlockPlan  # noqa: E402
-from jppl.vi import SVI, Trace_ELBO  # noqa: E402
-from jppl.vi.autoguide import AutoNormal  # noqa: E402
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import (  # noqa: E402
+import jppl
+import jppl.distributions as dist
+from benchmarks.problems import COVTYPE_F, COVTYPE_N, bnn_model, covtype_like, digits
+from benchmarks.report import (
     RESULTS_DIR,
     machine_info,
     markdown_table,
-    write_json,
-    write_markdown,
+    ratio,
+    traffic,
+    write_results,
 )
+from benchmarks.timing import analyse_compiled, wall_per_call
+from jppl import parallel
+from jppl.infer import log_density
+from jppl.model.blocked import blocked_potential_energy
+from jppl.parallel.blocks import BlockPlan
+from jppl.vi import SVI, Trace_ELBO
+from jppl.vi.autoguide import AutoNormal
 
 DEVICE_COUNTS = (1, 2, 4, 8)
 TARGET = 1.15  # at D devices, per-device temp memory and FLOPs <= TARGET / D of D = 1
 NUM_PARTICLES = 16
-COVTYPE_N, COVTYPE_F = 581_012, 55
-
 
 # ---------------------------------------------------------------------------------------------
 # Workloads
 # ---------------------------------------------------------------------------------------------
 
-
-def digits() -> tuple[np.ndarray, np.ndarray]:
-    from sklearn.datasets import load_digits
-
-    data = load_digits()
-    x = (data.data / 16.0).astype(np.float32)
-    return x, data.target.astype(np.int32)
-
-
-def bnn(x, y):
-    """Bayesian MLP with N(0, 1) priors; the image plate is declared data-shardable."""
-    n, d = x.shape
-    h, k = 32, 10
-    w1 = jppl.sample("w1", dist.Normal(0.0, 1.0).expand([d, h]).to_event(2))
-    b1 = jppl.sample("b1", dist.Normal(0.0, 1.0).expand([h]).to_event(1))
-    w2 = jppl.sample("w2", dist.Normal(0.0, 1.0).expand([h, k]).to_event(2))
-    b2 = jppl.sample("b2", dist.Normal(0.0, 1.0).expand([k]).to_event(1))
-    logits = jnp.tanh(x @ w1 + b1) @ w2 + b2
-    with jppl.plate("N", n, shard="data"):
-        jppl.sample("y", dist.CategoricalLogits(logits), obs=y)
-
-
-def covtype_like(n: int) -> tuple[np.ndarray, np.ndarray]:
-    """Synthetic data with covertype's shape: ``x (n, 55)`` (last column 1), ``y (n,)``."""
-    rng = np.random.default_rng(0)
-    x = rng.standard_normal((n, COVTYPE_F), dtype=np.float32)
-    x[:, -1] = 1.0
-    w = rng.normal(scale=0.3, size=COVTYPE_F).astype(np.float32)
-    y = (rng.random(n, dtype=np.float32) < 1 / (1 + np.exp(-(x @ w)))).astype(np.float32)
-    return x, y
+bnn = bnn_model(jppl, dist, plate="N", shard="data")
+"""Bayesian MLP 64 -> 32 (tanh) -> 10 with N(0, 1) priors; the image plate is data-shardable."""
 
 
 def logreg(x, y, valid):
@@ -136,32 +108,6 @@ def logreg_value_and_grad(mesh, plan: BlockPlan | None = None):
 # ---------------------------------------------------------------------------------------------
 
 
-def analyse(compiled) -> dict[str, Any]:
-    mem = compiled.memory_analysis()
-    cost = compiled.cost_analysis()
-    return {
-        "temp_bytes": int(mem.temp_size_in_bytes),
-        "argument_bytes": int(mem.argument_size_in_bytes),
-        "output_bytes": int(mem.output_size_in_bytes),
-        "flops": float(cost["flops"]),
-        "collectives": [c._asdict() for c in parallel.collectives(compiled)],
-        "collective_summary": parallel.summarize_collectives(compiled),
-    }
-
-
-def wall_per_call(fn, args, reps: int, inner: int) -> float:
-    """Median seconds of one call of ``fn(*args)`` (``inner`` calls per timed repetition)."""
-    jax.block_until_ready(fn(*args))
-    times = []
-    for _ in range(reps):
-        start = time.perf_counter()
-        for _ in range(inner):
-            out = fn(*args)
-        jax.block_until_ready(out)
-        times.append((time.perf_counter() - start) / inner)
-    return statistics.median(times)
-
-
 def mesh_for(axis: str, d: int):
     return None if d == 1 else parallel.make_mesh(**{axis: d})
 
@@ -180,7 +126,7 @@ def bench_bnn(reps: int) -> list[dict[str, Any]]:
         )
         state = svi.init(jax.random.key(0), x, y)
         compiled = jax.jit(svi.update).lower(state, x, y).compile()
-        row = {"devices": d, **analyse(compiled)}
+        row = {"devices": d, **analyse_compiled(compiled)}
         if d <= 2:
             row["wall_s_per_step"] = wall_per_call(compiled, (state, x, y), reps, 20)
         rows.append(row)
@@ -217,7 +163,7 @@ def bench_logreg(reps: int, blocks: int = 0) -> list[dict[str, Any]]:
             spec((n_pad,), jnp.float32),
             spec((n_pad,), jnp.bool_),
         ).compile()
-        row = {"devices": d, "rows": COVTYPE_N, "padded_rows": n_pad, **analyse(compiled)}
+        row = {"devices": d, "rows": COVTYPE_N, "padded_rows": n_pad, **analyse_compiled(compiled)}
         if blocks:  # XLA counts the loop body (one block) once; the loop runs 8 / D times
             row["flops_one_block"] = row["flops"]
             row["flops"] = row["flops"] * (blocks // d)
@@ -243,16 +189,11 @@ def add_ratios(rows: list[dict[str, Any]]) -> None:
     base = rows[0]
     for row in rows:
         d = row["devices"]
-        row["temp_ratio"] = row["temp_bytes"] / base["temp_bytes"]
-        row["flops_ratio"] = row["flops"] / base["flops"]
+        row["temp_ratio"] = ratio(row["temp_bytes"], base["temp_bytes"])
+        row["flops_ratio"] = ratio(row["flops"], base["flops"])
         row["meets_target"] = bool(
             row["temp_ratio"] <= TARGET / d and row["flops_ratio"] <= TARGET / d
         )
-
-
-def traffic(row: dict[str, Any]) -> str:
-    parts = [f"{op} x{v['count']} ({v['bytes']} B)" for op, v in row["collective_summary"].items()]
-    return ", ".join(parts) if parts else "none"
 
 
 def table(rows: list[dict[str, Any]]) -> str:
@@ -300,7 +241,6 @@ def main() -> None:
     }
     for key in ("bnn_sample", "logreg_data", "logreg_data_blocks8"):
         add_ratios(results[key])
-    write_json(RESULTS_DIR / "parallel_cpu.json", results)
     load = results["machine"]["load_average"]
     text = f"""# jppl.parallel on fake CPU devices
 
@@ -332,7 +272,7 @@ holds one block and nothing is copied. `MCMC(..., data_blocks=0)` uses the all-r
 
 {table(results["logreg_data_blocks8"])}
 """
-    write_markdown(RESULTS_DIR / "parallel_cpu.md", text)
+    write_results(RESULTS_DIR / "parallel_cpu", results, text)
     print(text)
 
 

@@ -2,13 +2,13 @@
 
 Run from the repository root::
 
-    .venv/bin/python benchmarks/posteriordb.py                      # all 21 (long: hours on CPU)
-    .venv/bin/python benchmarks/posteriordb.py --models arK-arK,sblri-blr
-    .venv/bin/python benchmarks/posteriordb.py --quick              # smoke run, 2 x 300/300
-    .venv/bin/python benchmarks/posteriordb.py --models NAME --update  # rerun one, merge results
+    .venv/bin/python -m benchmarks.posteriordb                      # all 21 (long: hours on CPU)
+    .venv/bin/python -m benchmarks.posteriordb --models arK-arK,sblri-blr
+    .venv/bin/python -m benchmarks.posteriordb --quick              # smoke run, 2 x 300/300
+    .venv/bin/python -m benchmarks.posteriordb --models NAME --update  # rerun one, merge results
 
 For each posterior in ``benchmarks/posteriordb/data`` (models in
-``benchmarks/posteriordb/models.py``) the script runs jppl's NUTS, ``num_chains=4`` chains of
+``benchmarks/posteriordb_models.py``) the script runs jppl's NUTS, ``num_chains=4`` chains of
 1000 warm-up and 1000 kept draws, ``chain_method="vectorized"``, a fixed seed, and compares
 every parameter element of ``reference.json`` (10 x 1000 thinned Stan draws) with the jppl
 draws:
@@ -23,9 +23,10 @@ max R-hat and min bulk / tail ESS of the compared quantities, divergences, maxim
 hits, mean acceptance statistic, leapfrog steps per draw, the settings used and the wall time
 of compile + warm-up + sampling (the ``MCMC`` object is built and run in a fresh process).
 
-Each posterior runs in its own subprocess (``--worker``), so a crash or an out-of-memory error
-hits one posterior only, and float64 is switched on (``jax_enable_x64``) only for the
-posteriors whose settings ask for it (see :data:`MODEL_SETTINGS`).
+Each posterior runs in its own subprocess (``--worker``: :func:`benchmarks.workers.run_worker`),
+so a crash or an out-of-memory error hits one posterior only, and float64 is switched on
+(``jax_enable_x64``) only for the posteriors whose settings ask for it (see
+:data:`MODEL_SETTINGS`).
 
 Settings: every posterior starts from :data:`DEFAULT_SETTINGS` (NumPyro's NUTS defaults:
 ``target_accept_prob=0.8``, diagonal mass matrix, ``max_tree_depth=10``, Stan's windowed
@@ -44,32 +45,31 @@ in existing files (run with the same chains / draws / seed) instead of starting 
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
+if __name__ == "__main__" and not __package__:  # run by path: import the package from the root
+    sys.path[0] = str(Path(__file__).resolve().parents[1])
+
 import argparse
-import importlib.util
 import json
 import math
-import subprocess
-import sys
-import tempfile
 import time
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
-from common import (  # noqa: E402
+from benchmarks.report import (
     RESULTS_DIR,
     fmt,
     load_average,
     machine_info,
     write_json,
     write_markdown,
-)  # noqa: E402
-
-MODELS_PATH = HERE / "posteriordb" / "models.py"
+    write_results,
+)
+from benchmarks.workers import error_line, is_worker, run_worker
 
 # ---------------------------------------------------------------------------------------------
 # Pass criteria (never loosened per posterior)
@@ -103,8 +103,9 @@ float32 (JAX's default)."""
 
 MODEL_SETTINGS: dict[str, dict[str, Any]] = {
     # Latent GP with a 1e-10 diagonal jitter: in float32 the kernel's rounding error exceeds
-    # its smallest eigenvalues and the Cholesky factor is NaN (models.py then falls back to a
-    # larger, approximate jitter), so this posterior runs in float64 like the Stan reference.
+    # its smallest eigenvalues and the Cholesky factor is NaN (posteriordb_models.py then falls
+    # back to a larger, approximate jitter), so this posterior runs in float64 like the Stan
+    # reference.
     "gp_pois_regr-gp_pois_regr": {
         "x64": True,
         "why": "exact 1e-10 GP jitter needs float64 (float32 uses an approximate larger jitter)",
@@ -260,15 +261,11 @@ def summarize_comparison(params: Mapping[str, Mapping[str, Any]]) -> dict[str, A
 
 
 def import_models():
-    """``benchmarks/posteriordb/models.py``, imported by path (``benchmarks`` is no package)."""
-    name = "_posteriordb_models"
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, MODELS_PATH)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
+    """:mod:`benchmarks.posteriordb_models`, imported on first use: a worker switches float64
+    on (or not) before jppl is imported."""
+    from benchmarks import posteriordb_models
+
+    return posteriordb_models
 
 
 def _init_strategy(name: str):
@@ -277,6 +274,60 @@ def _init_strategy(name: str):
     if name not in INIT_STRATEGIES:
         raise ValueError(f"init_strategy must be one of {INIT_STRATEGIES}, got {name!r}")
     return getattr(infer, f"init_to_{name}")
+
+
+def check_x64(name: str, settings: Mapping[str, Any]) -> None:
+    """Raise unless the settings' ``x64`` is this process's ``jax_enable_x64``."""
+    import jax
+
+    if bool(settings["x64"]) != bool(jax.config.jax_enable_x64):
+        raise RuntimeError(
+            f"{name}: settings ask for x64={settings['x64']} but jax_enable_x64 is "
+            f"{jax.config.jax_enable_x64}; run it through a worker process."
+        )
+
+
+def make_sampler(spec: Any, settings: Mapping[str, Any]):
+    """jppl ``NUTS`` for a posterior spec (its ``reparam_model()``) with :func:`settings_for`
+    settings (``adaptation`` picks the warm-up scheme)."""
+    from jppl.mcmc import NUTS
+
+    return NUTS(
+        spec.reparam_model(),
+        target_accept_prob=float(settings["target_accept_prob"]),
+        dense_mass=settings["dense_mass"],
+        max_tree_depth=int(settings["max_tree_depth"]),
+        adaptation=settings["adaptation"],
+        init_strategy=_init_strategy(settings["init_strategy"]),
+    )
+
+
+def make_mcmc(sampler: Any, num_warmup: int, num_samples: int, num_chains: int):
+    """``MCMC`` as the benchmarks run it (:data:`CHAIN_METHOD`, no progress bar, no warnings)."""
+    from jppl.mcmc import MCMC
+
+    return MCMC(
+        sampler,
+        num_warmup=num_warmup,
+        num_samples=num_samples,
+        num_chains=num_chains,
+        chain_method=CHAIN_METHOD,
+        progress_bar=False,
+        warn=False,
+    )
+
+
+def fields_and_draws(mcmc: Any, spec: Any, samples: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The run's extra fields and its ``samples`` under the reference names, ``(chains, draws)``
+    host arrays."""
+    fields = {k: np.asarray(v) for k, v in mcmc.get_extra_fields(group_by_chain=True).items()}
+    draws = {k: np.asarray(v) for k, v in spec.to_reference_names(samples, batch_ndims=2).items()}
+    return fields, draws
+
+
+def reparam_sites(spec: Any) -> list[str] | None:
+    """The reparametrized sites of a spec (sorted), ``None`` without a reparametrization."""
+    return None if spec.reparam_config is None else sorted(spec.reparam_config)
 
 
 def run_posterior(
@@ -295,41 +346,19 @@ def run_posterior(
     """
     import jax
 
-    from jppl.mcmc import MCMC, NUTS
-
-    if bool(settings["x64"]) != bool(jax.config.jax_enable_x64):
-        raise RuntimeError(
-            f"{name}: settings ask for x64={settings['x64']} but jax_enable_x64 is "
-            f"{jax.config.jax_enable_x64}; run it through a worker process."
-        )
+    check_x64(name, settings)
     models = import_models()
     spec, data, reference = models.load_posterior(name)
     args, kwargs = spec.load_data(data)
     num_warmup = int(settings.get("num_warmup", num_warmup))
     start = time.perf_counter()
-    sampler = NUTS(
-        spec.reparam_model(),
-        target_accept_prob=float(settings["target_accept_prob"]),
-        dense_mass=settings["dense_mass"],
-        max_tree_depth=int(settings["max_tree_depth"]),
-        adaptation=settings["adaptation"],
-        init_strategy=_init_strategy(settings["init_strategy"]),
-    )
-    mcmc = MCMC(
-        sampler,
-        num_warmup=num_warmup,
-        num_samples=num_samples,
-        num_chains=num_chains,
-        chain_method=CHAIN_METHOD,
-        progress_bar=False,
-        warn=False,
-    )
+    sampler = make_sampler(spec, settings)
+    mcmc = make_mcmc(sampler, num_warmup, num_samples, num_chains)
     mcmc.run(jax.random.key(seed), *args, **kwargs)
     samples = jax.block_until_ready(mcmc.get_samples(group_by_chain=True))
     wall = time.perf_counter() - start
 
-    fields = {k: np.asarray(v) for k, v in mcmc.get_extra_fields(group_by_chain=True).items()}
-    draws = {k: np.asarray(v) for k, v in spec.to_reference_names(samples, batch_ndims=2).items()}
+    fields, draws = fields_and_draws(mcmc, spec, samples)
     params = compare(draws, reference)
     max_depth = int(settings["max_tree_depth"])
     dtype = str(np.asarray(jax.tree.leaves(samples)[0]).dtype)
@@ -356,7 +385,7 @@ def run_posterior(
             "num_chains": num_chains,
             "chain_method": CHAIN_METHOD,
             "seed": seed,
-            "reparam": None if spec.reparam_config is None else sorted(spec.reparam_config),
+            "reparam": reparam_sites(spec),
         },
         "dtype": dtype,
         "time_s": wall,
@@ -387,41 +416,17 @@ def run_in_subprocess(
     run: Mapping[str, int],
     timeout: float | None = None,
 ) -> dict[str, Any]:
-    """Run :func:`run_posterior` in a fresh Python process; failures become a result with
-    ``status`` ``"error"`` / ``"timeout"`` (and the end of the worker's stderr)."""
-    with tempfile.TemporaryDirectory() as tmp:
-        out_path = Path(tmp) / "result.json"
-        cmd = [
-            sys.executable,
-            str(Path(__file__).resolve()),
-            "--worker",
-            name,
-            json.dumps(dict(settings)),
-            json.dumps(dict(run)),
-            str(out_path),
-        ]
-        start = time.perf_counter()
-        try:
-            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
-            returncode, stderr = proc.returncode, proc.stderr
-            status = "ok" if returncode == 0 and out_path.exists() else "error"
-        except subprocess.TimeoutExpired as e:
-            returncode, status = None, "timeout"
-            stderr = e.stderr.decode() if isinstance(e.stderr, bytes) else (e.stderr or "")
-        process_s = time.perf_counter() - start
-        if status == "ok":
-            result = json.loads(out_path.read_text())
-        else:
-            result = {
-                "name": name,
-                "status": status,
-                "passed": False,
-                "returncode": returncode,
-                "stderr_tail": stderr[-4000:],
-                "settings": {**dict(settings), **dict(run)},
-            }
-    result["process_s"] = process_s
-    return result
+    """Run :func:`run_posterior` in a fresh Python process (:func:`benchmarks.workers.run_worker`);
+    failures become a result with ``status`` ``"error"`` / ``"timeout"`` (and the end of the
+    worker's stderr)."""
+    args = [name, json.dumps(dict(settings)), json.dumps(dict(run))]
+    return run_worker(
+        "benchmarks.posteriordb",
+        args,
+        {"name": name},
+        timeout,
+        settings={**dict(settings), **dict(run)},
+    )
 
 
 def _fmt_settings(settings: Mapping[str, Any], num_warmup: int | None = None) -> str:
@@ -482,7 +487,7 @@ def markdown_report(report: Mapping[str, Any]) -> str:
         lines += ["", "## Failures", ""]
         for r in failures:
             if r["status"] != "ok":
-                lines.append(f"* {r['name']}: {r['status']} ({_error_line(r)})")
+                lines.append(f"* {r['name']}: {r['status']} ({error_line(r)})")
                 continue
             bad = []
             for n, p in r["parameters"].items():
@@ -498,16 +503,6 @@ def markdown_report(report: Mapping[str, Any]) -> str:
         lines += ["", "## Settings", ""]
         lines += [f"* {n}" for n in notes]
     return "\n".join(lines)
-
-
-def _error_line(r: Mapping[str, Any]) -> str:
-    """The exception line of a failed worker's stderr (else its last line)."""
-    lines = [ln.strip() for ln in r.get("stderr_tail", "").strip().splitlines() if ln.strip()]
-    for line in reversed(lines):
-        head = line.split(":", 1)[0]
-        if ":" in line and (head.endswith(("Error", "Exception")) or head == "KeyboardInterrupt"):
-            return line
-    return lines[-1] if lines else ""
 
 
 def _health_notes(report: Mapping[str, Any]) -> list[str]:
@@ -536,6 +531,17 @@ def _health_notes(report: Mapping[str, Any]) -> list[str]:
     return notes
 
 
+def select_posteriors(
+    parser: argparse.ArgumentParser, models: str | None, all_names: Sequence[str]
+) -> list[str]:
+    """The posteriors named by ``--models`` (comma-separated; all when not given)."""
+    names = list(all_names) if not models else [n.strip() for n in models.split(",")]
+    unknown = [n for n in names if n not in all_names]
+    if unknown:
+        parser.error(f"unknown posteriors {unknown}; known: {all_names}")
+    return names
+
+
 def _settings_notes(names: Sequence[str], defaults_only: bool) -> list[str]:
     notes = [f"defaults: {json.dumps(DEFAULT_SETTINGS)}"]
     for name in names:
@@ -549,7 +555,7 @@ def _settings_notes(names: Sequence[str], defaults_only: bool) -> list[str]:
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv[:1] == ["--worker"]:
+    if is_worker(argv):
         _worker(argv[1:])
         return {}
     models = import_models()
@@ -576,10 +582,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     )
     opts = parser.parse_args(argv)
 
-    names = all_names if not opts.models else [n.strip() for n in opts.models.split(",")]
-    unknown = [n for n in names if n not in all_names]
-    if unknown:
-        parser.error(f"unknown posteriors {unknown}; known: {all_names}")
+    names = select_posteriors(parser, opts.models, all_names)
     run = dict(QUICK_RUN if opts.quick else FULL_RUN)
     for key in ("num_chains", "num_warmup", "num_samples"):
         if getattr(opts, key) is not None:
@@ -648,8 +651,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             "results": ordered,
         }
         # rewritten after every posterior, so a long run can be followed (and survives a kill)
-        write_json(out.with_suffix(".json"), report)
-        write_markdown(out.with_suffix(".md"), markdown_report(report))
+        write_results(out.with_suffix(""), report, markdown_report(report))
     print(
         f"{report['num_passed']} / {report['num_models']} passed in "
         f"{report['total_s'] / 60:.1f} min; wrote {out.with_suffix('.json')} and .md",

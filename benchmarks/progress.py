@@ -2,8 +2,8 @@
 
 Run from the repository root (it starts 4 fake CPU devices)::
 
-    .venv/bin/python benchmarks/progress.py
-    .venv/bin/python benchmarks/progress.py --repeats 3     # quicker
+    .venv/bin/python -m benchmarks.progress
+    .venv/bin/python -m benchmarks.progress --repeats 3     # quicker
 
 For eight schools and the radon-like model of ``benchmarks/nuts.py`` (4 chains x 1000
 warm-up / 1000 draws, the same initial points), with ``chain_method="vectorized"`` and
@@ -22,26 +22,28 @@ Results: ``benchmarks/results/progress_cpu.json`` and ``progress_cpu.md``.
 
 from __future__ import annotations
 
-NUM_DEVICES = 4
+import sys
+from pathlib import Path
+
+if __name__ == "__main__" and not __package__:  # run by path: import the package from the root
+    sys.path[0] = str(Path(__file__).resolve().parents[1])
+
 if __name__ == "__main__":
-    from fake_devices import force_host_devices
+    from benchmarks.workers import force_host_devices
 
-    force_host_devices(NUM_DEVICES)
+    force_host_devices(4)
 
-import argparse  # noqa: E402
-import contextlib  # noqa: E402
-import os  # noqa: E402
-import statistics  # noqa: E402
-import sys  # noqa: E402
-import time  # noqa: E402
-from pathlib import Path  # noqa: E402
-from typing import Any  # noqa: E402
+import argparse
+import contextlib
+import os
+import statistics
+import time
+from typing import Any
 
-import jax  # noqa: E402
+import jax
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import RESULTS_DIR, machine_info, markdown_table, write_json, write_markdown  # noqa: E402
-from nuts import eight_schools_problem, radon_problem  # noqa: E402
+from benchmarks.problems import eight_schools_problem, radon_problem
+from benchmarks.report import RESULTS_DIR, machine_info, markdown_table, write_results
 
 TARGET = 0.02  # the live bar costs at most 2% of a run
 
@@ -129,7 +131,6 @@ def main(argv=None) -> None:
                 flush=True,
             )
     results = {"machine": machine_info(), "target": TARGET, "repeats": args.repeats, "runs": rows}
-    write_json(RESULTS_DIR / "progress_cpu.json", results)
     table = markdown_table(
         ["model", "chain method", "with bar s", "without s", "overhead", "<= 2%", "median ovh."],
         [
@@ -157,7 +158,7 @@ logs) jppl compiles no callbacks at all and prints one line per phase.
 
 {table}
 """
-    write_markdown(RESULTS_DIR / "progress_cpu.md", text)
+    write_results(RESULTS_DIR / "progress_cpu", results, text)
     print(text)
 
 

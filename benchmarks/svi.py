@@ -2,11 +2,11 @@
 
 Run from the repository root::
 
-    .venv/bin/python benchmarks/svi.py            # full run (a few minutes)
-    .venv/bin/python benchmarks/svi.py --quick    # smoke run (about a minute)
+    .venv/bin/python -m benchmarks.svi            # full run (a few minutes)
+    .venv/bin/python -m benchmarks.svi --quick    # smoke run (about a minute)
 
 Benchmarks (the model code is the same function for both libraries, given the library's
-``sample``/``plate`` and distributions):
+``sample``/``plate`` and distributions; models and data in :mod:`benchmarks.problems`):
 
 * ``logreg``: Bayesian logistic regression, 10,000 synthetic observations (fixed seed), 20
   features plus an intercept; ``AutoNormal`` guide, ``Trace_ELBO(num_particles=1)``.
@@ -37,13 +37,17 @@ jppl / NumPyro steps per second, > 1 means jppl is faster).
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
+if __name__ == "__main__" and not __package__:  # run by path: import the package from the root
+    sys.path[0] = str(Path(__file__).resolve().parents[1])
+
 import argparse
 import math
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import jax
@@ -52,19 +56,18 @@ import numpy as np
 import optax
 from jax import lax
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import (  # noqa: E402
+from benchmarks.problems import bnn_model, digits, logreg_data, logreg_model
+from benchmarks.report import (
     RESULTS_DIR,
+    fmt_ratio,
     geomean,
-    interleaved,
     load_average,
     machine_info,
     markdown_table,
-    stats,
-    time_call,
-    write_json,
-    write_markdown,
+    ratio,
+    write_results,
 )
+from benchmarks.timing import interleaved, stats, time_call
 
 LEARNING_RATE = 1e-2
 INIT_SCALE = 0.1
@@ -135,40 +138,6 @@ def backends() -> list[Backend]:
 
 
 # ---------------------------------------------------------------------------------------------
-# Models (one function, instantiated with either library)
-# ---------------------------------------------------------------------------------------------
-
-
-def logreg_model(pp, dist) -> Callable:
-    """Bayesian logistic regression ``y ~ Bernoulli(logits = X @ w + b)``."""
-
-    def model(X, y=None):
-        n, d = X.shape
-        w = pp.sample("w", dist.Normal(0.0, 1.0).expand([d]).to_event(1))
-        b = pp.sample("b", dist.Normal(0.0, 1.0))
-        with pp.plate("data", n):
-            pp.sample("y", dist.Bernoulli(logits=X @ w + b), obs=y)
-
-    return model
-
-
-def bnn_model(pp, dist, hidden: int = 32, num_classes: int = 10) -> Callable:
-    """Bayesian MLP ``d -> hidden (tanh) -> num_classes``, categorical likelihood."""
-
-    def model(X, y=None):
-        n, d = X.shape
-        w1 = pp.sample("w1", dist.Normal(0.0, 1.0).expand([d, hidden]).to_event(2))
-        b1 = pp.sample("b1", dist.Normal(0.0, 1.0).expand([hidden]).to_event(1))
-        w2 = pp.sample("w2", dist.Normal(0.0, 1.0).expand([hidden, num_classes]).to_event(2))
-        b2 = pp.sample("b2", dist.Normal(0.0, 1.0).expand([num_classes]).to_event(1))
-        logits = jnp.tanh(X @ w1 + b1) @ w2 + b2
-        with pp.plate("data", n):
-            pp.sample("y", dist.Categorical(logits=logits), obs=y)
-
-    return model
-
-
-# ---------------------------------------------------------------------------------------------
 # Problems
 # ---------------------------------------------------------------------------------------------
 
@@ -200,11 +169,7 @@ class Problem:
 
 
 def logreg_problem(quick: bool, num_data: int = 10_000, num_features: int = 20) -> Problem:
-    rng = np.random.default_rng(0)
-    X = rng.normal(size=(num_data, num_features)).astype(np.float32)
-    w_true = rng.normal(size=num_features).astype(np.float32)
-    logits = X @ w_true + 0.5
-    y = (rng.random(num_data) < 1.0 / (1.0 + np.exp(-logits))).astype(np.float32)
+    X, y = logreg_data(num_data, num_features, intercept=0.5)
     return Problem(
         name="logreg",
         description=(
@@ -228,11 +193,7 @@ def logreg_problem(quick: bool, num_data: int = 10_000, num_features: int = 20) 
 
 
 def bnn_problem(quick: bool, hidden: int = 32, num_particles: int = 8) -> Problem:
-    from sklearn.datasets import load_digits
-
-    digits = load_digits()
-    X = (digits.data / 16.0).astype(np.float32)
-    y = digits.target.astype(np.int32)
+    X, y = digits()
     d, c = X.shape[1], 10
     rng = np.random.default_rng(1)
     return Problem(
@@ -467,22 +428,24 @@ def bench_problem(problem: Problem, libs: list[Backend], quick: bool, log) -> di
         "run_steps": N,
         **res,
         "ratio": {
-            "scan_steps_per_s": j["scan"]["steps_per_s"] / n["scan"]["steps_per_s"],
-            "scan_steps_per_s_best": j["scan"]["steps_per_s_best"] / n["scan"]["steps_per_s_best"],
-            "run_steps_per_s": j["run"]["steps_per_s"] / n["run"]["steps_per_s"],
-            "run_cold_speedup": n["run_cold_s"] / j["run_cold_s"],
-            "compile_speedup": n["compile_s"] / j["compile_s"],
+            "scan_steps_per_s": ratio(j["scan"]["steps_per_s"], n["scan"]["steps_per_s"]),
+            "scan_steps_per_s_best": ratio(
+                j["scan"]["steps_per_s_best"], n["scan"]["steps_per_s_best"]
+            ),
+            "run_steps_per_s": ratio(j["run"]["steps_per_s"], n["run"]["steps_per_s"]),
+            "run_cold_speedup": ratio(n["run_cold_s"], j["run_cold_s"]),
+            "compile_speedup": ratio(n["compile_s"], j["compile_s"]),
             "loop_steps_per_s": (
-                j["loop"]["steps_per_s"] / n["loop"]["steps_per_s"] if "loop" in j else None
+                ratio(j["loop"]["steps_per_s"], n["loop"]["steps_per_s"]) if "loop" in j else None
             ),
         },
         **res_load,
         "load_average_end": load_average(),
     }
-    ratio = out["ratio"]
+    rt = out["ratio"]
     log(
-        f"  ratio jppl/numpyro: scan {_x(ratio['scan_steps_per_s'])}, "
-        f"run {_x(ratio['run_steps_per_s'])}, run cold {_x(ratio['run_cold_speedup'])}"
+        f"  ratio jppl/numpyro: scan {fmt_ratio(rt['scan_steps_per_s'])}, "
+        f"run {fmt_ratio(rt['run_steps_per_s'])}, run cold {fmt_ratio(rt['run_cold_speedup'])}"
     )
     return out
 
@@ -490,11 +453,6 @@ def bench_problem(problem: Problem, libs: list[Backend], quick: bool, log) -> di
 # ---------------------------------------------------------------------------------------------
 # Report
 # ---------------------------------------------------------------------------------------------
-
-
-def _x(ratio) -> str:
-    """``1.23x``, or ``-`` when the ratio was not measured."""
-    return "-" if ratio is None or not math.isfinite(ratio) else f"{ratio:.2f}x"
 
 
 def markdown_report(results: dict[str, Any]) -> str:
@@ -551,8 +509,8 @@ def markdown_report(results: dict[str, Any]) -> str:
         table,
         "",
         f"Geometric mean of the ratios (jppl / NumPyro steps per second, > 1: jppl faster): "
-        f"scan {_x(g['scan_steps_per_s'])} (best {_x(g['scan_steps_per_s_best'])}), "
-        f"run {_x(g['run_steps_per_s'])}, run cold {_x(g['run_cold_speedup'])}.",
+        f"scan {fmt_ratio(g['scan_steps_per_s'])} (best {fmt_ratio(g['scan_steps_per_s_best'])}), "
+        f"run {fmt_ratio(g['run_steps_per_s'])}, run cold {fmt_ratio(g['run_cold_speedup'])}.",
         "",
         f"Target (>= 1.0x on each benchmark and >= 1.2x geometric mean, steady-state scan): "
         f"**{'met' if results['target_met'] else 'not met'}**.",
@@ -622,12 +580,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     results["wall_s"] = time.perf_counter() - start
 
     out = Path(args.out)
-    write_json(out / f"{args.name}.json", results)
-    write_markdown(out / f"{args.name}.md", markdown_report(results))
+    write_results(out / args.name, results, markdown_report(results))
     log(
-        f"geomean jppl/numpyro: scan {_x(results['geomean']['scan_steps_per_s'])}, "
-        f"run {_x(results['geomean']['run_steps_per_s'])}, "
-        f"run cold {_x(results['geomean']['run_cold_speedup'])}; target "
+        f"geomean jppl/numpyro: scan {fmt_ratio(results['geomean']['scan_steps_per_s'])}, "
+        f"run {fmt_ratio(results['geomean']['run_steps_per_s'])}, "
+        f"run cold {fmt_ratio(results['geomean']['run_cold_speedup'])}; target "
         f"{'met' if results['target_met'] else 'not met'}; wall {results['wall_s']:.0f}s; "
         f"wrote {out / args.name}.json/.md"
     )

@@ -14,26 +14,15 @@ from __future__ import annotations
 import json
 import math
 import statistics
-from pathlib import Path
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from benchmarks import adaptation as bench
 
-from _import_path import import_by_path
 from jppl.mcmc import adaptation as adapt
 from jppl.mcmc import nuts
-
-_BENCH_PATH = Path(__file__).resolve().parents[1] / "benchmarks" / "adaptation.py"
-
-
-def _import_bench():
-    """Import ``benchmarks/adaptation.py`` by path (``benchmarks`` is not a package)."""
-    return import_by_path(_BENCH_PATH, "_bench_adaptation")
-
-
-bench = _import_bench()
 
 _SCALES = jnp.array([0.5, 3.0, 20.0])
 
@@ -194,7 +183,7 @@ def test_run_warmup_matches_mcmc_warmup(scheme):
     spec, data, _ = bench.pdb.import_models().load_posterior(name)
     args, kwargs = spec.load_data(data)
     settings = {**bench.pdb.settings_for(name), "adaptation": bench.SCHEMES[scheme]["adaptation"]}
-    sampler = bench.make_sampler(spec, settings)
+    sampler = bench.pdb.make_sampler(spec, settings)
     key = jax.random.key(7)
     state, infos = bench.run_warmup(sampler, args, kwargs, key, num_chains, num_warmup)
     assert infos["num_steps"].shape == (num_chains, num_warmup)

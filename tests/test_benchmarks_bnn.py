@@ -12,24 +12,12 @@ Trainer-based training reaches 90% test accuracy within 6 epochs (and learns wit
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-
-from _import_path import import_by_path
-
-_BENCH_PATH = Path(__file__).resolve().parents[1] / "benchmarks" / "bnn.py"
-
-
-def _import_bench():
-    """Import ``benchmarks/bnn.py`` by path (``benchmarks`` is not a package)."""
-    return import_by_path(_BENCH_PATH, "_bench_bnn")
-
-
-bench = _import_bench()
+from benchmarks import bnn as bench
 
 
 def _numpy_shifts(image: np.ndarray) -> list[np.ndarray]:

@@ -1,8 +1,6 @@
 """Smoke test of benchmarks/import_time.py (the timings themselves are the benchmark's)."""
 
-from _import_path import ROOT, import_by_path
-
-bench = import_by_path(ROOT / "benchmarks/import_time.py", "_bench_import_time")
+from benchmarks import import_time as bench
 
 
 def test_one_round_measures_both_libraries():

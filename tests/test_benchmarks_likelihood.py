@@ -8,14 +8,10 @@ import json
 from pathlib import Path
 
 import numpy as np
-
-from _import_path import import_by_path
-
-_PATH = Path(__file__).resolve().parents[1] / "benchmarks" / "likelihood_grad.py"
+from benchmarks import likelihood_grad as bench
 
 
 def test_likelihood_grad_benchmark_quick(tmp_path):
-    bench = import_by_path(_PATH, "_bench_likelihood_grad")
     out = tmp_path / "lik"
     report = bench.main(["--quick", "--out", str(out)])
     saved = json.loads(Path(str(out) + ".json").read_text())

@@ -10,25 +10,15 @@ a results dict into the markdown table and the target list.
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from benchmarks import nuts as bench
+from benchmarks import problems
 
-from _import_path import import_by_path
-
-_NUTS_PATH = Path(__file__).resolve().parents[1] / "benchmarks" / "nuts.py"
-
-
-def _import_bench():
-    """Import ``benchmarks/nuts.py`` by path (``benchmarks`` is not a package)."""
-    return import_by_path(_NUTS_PATH, "_bench_nuts")
-
-
-bench = _import_bench()
-MODELS = list(bench.PROBLEMS)
+MODELS = list(problems.PROBLEMS)
 # float32 sums over many terms: the covertype log density is a sum over 58k observations.
 RTOL = {"covertype": 2e-5}
 
@@ -36,12 +26,12 @@ RTOL = {"covertype": 2e-5}
 @pytest.fixture(scope="module", params=MODELS)
 def problem(request):
     if request.param == "covertype":  # a smaller design matrix is enough for this check
-        X, y, w, b = bench.covertype_data(num_obs=20_000)
-        p = bench.covertype_problem(quick=True)
+        X, y, w, b = problems.covertype_data(num_obs=20_000)
+        p = problems.covertype_problem(quick=True)
         p.args, p.kwargs = (jnp.asarray(X),), {"y": jnp.asarray(y)}
         p.init = {"b": np.full((1,), b, np.float32), "w": w[None]}
         return p
-    return bench.PROBLEMS[request.param](quick=True)
+    return problems.PROBLEMS[request.param](quick=True)
 
 
 def _points(problem, num: int = 2) -> jax.Array:

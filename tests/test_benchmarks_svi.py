@@ -11,24 +11,13 @@ libraries and give finite losses.
 from __future__ import annotations
 
 from functools import partial
-from pathlib import Path
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from benchmarks import svi as bench
 
-from _import_path import import_by_path
-
-_SVI_PATH = Path(__file__).resolve().parents[1] / "benchmarks" / "svi.py"
-
-
-def _import_bench():
-    """Import ``benchmarks/svi.py`` by path (``benchmarks`` is not a package)."""
-    return import_by_path(_SVI_PATH, "_bench_svi")
-
-
-bench = _import_bench()
 PROBLEMS = ["logreg", "bnn"]
 # Particles of the ELBO comparison (the BNN's are more expensive and less noisy per particle).
 NUM_ELBO_PARTICLES = {"logreg": 256, "bnn": 128}

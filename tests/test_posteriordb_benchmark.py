@@ -13,23 +13,12 @@ from __future__ import annotations
 
 import json
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest
+from benchmarks import posteriordb as bench
 
-from _import_path import import_by_path
 from jppl import diagnostics
-
-_BENCH_PATH = Path(__file__).resolve().parents[1] / "benchmarks" / "posteriordb.py"
-
-
-def _import_bench():
-    """Import ``benchmarks/posteriordb.py`` by path (``benchmarks`` is not a package)."""
-    return import_by_path(_BENCH_PATH, "_bench_posteriordb")
-
-
-bench = _import_bench()
 
 
 def _draws(mean: float, sd: float, shape=(4, 500), seed: int = 0, rho: float = 0.5) -> np.ndarray:

@@ -1,4 +1,4 @@
-"""Tests of the posteriordb validation models in ``benchmarks/posteriordb/models.py``.
+"""Tests of the posteriordb validation models in ``benchmarks/posteriordb_models.py``.
 
 For each of the 21 posteriors: (a) the jppl model traces with its data, every latent site has a
 finite log density, the potential energy and its gradient are finite at the reference means and
@@ -10,7 +10,6 @@ the same ``model.md`` (NumPyro versions build their derived data from the raw ``
 from __future__ import annotations
 
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import jax
@@ -19,24 +18,14 @@ import numpy as np
 import numpyro
 import numpyro.distributions as ndist
 import pytest
+from benchmarks import posteriordb_models as pdb
 from jax.scipy.special import logsumexp
 from numpyro.distributions import constraints as nconstraints
 from numpyro.infer.util import log_density as numpyro_log_density
 
-from _import_path import import_by_path
 from jppl.handlers import seed, trace
-from jppl.infer import log_density, potential_energy, unconstrain_fn
-from jppl.infer.util import compute_log_probs
+from jppl.infer import compute_log_probs, log_density, potential_energy, unconstrain_fn
 
-_MODELS_PATH = Path(__file__).resolve().parents[1] / "benchmarks" / "posteriordb" / "models.py"
-
-
-def _import_models():
-    """Import ``benchmarks/posteriordb/models.py`` by path (``benchmarks`` is not a package)."""
-    return import_by_path(_MODELS_PATH, "_posteriordb_models")
-
-
-pdb = _import_models()
 NAMES = pdb.posterior_names()
 
 

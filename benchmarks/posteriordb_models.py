@@ -59,7 +59,7 @@ __all__ = [
     "reference_means",
 ]
 
-DATA_DIR: Path = Path(__file__).resolve().parent / "data"
+DATA_DIR: Path = Path(__file__).resolve().parent / "posteriordb" / "data"
 """Folder holding ``index.json`` and one ``<posterior_name>/`` folder per posterior."""
 
 Array = jax.Array

@@ -97,7 +97,7 @@ STEP_SIZE_TOL = 1e-3
 reconstruction by dual averaging (:func:`reconstruct_step_sizes`); above it the search counts
 are flagged as unreliable (``search_check_ok`` false)."""
 
-# Bounds of jppl's step-size search (jppl.mcmc.adaptation._STEP_SIZE_MIN / _MAX) and its
+# Bounds of jppl's step-size search (jppl.mcmc.adaptation.step_size._STEP_SIZE_MIN / _MAX) and its
 # iteration limit (find_reasonable_step_size's max_iterations).
 _SEARCH_MIN, _SEARCH_MAX, _SEARCH_MAX_ITER = 1e-10, 1e7, 100
 
@@ -384,13 +384,14 @@ def gradient_counts(
 
 
 def _source_digest() -> str:
-    """Hash of the imported ``jppl/mcmc/*.py`` (the code under test may change between
+    """Hash of the imported ``jppl/mcmc/**/*.py`` (the code under test may change between
     workers; run against a frozen copy with ``PYTHONPATH`` to avoid that)."""
     import jppl.mcmc
 
     digest = hashlib.sha256()
-    for path in sorted(Path(jppl.mcmc.__file__).parent.glob("*.py")):
-        digest.update(path.name.encode() + path.read_bytes())
+    root = Path(jppl.mcmc.__file__).parent
+    for path in sorted(root.rglob("*.py")):
+        digest.update(str(path.relative_to(root)).encode() + path.read_bytes())
     return digest.hexdigest()[:12]
 
 

@@ -204,7 +204,7 @@ class JpplRunner:
     def count_warmup_steps(self, seed: int) -> dict[str, Any]:
         """Replay the warm-up of ``run(seed)`` with the pure adaptation kernels (same keys,
         init and options as :meth:`jppl.mcmc.NUTS.warmup`) and count its leapfrog steps."""
-        from jppl.mcmc import window_adaptation
+        from jppl.mcmc.adaptation import nuts_kernel, window_adaptation
         from jppl.mcmc.state import chain_keys
 
         p, sampler = self.problem, self.sampler
@@ -218,12 +218,14 @@ class JpplRunner:
             warm = window_adaptation(
                 logdensity,
                 p.num_warmup,
-                kernel="nuts",
+                kernel=nuts_kernel(
+                    logdensity,
+                    max_tree_depth=MAX_TREE_DEPTH,
+                    divergence_threshold=sampler.divergence_threshold,
+                ),
                 dense_mass=p.dense_mass,
                 target_accept_prob=TARGET_ACCEPT,
                 initial_step_size=sampler.step_size,
-                max_tree_depth=MAX_TREE_DEPTH,
-                divergence_threshold=sampler.divergence_threshold,
             )
             _, params, infos = warm.run(key, position)
             return jnp.sum(infos.kernel_info.num_steps), params.step_size

@@ -499,9 +499,8 @@ def test_hmc_kernel_options_and_progress_hook():
         jax.debug.callback(record, step_index, info.step_size, ordered=True)
 
     logdensity = lambda x: -0.5 * jnp.sum((x / jnp.array([1.0, 2.0, 0.5])) ** 2)
-    warmup = adapt.window_adaptation(
-        logdensity, 200, kernel="hmc", num_integration_steps=5, progress_fn=progress_fn
-    )
+    hmc_5 = adapt.hmc_kernel(logdensity, num_integration_steps=5)
+    warmup = adapt.window_adaptation(logdensity, 200, kernel=hmc_5, progress_fn=progress_fn)
     state, params, infos = jax.jit(warmup.run)(jax.random.key(0), jnp.ones(3))
     jax.effects_barrier()
     assert [i for i, _ in calls] == list(range(200))
@@ -514,7 +513,7 @@ def test_hmc_kernel_options_and_progress_hook():
     # over 500 keys on JAX 0.10 and 0.12 alike), so a single key tests luck, not adaptation.
     # The mean over 16 independent warm-ups (each within 0.5-1.5x for ~72% of keys, mean
     # ~0.88x) is within the same tolerance with a wide margin.
-    plain = adapt.window_adaptation(logdensity, 200, kernel="hmc", num_integration_steps=5)
+    plain = adapt.window_adaptation(logdensity, 200, kernel=hmc_5)
     keys = jax.random.split(jax.random.key(0), 16)
     _, many, _ = jax.jit(jax.vmap(plain.run, in_axes=(0, None)))(keys, jnp.ones(3))
     mean = np.mean(np.asarray(many.inverse_mass_matrix), axis=0)
@@ -524,8 +523,7 @@ def test_hmc_kernel_options_and_progress_hook():
     frozen = adapt.window_adaptation(
         logdensity,
         50,
-        kernel="hmc",
-        num_integration_steps=5,
+        kernel=hmc_5,
         adapt_step_size=False,
         adapt_mass_matrix=False,
         initial_step_size=0.3,
@@ -538,9 +536,8 @@ def test_hmc_kernel_options_and_progress_hook():
 
 def test_run_accepts_state_and_initial_values():
     logdensity = lambda x: -0.5 * jnp.sum(x**2)
-    warmup = adapt.nutpie_adaptation(
-        logdensity, 30, low_rank=True, rank=2, kernel="hmc", num_integration_steps=3
-    )
+    kernel = adapt.hmc_kernel(logdensity, num_integration_steps=3)
+    warmup = adapt.nutpie_adaptation(logdensity, 30, low_rank=True, rank=2, kernel=kernel)
     state = warmup.init(jnp.ones(4), inverse_mass_matrix=jnp.full(4, 2.0), step_size=0.5)
     assert state.inverse_mass_matrix.shape == (4, 4)  # low rank works with dense matrices
     np.testing.assert_allclose(jnp.diag(state.inverse_mass_matrix), 2.0)
@@ -557,3 +554,30 @@ def test_run_accepts_state_and_initial_values():
         assert shapes[1].inverse_mass_matrix.shape == (4, 4)
     with pytest.raises(ValueError, match="kernel"):
         adapt.window_adaptation(logdensity, 10, kernel="mala")
+    with pytest.raises(ValueError, match="kernel"):
+        adapt.make_adaptation(adapt.window_scheme(logdensity, 10), object())
+
+
+def test_scheme_is_kernel_free_and_the_kernel_is_passed_in():
+    """A scheme needs only the log density (for the step-size search); the kernel it tunes is
+    passed in, by default NUTS."""
+    logdensity = lambda x: -0.5 * jnp.sum((x / jnp.array([1.0, 3.0])) ** 2)
+    scheme = adapt.window_scheme(logdensity, 40, initial_step_size=0.5)
+    assert all(len(flags) == 40 for flags in scheme.schedule)
+    state = scheme.init(nuts.init(jnp.ones(2), logdensity))
+    step_size, inverse_mass_matrix = scheme.final(state)
+    np.testing.assert_allclose(step_size, 0.5, rtol=1e-6)  # no dual-averaging update yet
+    np.testing.assert_array_equal(inverse_mass_matrix, np.ones(2))
+    key = jax.random.key(0)
+    direct = adapt.make_adaptation(scheme, adapt.nuts_kernel(logdensity))
+    default = adapt.window_adaptation(logdensity, 40, initial_step_size=0.5)
+    a = jax.jit(direct.run)(key, jnp.ones(2))
+    b = jax.jit(default.run)(key, jnp.ones(2))
+    for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):
+        np.testing.assert_array_equal(x, y)
+    hmc_warmup = adapt.make_adaptation(
+        scheme, adapt.hmc_kernel(logdensity, num_integration_steps=4)
+    )
+    _, params, infos = jax.jit(hmc_warmup.run)(key, jnp.ones(2))
+    assert int(params.num_integration_steps) == 4
+    np.testing.assert_array_equal(infos.kernel_info.num_integration_steps, 4)

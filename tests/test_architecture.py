@@ -20,7 +20,7 @@ SRC = pathlib.Path(__file__).resolve().parents[1] / "src" / "jppl"
 # none of its own layer.
 LAYERS: list[set[str]] = [
     {"stack", "version"},
-    {"distributions", "diagnostics", "inference_data"},
+    {"distributions", "diagnostics", "inference_data", "progress"},
     {"primitives"},
     {"handlers"},
     {"reparam", "parallel"},

@@ -207,8 +207,13 @@ def test_plate_size_conflict_names_site_and_plate():
 
 @pytest.mark.parametrize(
     "obs, err",
-    [([1.0, 2.0, 3.0], TypeError), ("abc", TypeError), (np.array(["a", "b", "c"]), TypeError),
-     (np.array([1 + 1j, 2, 3]), TypeError), (jnp.ones(4), ValueError)],
+    [
+        ([1.0, 2.0, 3.0], TypeError),
+        ("abc", TypeError),
+        (np.array(["a", "b", "c"]), TypeError),
+        (np.array([1 + 1j, 2, 3]), TypeError),
+        (jnp.ones(4), ValueError),
+    ],
 )
 def test_bad_obs_is_rejected_with_site_name(obs, err):
     with pytest.raises(err, match="'y'"):
@@ -295,8 +300,9 @@ def test_condition_makes_sites_observed():
     tr = trace(seed(condition(simple_model, {"mu": 0.3}), 0)).get_trace(jnp.ones(3))
     assert tr["mu"]["is_observed"] and tr["mu"]["value"] == pytest.approx(0.3)
     tr = trace(
-        seed(condition(simple_model, condition_fn=lambda s: 0.7 if s["name"] == "sigma" else None),
-             0)
+        seed(
+            condition(simple_model, condition_fn=lambda s: 0.7 if s["name"] == "sigma" else None), 0
+        )
     ).get_trace(jnp.ones(3))
     assert tr["sigma"]["is_observed"] and tr["sigma"]["value"] == pytest.approx(0.7)
 
@@ -304,6 +310,7 @@ def test_condition_makes_sites_observed():
 def test_substitute_values_and_function():
     tr = trace(substitute(seed(simple_model, 0), {"mu": 1.5})).get_trace(jnp.ones(3))
     assert tr["mu"]["value"] == 1.5 and not tr["mu"]["is_observed"]
+
     def only_mu(site):
         return 2.0 if site["name"] == "mu" else None
 
@@ -456,18 +463,25 @@ def test_loc_scale_reparam_decenters_without_rewriting():
         tr["mu"]["value"] + tr["tau"]["value"] * tr["theta_decentered"]["value"],
         rtol=1e-6,
     )
+
     # theta has the same distribution as in the centered model: compare moments.
     def draw(k):
         return trace(seed(model, k)).get_trace(sigma, y)
 
     keys = jax.random.split(jax.random.key(1), 20000)
-    trs = jax.vmap(lambda k: {s: v["value"] for s, v in draw(k).items()
-                              if s in ("mu", "theta")})(keys)
+    trs = jax.vmap(lambda k: {s: v["value"] for s, v in draw(k).items() if s in ("mu", "theta")})(
+        keys
+    )
     theta_minus_mu = trs["theta"] - trs["mu"][:, None]
     # theta - mu given tau is N(0, tau): its median absolute value matches that of the
     # centered model's draws.
-    centered = jax.vmap(lambda k: {s: v["value"] for s, v in trace(seed(
-        eight_schools_centered, k)).get_trace(sigma, y).items() if s in ("mu", "theta")})(keys)
+    centered = jax.vmap(
+        lambda k: {
+            s: v["value"]
+            for s, v in trace(seed(eight_schools_centered, k)).get_trace(sigma, y).items()
+            if s in ("mu", "theta")
+        }
+    )(keys)
     c_minus_mu = centered["theta"] - centered["mu"][:, None]
     assert_allclose(np.median(np.abs(theta_minus_mu)), np.median(np.abs(c_minus_mu)), rtol=0.05)
 

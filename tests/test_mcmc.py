@@ -9,6 +9,7 @@ Compilation dominates the run time here, so tests share MCMC objects where they 
 import json
 import warnings
 from pathlib import Path
+from types import SimpleNamespace
 
 import jax
 import jax.numpy as jnp
@@ -22,6 +23,7 @@ from jppl import handlers
 from jppl.diagnostics import ConvergenceWarning, ess_bulk
 from jppl.infer import init_to_median, init_to_value
 from jppl.mcmc import HMC, MCMC, NUTS, MCMCState
+from jppl.mcmc.sampler import Sampler
 from jppl.reparam import LocScaleReparam
 
 REFERENCE = (
@@ -376,6 +378,104 @@ def test_continuation_is_bitwise_one_long_run_and_save_load(tmp_path):
     mcmc.post_warmup_state = mcmc.last_state
     mcmc.run(jax.random.key(99), Y_SMALL)
     assert not np.array_equal(mcmc.get_samples()["scale"], second["scale"].reshape(-1))
+
+
+def test_restore_and_the_last_runs_accessors():
+    """``restore`` continues another object's chains bitwise (what ``MCMC.load`` does with a
+    saved state); the last run's model arguments and samples by name are public."""
+    mcmc = MCMC(NUTS(small_model), num_warmup=100, num_samples=40, num_chains=2, **_quiet())
+    mcmc.run(jax.random.key(4), Y_SMALL)
+    assert len(mcmc.model_args) == 1 and mcmc.model_args[0] is Y_SMALL
+    assert mcmc.model_kwargs == {}
+    named = mcmc.named_samples
+    assert sorted(named) == ["loc", "scale"] and named["loc"].shape == (2, 40, 2)
+
+    other = MCMC(NUTS(small_model), num_warmup=100, num_samples=40, num_chains=2, **_quiet())
+    other.restore(mcmc.last_state)
+    assert other.post_warmup_state is mcmc.last_state is other.last_state
+    other.run(None, Y_SMALL)
+    mcmc.post_warmup_state = mcmc.last_state
+    mcmc.run(None, Y_SMALL)
+    _assert_trees_equal(other.get_samples(), mcmc.get_samples())
+    _assert_trees_equal(other.last_state, mcmc.last_state)
+    three = MCMC(NUTS(small_model), num_warmup=1, num_samples=1, num_chains=3, **_quiet())
+    with pytest.raises(ValueError, match=r"holds 2 chains, num_chains=3"):
+        three.restore(mcmc.last_state)
+    with pytest.raises(TypeError, match=r"must be an MCMCState"):
+        three.restore(mcmc.last_state._asdict())
+
+    # a potential_fn's pytree: its leaves named by their key paths
+    def potential(z):
+        return 0.5 * (jnp.sum(z[0] ** 2) + z[1] ** 2)
+
+    pot = MCMC(NUTS(potential_fn=potential), num_warmup=20, num_samples=10, **_quiet())
+    pot.run(jax.random.key(0), init_params=(jnp.zeros(2), jnp.asarray(0.5)))
+    assert {k: v.shape for k, v in pot.named_samples.items()} == {"0": (1, 10, 2), "1": (1, 10)}
+
+
+class _Delegating:
+    """A sampler that is neither NUTS nor HMC: only the members of the ``Sampler`` protocol."""
+
+    def __init__(self, inner):
+        self._inner = inner
+        self.model = inner.model
+        self.state_type = inner.state_type
+        self.optional_fields = inner.optional_fields
+
+    @property
+    def max_tree_depth(self):
+        return self._inner.max_tree_depth
+
+    def config(self):
+        return self._inner.config()
+
+    def bind(self, rng_key, model_args, model_kwargs, init_params=None, blocks=None):
+        return self._inner.bind(rng_key, model_args, model_kwargs, init_params, blocks)
+
+    def block_mask(self, target):
+        return self._inner.block_mask(target)
+
+    def make_warmup(self, logdensity, num_warmup, block_mask=None):
+        return self._inner.make_warmup(logdensity, num_warmup, block_mask)
+
+    def transition(self, logdensity):
+        return self._inner.transition(logdensity)
+
+
+SAMPLER_MEMBERS = (
+    "model",
+    "state_type",
+    "optional_fields",
+    "max_tree_depth",
+    "config",
+    "bind",
+    "block_mask",
+    "make_warmup",
+    "transition",
+)
+
+
+def test_samplers_satisfy_the_sampler_protocol():
+    """NUTS and HMC are ``Sampler``s; every one of the protocol's nine members is needed, and
+    they are all ``MCMC`` uses: a sampler with only those runs the same chains."""
+    for sampler in (NUTS(small_model), HMC(small_model), NUTS(potential_fn=jnp.sum)):
+        assert isinstance(sampler, Sampler)
+    full = {name: getattr(NUTS(small_model), name) for name in SAMPLER_MEMBERS}
+    assert isinstance(SimpleNamespace(**full), Sampler)
+    for name in SAMPLER_MEMBERS:
+        partial = SimpleNamespace(**{k: v for k, v in full.items() if k != name})
+        assert not isinstance(partial, Sampler), name
+    runs = []
+    for sampler in (
+        NUTS(small_model, dense_mass=[("loc",)]),
+        _Delegating(NUTS(small_model, dense_mass=[("loc",)])),
+    ):
+        assert isinstance(sampler, Sampler)
+        mcmc = MCMC(sampler, num_warmup=60, num_samples=20, num_chains=2, **_quiet())
+        mcmc.run(jax.random.key(2), Y_SMALL, extra_fields=("momentum",))
+        runs.append(mcmc)
+    _assert_trees_equal(runs[0].get_samples(), runs[1].get_samples())
+    _assert_trees_equal(runs[0].get_extra_fields(), runs[1].get_extra_fields())
 
 
 def test_chain_methods_agree():

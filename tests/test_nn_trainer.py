@@ -17,8 +17,9 @@ from jppl.distributions import constraints
 from jppl.handlers import seed, substitute, trace
 from jppl.nn import Trainer
 from jppl.nn import trainer as trainer_module
-from jppl.nn.trainer import AUGMENT_TAG, SamplingParallelLoss, latest_checkpoint
-from jppl.vi import Trace_ELBO, TraceMeanField_ELBO
+from jppl.nn.trainer import latest_checkpoint
+from jppl.vi import SamplingParallelLoss, Trace_ELBO, TraceMeanField_ELBO
+from jppl.vi.sampling_parallel import AUGMENT_TAG
 
 D, K = 5, 3
 
@@ -169,9 +170,7 @@ def test_losses_do_not_depend_on_the_mesh(exact):
         meshes["sample=4"] = parallel.make_mesh(sample=4)
     results = {}
     for name, mesh in meshes.items():
-        trainer = trainer_for(
-            exact, 64, 16, 8, mesh=mesh, num_groups=4, augment=noise_augment
-        )
+        trainer = trainer_for(exact, 64, 16, 8, mesh=mesh, num_groups=4, augment=noise_augment)
         state = trainer.init(jax.random.key(0), (x, y))
         results[name] = trainer.fit(state, (x, y), 1, progress_bar=False)
     ref = results["1 device"]
@@ -204,7 +203,7 @@ def test_resume_repeats_the_trajectory(tmp_path):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
     assert [m.epoch for m in straight.history] == [1, 2] and second.history[0].epoch == 2
     # Epochs are reshuffled, and one epoch visits distinct points.
-    p0, p1 = (np.asarray(trainer.epoch_permutation(state0, e)) for e in (0, 1))
+    p0, p1 = (np.asarray(trainer.epoch_batches(state0, e)).ravel() for e in (0, 1))
     assert sorted(p0) == list(range(48)) and not np.array_equal(p0, p1)
 
 
@@ -259,9 +258,7 @@ def test_bad_arguments_are_named():
         trainer_for(False, 36, 12, 6, mesh=parallel.make_mesh(sample=4))
     with pytest.raises(ValueError, match="num_data=36"):
         trainer_for(False).init(jax.random.key(0), (x, y))
-    bad = SamplingParallelLoss(
-        Trace_ELBO(2), augment=lambda k, b: (b[0][:, :2], b[1])
-    )
+    bad = SamplingParallelLoss(Trace_ELBO(2), augment=lambda k, b: (b[0][:, :2], b[1]))
     params = {"w_loc": jnp.zeros((D, K)), "w_scale": jnp.ones((D, K))}
     with pytest.raises(ValueError, match="augment\\(key, args\\) must return"):
         bad.loss(jax.random.key(0), params, softmax_model, softmax_guide, x, y)

@@ -27,7 +27,7 @@ import jppl
 import jppl.distributions as dist
 from jppl import parallel
 from jppl.mcmc import MCMC, NUTS
-from jppl.mcmc import mesh as mcmc_mesh
+from jppl.parallel import chains as parallel_chains
 
 pytestmark = pytest.mark.skipif(len(jax.devices()) < 8, reason="needs 8 (fake) devices")
 
@@ -110,12 +110,13 @@ def _host(x) -> np.ndarray:
 
 @contextlib.contextmanager
 def _recorded_programs(monkeypatch):
-    """Record every program ``jppl.mcmc.mesh`` compiles, with its last arguments (to read the
-    compiled HLO afterwards: lowering again hits JAX's compilation cache)."""
+    """Record every program ``jppl.parallel.chains`` compiles for the chains, with its last
+    arguments (to read the compiled HLO afterwards: lowering again hits JAX's compilation
+    cache)."""
     programs: list = []
-    original = mcmc_mesh.jit_on_mesh
+    original = parallel_chains.jit_replicated
 
-    def recording(fn, mesh, name="on_mesh"):
+    def recording(fn, mesh, name):
         jitted = original(fn, mesh, name)
 
         def call(*args):
@@ -124,7 +125,7 @@ def _recorded_programs(monkeypatch):
 
         return call
 
-    monkeypatch.setattr(mcmc_mesh, "jit_on_mesh", recording)
+    monkeypatch.setattr(parallel_chains, "jit_replicated", recording)
     yield programs
 
 
@@ -204,7 +205,7 @@ def test_chain_by_data_mesh_matches_one_device(reference, monkeypatch, capsys):
     assert posterior["w"].shape == (C, DRAWS, F)
     np.testing.assert_array_equal(posterior["w"].values, mcmc.get_samples(True)["w"])
 
-    jitted, args = programs[-1]  # the chains' program (the first ones draw initial points)
+    jitted, args = programs[-1]  # the chains' program
     ops = parallel.collectives(jitted.lower(*args).compile())
     blocks = mcmc.block_plan.num_blocks
     assert blocks == 8
@@ -316,8 +317,8 @@ def test_adapted_draws_bitwise_for_other_chain_methods(chain_method):
 
 def test_blocks_give_the_plain_log_density(adapted_one_device):
     """The blocked potential equals the plain one and the float64 truth, value and gradient."""
-    from jppl.model.blocked import blocked_potential_energy
     from jppl.infer.util import potential_energy
+    from jppl.model.blocked import blocked_potential_energy
     from jppl.parallel.blocks import plan_blocks
 
     mesh = parallel.make_mesh(data=4)
@@ -395,6 +396,77 @@ def test_data_blocks_refuse_what_they_cannot_sum():
     with pytest.warns(UserWarning, match=r"data_blocks=8 is not used: .*observed"):
         mcmc.run(jax.random.key(0), *_data_on(mesh))
     assert mcmc.block_plan is None
+
+
+# ---------------------------------------------------------------------------------------------
+# Chain mapping (jppl.parallel.map_chains, generic over the per-chain function)
+# ---------------------------------------------------------------------------------------------
+
+
+def _toy_chain(chain_in, shared):
+    """A per-chain function that is no MCMC: ``((3,), key), () -> {(3,), ()}``."""
+    x, key = chain_in
+    return {"y": jax.numpy.sin(x) * shared + jax.random.normal(key, ()), "n": x.sum()}
+
+
+def test_map_chains_maps_any_chain_function_on_one_device_or_a_mesh():
+    """Every method, with or without a mesh, gives each chain's own outputs (bitwise, one
+    chain per position, as the sequential loop); sharded chains without a mesh run on the
+    trivial chain-only mesh (5 chains: 5 devices of 8, or 3 per device on 2 padded to 6), and
+    results on a mesh are replicated on it."""
+    c = 5
+    chain_in = (
+        jax.numpy.arange(3.0 * c).reshape(c, 3),
+        jax.random.split(jax.random.key(0), c),
+    )
+    one = parallel.map_chains(_toy_chain, "sequential", c)(chain_in, 2.0)
+    assert one["y"].shape == (c, 3) and one["n"].shape == (c,)
+
+    def same(out):
+        for a, b in zip(jax.tree.leaves(out), jax.tree.leaves(one), strict=True):
+            np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+    assert parallel.chain_mesh(c).axis_names == ("chain",)
+    assert parallel.chain_mesh(c).devices.size == 5
+    assert parallel.chain_mesh(c, jax.devices()[:2]).devices.size == 2
+    assert parallel.shard_plan(c, 2) == (2, 6)
+    sharded = parallel.map_chains(_toy_chain, "sharded", c)(chain_in, 2.0)
+    same(sharded)
+    assert sharded["y"].sharding.is_fully_replicated
+    assert len(sharded["y"].sharding.device_set) == 5
+    padded = parallel.map_chains(
+        _toy_chain, "sharded", c, parallel.chain_mesh(c, jax.devices()[:2])
+    )(chain_in, 2.0)
+    np.testing.assert_allclose(padded["y"], one["y"], rtol=1e-6)
+    for mesh, method in (
+        (parallel.make_mesh(chain=2, data=4), "sharded"),  # padded to 6
+        (parallel.make_mesh(chain=1, data=8), "vectorized"),
+        (parallel.make_mesh(chain=1, data=8), "sequential"),
+    ):
+        out = parallel.map_chains(_toy_chain, method, c, mesh)(chain_in, 2.0)
+        np.testing.assert_allclose(out["y"], one["y"], rtol=1e-6)
+        assert out["y"].sharding.is_fully_replicated
+        assert out["y"].sharding.mesh.shape == mesh.shape
+    vectorized = parallel.map_chains(_toy_chain, "vectorized", c)(chain_in, 2.0)
+    np.testing.assert_allclose(vectorized["y"], one["y"], rtol=1e-6)
+
+    seen = []
+
+    @contextlib.contextmanager
+    def on_chain(i):
+        yield lambda out: seen.append((i, float(out["n"])))
+
+    parallel.map_chains(_toy_chain, "sequential", c, on_chain=on_chain)(chain_in, 2.0)
+    assert seen == [(i, float(one["n"][i])) for i in range(c)]
+
+    mesh = parallel.make_mesh(chain=2, data=4)
+    with pytest.raises(ValueError, match=r"num_chains=5 is not a multiple of the size 2"):
+        parallel.map_chains(_toy_chain, "vectorized", c, mesh)
+    with pytest.raises(ValueError, match=r"'sequential' runs one chain at a time"):
+        parallel.map_chains(_toy_chain, "sequential", 4, mesh)
+    with pytest.raises(ValueError, match=r"chain_method must be one of"):
+        parallel.map_chains(_toy_chain, "parallel", c)
+    assert "jit_toy" in parallel.jit_replicated(jax.numpy.sin, None, "toy").lower(1.0).as_text()
 
 
 # ---------------------------------------------------------------------------------------------

@@ -592,10 +592,56 @@ def test_particles_sharded_over_devices(elbo):
     assert math.isfinite(float(v1))
 
 
+def test_map_particles_splits_over_the_sample_axis():
+    """The same numbers with and without a mesh; shared (None) arguments; a bad size named."""
+    from jppl import parallel
+
+    keys = particle_keys(jax.random.key(16), jnp.arange(8))
+    shift = jnp.arange(8.0)
+
+    def one(key, s, offset):
+        return jnp.sum(jax.random.normal(key, (3,))) + s + offset
+
+    def run(ks, sh):
+        return parallel.map_particles(one, ks, sh, 1.5, in_axes=(0, 0, None))
+
+    expected = jax.jit(run)(keys, shift)
+    mesh = parallel.make_mesh(sample=4)
+    with parallel.use_mesh(mesh):
+        got = jax.jit(run)(keys, shift)
+    np.testing.assert_array_equal(np.asarray(got), np.asarray(expected))
+    assert expected.shape == (8,)
+    with parallel.use_mesh(parallel.make_mesh(sample=4)):
+        with pytest.raises(
+            ValueError, match="ELBO: num_particles=6 is not divisible by the size 4"
+        ):
+            parallel.map_particles(lambda k: k, jnp.arange(6), what="ELBO: num_particles")
+
+
+def test_particle_args_give_each_particle_its_arguments():
+    """An ELBO whose particle i sees x + i: the loss is the mean of the single-particle ELBOs."""
+
+    class Shifted(Trace_ELBO):
+        def particle_args(self, rng_key, args):
+            (x,) = args
+            return (x[None] + jnp.arange(self.num_particles)[:, None],), 0
+
+    key = jax.random.key(17)
+    elbo = Shifted(4)
+    loss = elbo.loss(key, PARAMS, normal_model, normal_guide, X)
+    by_hand = [
+        Trace_ELBO(1).particle_loss(
+            jax.random.fold_in(key, i), PARAMS, normal_model, normal_guide, (X + i,), {}
+        )[0]
+        for i in range(4)
+    ]
+    np.testing.assert_allclose(float(loss), -np.mean(by_hand), rtol=1e-6)
+
+
 def test_live_progress_bar(capsys, monkeypatch, normal_svi):
     import jppl.vi.svi as svi_module
 
-    monkeypatch.setattr(svi_module, "_stderr_is_tty", lambda: True)
+    monkeypatch.setattr(svi_module, "is_interactive", lambda: True)
     svi, _ = normal_svi
     result = svi.run(jax.random.key(13), 30, X)
     err = capsys.readouterr().err

@@ -19,7 +19,6 @@ from jppl.model.batch import batch_shape_of, flatten_batch, map_batch
 from jppl.model.density import log_likelihood
 from jppl.parallel.context import use_mesh
 from jppl.parallel.mesh import axis_size
-from jppl.parallel.sharding import split_leading
 from jppl.primitives import Message
 
 __all__ = ["Predictive", "log_likelihood"]  # log_likelihood lives in jppl.model
@@ -209,11 +208,5 @@ class Predictive:
             samples if self._batched_samples else None,
             params if self._batched_params else None,
         )
-        if self.mesh is None:
+        with use_mesh(self.mesh):  # no mesh: a no-op
             return map_batch(one, inputs, self._batch_shape, self.parallel)
-        with use_mesh(self.mesh):
-            spmd_axis = None
-            if self.parallel and axis_size(self.mesh, "sample") > 1:
-                spmd_axis = "sample"
-                inputs = split_leading(inputs, "sample")
-            return map_batch(one, inputs, self._batch_shape, self.parallel, spmd_axis)

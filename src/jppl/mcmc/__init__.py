@@ -2,7 +2,9 @@
 
 The front end mirrors NumPyro: :class:`NUTS` / :class:`HMC` bind a model (or a potential_fn)
 to the kernels and a warm-up scheme, and :class:`MCMC` runs the chains (:mod:`.sampler`,
-:mod:`.runner`, :mod:`.chains`, :mod:`.progress`, :mod:`.io`).
+:mod:`.runner`, :mod:`.driver`, :mod:`.progress`, :mod:`.io`). ``MCMC`` drives any object that
+satisfies the :class:`Sampler` protocol, and maps the per-chain program over chains, devices
+and meshes with :func:`jppl.parallel.map_chains`.
 
 Underneath, kernels are pure ``init``/``step`` pairs over NamedTuple states on flat ``(d,)``
 positions; see :mod:`jppl.mcmc.hmc` and :mod:`jppl.mcmc.nuts`. The building blocks
@@ -17,7 +19,7 @@ from jppl.mcmc.integrators import IntegratorState, hamiltonian, velocity_verlet
 from jppl.mcmc.metrics import Metric, gaussian_euclidean
 from jppl.mcmc.nuts import NUTSInfo, NUTSParams, NUTSState
 from jppl.mcmc.runner import MCMC
-from jppl.mcmc.sampler import HMC, NUTS
+from jppl.mcmc.sampler import HMC, NUTS, Sampler
 from jppl.mcmc.state import MCMCState
 
 __all__ = [
@@ -26,6 +28,7 @@ __all__ = [
     "MCMC",
     "MCMCState",
     "NUTS",
+    "Sampler",
     "adaptation",
     "nutpie_adaptation",
     "window_adaptation",

@@ -17,6 +17,10 @@ Checkpointing a long run in chunks, so that a killed job resumes where it was::
 Because each draw's key is ``fold_in(chain_key, global_draw_index)`` and the state carries the
 index, the chunks concatenate bitwise to one uninterrupted run.
 
+The functions here work on a run's arrays and settings, not on the
+:class:`~jppl.mcmc.MCMC` object: its ``save``, ``load`` and ``to_arviz`` methods pass them in
+from its public accessors (``last_state``, ``named_samples``, ``model_args``, ...).
+
 File layout: ``state/<field>`` arrays of the :class:`~jppl.mcmc.state.MCMCState` (keys as raw
 ``uint32`` key data), optional ``samples/<i>`` and ``fields/<i>`` arrays, and ``__meta__``, a
 JSON string with the settings, the sampler's options, the key implementation and the names.
@@ -26,7 +30,8 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Any
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -38,9 +43,35 @@ from jppl.mcmc.state import MCMCState
 from jppl.model import density
 from jppl.parallel.distributed import gather
 
-__all__ = ["load", "save", "to_arviz", "to_inference_data"]
+__all__ = [
+    "SETTINGS",
+    "Checkpoint",
+    "read_checkpoint",
+    "to_arviz",
+    "to_inference_data",
+    "write_checkpoint",
+]
 
 FORMAT_VERSION = 1
+
+#: The ``MCMC`` options a checkpoint stores (and ``MCMC.load`` uses unless overridden).
+SETTINGS = ("num_warmup", "num_samples", "num_chains", "thinning", "chain_method")
+
+
+class Checkpoint(NamedTuple):
+    """What :func:`read_checkpoint` reads back.
+
+    Attributes:
+        state: the :class:`~jppl.mcmc.state.MCMCState` of the saved run (``C`` chains).
+        settings: ``{option: value}`` for the names in :data:`SETTINGS`.
+        samples: ``{site: (C, num_draws, ...)}`` saved samples (``{}`` if none were saved).
+        extra_fields: ``{name: (C, num_draws, ...)}`` saved per-draw statistics.
+    """
+
+    state: MCMCState
+    settings: dict[str, Any]
+    samples: dict[str, jax.Array]
+    extra_fields: dict[str, jax.Array]
 
 
 def _key_impl_name(keys: jax.Array) -> str:
@@ -49,18 +80,25 @@ def _key_impl_name(keys: jax.Array) -> str:
     return str(name if name is not None else impl)
 
 
-def save(mcmc: Any, path: str | os.PathLike, include_samples: bool = True) -> None:
-    """Write ``mcmc.last_state`` (and the samples and statistics) to ``path`` (``.npz``).
+def write_checkpoint(
+    path: str | os.PathLike,
+    state: MCMCState,
+    *,
+    settings: dict[str, Any],
+    sampler_config: dict[str, Any],
+    samples: dict[str, Any] | None = None,
+    extra_fields: dict[str, Any] | None = None,
+) -> None:
+    """Write a run's last ``state`` (and its samples and statistics) to ``path`` (``.npz``).
 
     Args:
-        mcmc: an :class:`~jppl.mcmc.MCMC` after ``run`` or ``warmup``.
         path: destination file (NumPy appends ``.npz`` if missing).
-        include_samples: also store the last run's samples (only for a dict of arrays) and
-            per-draw statistics.
+        state: the :class:`~jppl.mcmc.state.MCMCState` after the run.
+        settings: ``{option: value}`` for the names in :data:`SETTINGS` (JSON-serializable).
+        sampler_config: the sampler's ``config()``, checked again on reading.
+        samples: ``{site: (C, num_draws, ...)}`` arrays to store, or ``None``.
+        extra_fields: ``{name: (C, num_draws, ...)}`` statistics to store with ``samples``.
     """
-    state = mcmc.last_state
-    if state is None:
-        raise RuntimeError("Nothing to save: call run() or warmup() first.")
     arrays: dict[str, np.ndarray] = {}
     for name, value in state._asdict().items():
         if name == "rng_key":
@@ -70,50 +108,43 @@ def save(mcmc: Any, path: str | os.PathLike, include_samples: bool = True) -> No
     meta: dict[str, Any] = {
         "format_version": FORMAT_VERSION,
         "key_impl": _key_impl_name(state.rng_key),
-        "num_warmup": mcmc.num_warmup,
-        "num_samples": mcmc.num_samples,
-        "num_chains": mcmc.num_chains,
-        "thinning": mcmc.thinning,
-        "chain_method": mcmc.chain_method,
-        "sampler": mcmc.sampler.config(),
+        **{name: settings[name] for name in SETTINGS},
+        "sampler": sampler_config,
         "samples": [],
         "fields": [],
     }
-    if include_samples and isinstance(mcmc._samples, dict) and mcmc._fields is not None:
-        for i, (name, value) in enumerate(mcmc._samples.items()):
+    if samples is not None and extra_fields is not None:
+        for i, (name, value) in enumerate(samples.items()):
             arrays[f"samples/{i}"] = np.asarray(value)
             meta["samples"].append(name)
-        for i, (name, value) in enumerate(mcmc._fields.items()):
+        for i, (name, value) in enumerate(extra_fields.items()):
             arrays[f"fields/{i}"] = np.asarray(value)
             meta["fields"].append(name)
     arrays["__meta__"] = np.asarray(json.dumps(meta))
     np.savez(path, **arrays)
 
 
-def load(path: str | os.PathLike, sampler: Any, **overrides: Any) -> Any:
-    """Rebuild an :class:`~jppl.mcmc.MCMC` from :func:`save`.
+def read_checkpoint(path: str | os.PathLike, sampler_config: dict[str, Any]) -> Checkpoint:
+    """Read what :func:`write_checkpoint` wrote.
 
-    The saved settings (``num_warmup``, ``num_samples``, ``num_chains``, ``thinning``,
-    ``chain_method``) are used unless overridden by keyword (any ``MCMC`` option, e.g.
-    ``progress_bar=False``). The saved state becomes both ``last_state`` and
-    ``post_warmup_state``, so ``run(None, ...)`` continues the chains; saved samples are
-    restored for ``get_samples``.
+    Args:
+        path: the ``.npz`` file.
+        sampler_config: the ``config()`` of the sampler that is to continue the run.
 
     Raises:
-        ValueError: if ``sampler``'s options (kernel, mass-matrix structure, adaptation,
-            tree depth / trajectory) differ from the saved ones.
+        ValueError: for an unknown format version, or if ``sampler_config`` (kernel,
+            mass-matrix structure, adaptation, tree depth / trajectory) differs from the saved
+            one.
     """
-    from jppl.mcmc.runner import MCMC
-
     with np.load(path, allow_pickle=False) as data:
         meta = json.loads(str(data["__meta__"]))
         if meta.get("format_version") != FORMAT_VERSION:
             raise ValueError(f"Unsupported checkpoint format {meta.get('format_version')!r}.")
-        saved = json.loads(json.dumps(sampler.config()))
-        if saved != meta["sampler"]:
+        given = json.loads(json.dumps(sampler_config))
+        if given != meta["sampler"]:
             raise ValueError(
                 f"The sampler does not match the checkpoint: saved {meta['sampler']}, "
-                f"given {saved}."
+                f"given {given}."
             )
         fields = {}
         for name in MCMCState._fields:
@@ -122,24 +153,10 @@ def load(path: str | os.PathLike, sampler: Any, **overrides: Any) -> Any:
                 fields[name] = jax.random.wrap_key_data(jnp.asarray(value), impl=meta["key_impl"])
             else:
                 fields[name] = jnp.asarray(value)
-        state = MCMCState(**fields)
         samples = {n: jnp.asarray(data[f"samples/{i}"]) for i, n in enumerate(meta["samples"])}
         stats = {n: jnp.asarray(data[f"fields/{i}"]) for i, n in enumerate(meta["fields"])}
-    options = {
-        k: meta[k] for k in ("num_warmup", "num_samples", "num_chains", "thinning", "chain_method")
-    }
-    options.update(overrides)
-    mcmc = MCMC(sampler, **options)
-    if state.num_chains != mcmc.num_chains:
-        raise ValueError(
-            f"The checkpoint holds {state.num_chains} chains, num_chains={mcmc.num_chains}."
-        )
-    mcmc._last_state = state
-    mcmc.post_warmup_state = state
-    if samples:
-        mcmc._samples = samples
-        mcmc._fields = stats
-    return mcmc
+    settings = {name: meta[name] for name in SETTINGS}
+    return Checkpoint(MCMCState(**fields), settings, samples, stats)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -158,13 +175,12 @@ _STAT_NAMES = {
 }
 
 
-def _model_trace(mcmc: Any) -> dict[str, Any]:
-    """The model's trace with the last run's arguments at the first draw."""
-    model = mcmc.sampler.model
-    first = jax.tree.map(lambda x: x[0, 0], mcmc.get_samples(group_by_chain=True))
-    return trace(substitute(seed(model, rng_seed=0), data=first)).get_trace(
-        *mcmc._args, **mcmc._kwargs
-    )
+def _model_trace(
+    model: Callable, samples: dict[str, Any], args: tuple, kwargs: dict
+) -> dict[str, Any]:
+    """The model's trace with the run's arguments at the first draw of ``samples``."""
+    first = jax.tree.map(lambda x: x[0, 0], samples)
+    return trace(substitute(seed(model, rng_seed=0), data=first)).get_trace(*args, **kwargs)
 
 
 def _by_chain(
@@ -191,16 +207,20 @@ def _by_chain(
 
 
 def to_arviz(
-    mcmc: Any,
-    log_likelihood: bool = True,
+    samples: dict[str, Any],
+    extra_fields: dict[str, Any],
     *,
+    model: Callable | None = None,
+    model_args: tuple = (),
+    model_kwargs: dict[str, Any] | None = None,
+    log_likelihood: bool = True,
     prior: dict[str, Any] | None = None,
     posterior_predictive: dict[str, Any] | None = None,
     predictions: dict[str, Any] | None = None,
     coords: dict[str, Any] | None = None,
     dims: dict[str, list[str | None]] | None = None,
 ) -> Any:
-    """ArviZ results of the last run of ``mcmc``: an ``arviz.InferenceData`` on ArviZ 0.x, an
+    """ArviZ results of an MCMC run: an ``arviz.InferenceData`` on ArviZ 0.x, an
     ``xarray.DataTree`` on ArviZ 1.x (see :func:`jppl.inference_data.to_inference_data`).
 
     Groups: ``posterior`` (all sites, with deterministic ones), ``sample_stats``
@@ -211,7 +231,11 @@ def to_arviz(
     plate (``dims`` overrides), the others ``<site>_dim_<i>``.
 
     Args:
-        mcmc: an :class:`~jppl.mcmc.MCMC` after ``run``.
+        samples: ``{name: (chain, draw, ...)}`` draws (``MCMC.named_samples``).
+        extra_fields: ``{name: (chain, draw, ...)}`` per-draw statistics
+            (``MCMC.get_extra_fields(group_by_chain=True)``).
+        model: the model that was sampled (``None`` for a ``potential_fn``: no model groups).
+        model_args, model_kwargs: the model arguments of the run.
         log_likelihood: add the ``log_likelihood`` group (one vectorized evaluation).
         prior: ``Predictive(model, num_samples=S)(...)`` draws ``{site: (S, ...)}``: the
             observed sites go to ``prior_predictive``, the others to ``prior`` (one chain).
@@ -222,18 +246,16 @@ def to_arviz(
         dims: ``{site: [names of its axes after (chain, draw)]}`` (``None`` leaves one to the
             plates or unnamed).
     """
-    samples = mcmc.get_samples(group_by_chain=True)
-    named = mcmc._named_samples(samples)
-    num_chains, num_draws = np.shape(next(iter(named.values())))[:2]
-    fields = mcmc.get_extra_fields(group_by_chain=True)
+    model_kwargs = dict(model_kwargs or {})
+    num_chains, num_draws = np.shape(next(iter(samples.values())))[:2]
     stats = {}
     for name, (field, transform) in _STAT_NAMES.items():
-        if field in fields:
-            value = np.asarray(fields[field])
+        if field in extra_fields:
+            value = np.asarray(extra_fields[field])
             stats[name] = transform(value) if transform is not None else value
     observed, loglik, model_dims = None, None, {}
-    if mcmc.sampler.model is not None:
-        model_trace = _model_trace(mcmc)
+    if model is not None:
+        model_trace = _model_trace(model, samples, model_args, model_kwargs)
         model_dims = plate_dims(model_trace)
         # gather: observations split over the devices of several processes are all-gathered.
         observed = gather(
@@ -244,10 +266,8 @@ def to_arviz(
             }
         )
         if log_likelihood and observed:
-            flat = jax.tree.map(lambda x: jnp.reshape(x, (-1,) + x.shape[2:]), named)
-            values = density.log_likelihood(
-                mcmc.sampler.model, flat, *mcmc._args, parallel=True, **mcmc._kwargs
-            )
+            flat = jax.tree.map(lambda x: jnp.reshape(x, (-1,) + x.shape[2:]), samples)
+            values = density.log_likelihood(model, flat, *model_args, parallel=True, **model_kwargs)
             loglik = {
                 k: v.reshape((num_chains, num_draws) + np.shape(v)[1:])
                 for k, v in gather(values).items()
@@ -266,7 +286,7 @@ def to_arviz(
             for i, n in enumerate(names)
         ] + list(plates[len(names) :])
     return to_inference_data(
-        {k: np.asarray(v) for k, v in named.items()},
+        {k: np.asarray(v) for k, v in samples.items()},
         sample_stats=stats,
         log_likelihood=loglik,
         observed_data=observed,

@@ -1,6 +1,6 @@
 """Progress reporting for compiled MCMC runs.
 
-Warm-up and sampling run in one compiled ``lax.scan`` (:mod:`jppl.mcmc.chains`), so the bars
+Warm-up and sampling run in one compiled ``lax.scan`` (:mod:`jppl.mcmc.driver`), so the bars
 are fed by host callbacks (:func:`jax.debug.callback`) fired from inside the scan:
 
 * **throttled**: a callback fires every ``every[phase]`` transitions and at the last transition
@@ -26,8 +26,9 @@ are fed by host callbacks (:func:`jax.debug.callback`) fired from inside the sca
   transitions of the phase so far (warm-up divergences are expected while the step size is
   being tuned).
 
-When stderr is not a terminal (CI logs), nothing is compiled into the loops: each phase prints
-one final line instead of a live bar (printed when the run ends).
+When stderr is not a terminal (CI logs; :func:`jppl.progress.is_interactive`), nothing is
+compiled into the loops: each phase prints one final line instead of a live bar (printed
+when the run ends).
 """
 
 from __future__ import annotations
@@ -43,15 +44,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.custom_batching import custom_vmap
 
-__all__ = ["ProgressBar", "is_interactive", "make_reporter", "summary_line"]
-
-
-def is_interactive() -> bool:
-    """Whether a live bar can be drawn (stderr is a terminal)."""
-    try:
-        return sys.stderr.isatty()
-    except (AttributeError, ValueError):
-        return False
+__all__ = ["ProgressBar", "make_reporter", "summary_line"]
 
 
 def summary_line(step_size: Any, divergences: Any) -> str:

@@ -15,13 +15,19 @@ Compilation happens once per signature of the model arguments (tree structure, s
 leaves, shapes and dtypes of the array leaves): array arguments are passed to the compiled
 functions as arguments, so a second ``run`` with new data of the same shapes does not trace or
 compile anything again. ``run`` compiles **one** program for warm-up and sampling (the kernel
-step appears once in it, see :mod:`jppl.mcmc.chains`); ``warmup`` alone and the continuation of
-adapted chains compile their own program once. The compiled programs are cached on the object.
+step appears once in it, see :mod:`jppl.mcmc.driver`), mapped over the chains by
+:func:`jppl.parallel.map_chains`; ``warmup`` alone and the continuation of adapted chains compile
+their own program once. The compiled programs are cached on the object.
+
+Saving and exporting (:meth:`MCMC.save`, :meth:`MCMC.load`, :meth:`MCMC.to_arviz`) hand the run's
+public accessors (:attr:`MCMC.last_state`, :attr:`MCMC.named_samples`, :attr:`MCMC.model_args`,
+...) to :mod:`jppl.mcmc.io`, which knows nothing of this class.
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
 import time
 import warnings
 from collections.abc import Callable, Sequence
@@ -34,12 +40,23 @@ from jax.flatten_util import ravel_pytree
 from jax.sharding import Mesh
 
 from jppl import diagnostics
-from jppl.mcmc import chains as _chains
-from jppl.mcmc import mesh as _mesh
-from jppl.mcmc.progress import ProgressBar, is_interactive, make_reporter, summary_line
+from jppl.mcmc import io
+from jppl.mcmc.driver import DEFAULT_FIELDS, FIELD_ALIASES, build_chain
+from jppl.mcmc.progress import ProgressBar, make_reporter, summary_line
+from jppl.mcmc.sampler import Sampler, Target
 from jppl.mcmc.state import MCMCState, as_typed_key, chain_keys, split_model_args
 from jppl.parallel.blocks import BlockPlan, plan_blocks
+from jppl.parallel.chains import (
+    CHAIN_AXIS,
+    CHAIN_METHODS,
+    chain_mesh,
+    check_chain_mesh,
+    jit_replicated,
+    map_chains,
+)
+from jppl.parallel.context import use_mesh
 from jppl.parallel.sharding import replicate
+from jppl.progress import is_interactive
 
 __all__ = ["MCMC"]
 
@@ -55,24 +72,38 @@ def _concat_name(path) -> str:
     return jax.tree_util.keystr(path).strip("[]'\"") or "z"
 
 
+def _traced_under(mesh: Mesh | None, fn: Callable) -> Callable:
+    """``fn`` traced under ``use_mesh(mesh)``, so that the model's sharded plates see the mesh
+    (a no-op without one)."""
+
+    def traced(*args):
+        with use_mesh(mesh):
+            return fn(*args)
+
+    return traced
+
+
 class MCMC:
     """Run Markov chains with a :class:`~jppl.mcmc.NUTS` or :class:`~jppl.mcmc.HMC` sampler.
 
     Args:
-        sampler: the sampler (holds the model or potential_fn and the kernel options).
+        sampler: the sampler (holds the model or potential_fn and the kernel options): a
+            :class:`~jppl.mcmc.NUTS`, an :class:`~jppl.mcmc.HMC` or anything else that
+            satisfies the :class:`~jppl.mcmc.sampler.Sampler` protocol.
         num_warmup: warm-up (adaptation) transitions per chain.
         num_samples: post-warm-up transitions per chain; ``num_samples // thinning`` draws
             are kept (the last of each block of ``thinning`` transitions).
         num_chains: number of chains.
         thinning: keep one draw in ``thinning``.
         chain_method: ``"vectorized"`` (``vmap`` over chains; a single chain runs without
-            ``vmap``), ``"sharded"`` (chains spread over the devices of a 1-d ``"chain"`` mesh
-            with ``shard_map``; padded to a multiple of the devices used, the padding is
-            dropped) or ``"sequential"`` (a Python loop over chains reusing one compiled
-            single-chain program). Default (``None``): ``"sharded"`` when there are at least
-            as many devices (``devices``, or ``jax.devices()``) as chains and more than one
-            chain (each device then runs one chain with the single-chain program, faster than
-            the batched one on CPU), otherwise ``"vectorized"``.
+            ``vmap``), ``"sharded"`` (chains spread over the devices of a 1-d ``"chain"`` mesh,
+            :func:`jppl.parallel.chain_mesh`, with ``shard_map``; padded to a multiple of the
+            devices used, the padding is dropped) or ``"sequential"`` (a Python loop over
+            chains reusing one compiled single-chain program). Default (``None``):
+            ``"sharded"`` when there are at least as many devices (``devices``, or
+            ``jax.devices()``) as chains and more than one chain (each device then runs one
+            chain with the single-chain program, faster than the batched one on CPU),
+            otherwise ``"vectorized"``.
         progress_bar: show progress. On a terminal a tqdm bar per phase (phase, step size,
             acceptance, divergences so far), fed by throttled callbacks compiled into the
             loops; otherwise one line per phase after it ends (no callbacks compiled).
@@ -95,7 +126,7 @@ class MCMC:
             ``"vectorized"`` (``vmap`` with ``spmd_axis_name="chain"``) or ``"sequential"``
             (one chain at a time on the whole mesh; needs ``chain=1``). Results are replicated
             on every device, so every process of a multi-host run can read them. See
-            :mod:`jppl.mcmc.mesh`.
+            :mod:`jppl.parallel.chains`.
         data_blocks: with a ``mesh`` whose ``data`` axis splits the observations (arrays
             placed by :func:`jppl.parallel.shard_along`, ``plate(..., shard="data")``), the
             likelihood of the sharded plates is added as this many blocks of consecutive rows
@@ -112,7 +143,7 @@ class MCMC:
 
     def __init__(
         self,
-        sampler: Any,
+        sampler: Sampler,
         *,
         num_warmup: int,
         num_samples: int,
@@ -131,15 +162,13 @@ class MCMC:
         if mesh is not None:
             if devices is not None:
                 raise ValueError("MCMC: give `mesh` or `devices`, not both.")
-            chain_method = _mesh.check_mesh(mesh, int(num_chains), chain_method)
+            chain_method = check_chain_mesh(mesh, int(num_chains), chain_method, what="MCMC")
         elif chain_method is None:
             available = len(devices) if devices is not None else jax.device_count()
             many = 1 < int(num_chains) <= available
             chain_method = "sharded" if many else "vectorized"
-        if chain_method not in _chains.CHAIN_METHODS:
-            raise ValueError(
-                f"chain_method must be one of {_chains.CHAIN_METHODS}, got {chain_method!r}"
-            )
+        if chain_method not in CHAIN_METHODS:
+            raise ValueError(f"chain_method must be one of {CHAIN_METHODS}, got {chain_method!r}")
         self._sampler = sampler
         self.num_warmup = num_warmup
         self.num_samples = num_samples
@@ -161,7 +190,7 @@ class MCMC:
         self._samples: Any = None
         self._fields: dict[str, jax.Array] | None = None
         self._counts: dict[str, int] = {}
-        self._target = None
+        self._target: Target | None = None
         self._args: tuple = ()
         self._kwargs: dict = {}
         self._targets: dict = {}
@@ -205,9 +234,19 @@ class MCMC:
         self._thinning = int(value)
 
     @property
-    def sampler(self) -> Any:
+    def sampler(self) -> Sampler:
         """The sampler (read-only: the compiled programs cached here are built from it)."""
         return self._sampler
+
+    @property
+    def model_args(self) -> tuple:
+        """The positional model arguments of the last ``run`` or ``warmup``."""
+        return self._args
+
+    @property
+    def model_kwargs(self) -> dict[str, Any]:
+        """The keyword model arguments of the last ``run`` or ``warmup`` (a copy)."""
+        return dict(self._kwargs)
 
     @property
     def block_plan(self) -> BlockPlan | None:
@@ -233,7 +272,7 @@ class MCMC:
             # `chain` only (debug.callback fails with several auto axes): the bars are filled
             # when the run ends.
             return None
-        axis = _chains.AXIS if self.chain_method == "sharded" else None
+        axis = CHAIN_AXIS if self.chain_method == "sharded" else None
         return make_reporter(self._bar, totals, axis_name=axis)
 
     def _every(self, key: tuple, totals: tuple[int, int]) -> jax.Array:
@@ -258,6 +297,13 @@ class MCMC:
             self._bar.close(summarize(outputs[0]) if outputs else ["", ""])
 
         return on_chain
+
+    def _chain_mesh(self) -> Mesh | None:
+        """The mesh the chains run on: ``mesh``, or for sharded chains without one the trivial
+        chain-only mesh over ``devices`` (so both run the same code)."""
+        if self.mesh is None and self.chain_method == "sharded":
+            return chain_mesh(self.num_chains, self.devices)
+        return self.mesh
 
     def _block_plan(self, args: tuple, kwargs: dict) -> BlockPlan | None:
         """The data-block plan of these arguments on the mesh (see ``data_blocks``)."""
@@ -339,9 +385,7 @@ class MCMC:
             def init(k, dyn):
                 return target.make_init(k, *sig.rebuild(dyn))
 
-            if self.mesh is not None:
-                return _mesh.jit_on_mesh(init, self.mesh, "mcmc_init")
-            return jax.jit(init)
+            return jit_replicated(_traced_under(self.mesh, init), self.mesh, "mcmc_init")
 
         init_fn = self._compiled_fn(("init", sig.key, c, self.mesh), build)
         if self.mesh is not None:
@@ -370,7 +414,7 @@ class MCMC:
             plain = jax.vmap(target.make_plain_logdensity(args, kwargs))(positions)
             return blocked, plain
 
-        fn = _mesh.jit_on_mesh(check, self.mesh, "mcmc_check_blocks")
+        fn = jit_replicated(_traced_under(self.mesh, check), self.mesh, "mcmc_check_blocks")
         blocked, plain = (np.asarray(x) for x in fn(replicate(positions, self.mesh), sig.dynamic))
         self._compiled[key] = None
         bad = ~(np.abs(blocked - plain) <= 1e-4 * np.maximum(1.0, np.abs(plain)))
@@ -404,8 +448,10 @@ class MCMC:
                 summary_line(state.step_size, counts["num_divergent"]),
             ]
 
+        mesh = self._chain_mesh()
+
         def build():
-            chain = _chains.build_chain(
+            chain = build_chain(
                 self.sampler,
                 target,
                 sig.rebuild,
@@ -417,12 +463,15 @@ class MCMC:
                 reporter=self._reporter(totals),
                 block_mask=block_mask,
             )
-            on_chain = self._on_chain(totals, summarize)
-            if self.mesh is not None:
-                return _mesh.map_chains_on_mesh(
-                    chain, self.chain_method, c, self.mesh, on_chain, spmd=target.blocks is None
-                )
-            return _chains.map_chains(chain, self.chain_method, c, on_chain, self.devices)
+            return map_chains(
+                _traced_under(self.mesh, chain),
+                self.chain_method,
+                c,
+                mesh,
+                on_chain=self._on_chain(totals, summarize),
+                spmd=target.blocks is None,
+                name="mcmc_chains",
+            )
 
         key = ("chain", sig.key, c, self.chain_method, self.devices, fresh, totals, thin, fields)
         key += (self.mesh,)
@@ -432,7 +481,10 @@ class MCMC:
         if whole:
             self._bar.start(list(zip(_PHASES, totals, strict=True)), live)
         start = time.perf_counter()
-        out = jax.block_until_ready(fn(chain_in, (sig.dynamic, self._every(key, totals))))
+        every = self._every(key, totals)
+        if mesh is not None:  # every process passes the same intervals
+            every = replicate(every, mesh)
+        out = jax.block_until_ready(fn(chain_in, (sig.dynamic, every)))
         elapsed = time.perf_counter() - start
         names = [name for name, total in zip(_PHASES, totals, strict=True) if total > 0]
         self.timings = {"+".join(names) or "none": elapsed}
@@ -446,17 +498,17 @@ class MCMC:
     def _field_names(self, extra_fields: Sequence[str]) -> tuple[tuple[str, ...], dict[str, str]]:
         if isinstance(extra_fields, str):
             extra_fields = (extra_fields,)
-        names = [f for f in _chains.DEFAULT_FIELDS if f != "tree_depth"]
+        names = [f for f in DEFAULT_FIELDS if f != "tree_depth"]
         if self.sampler.max_tree_depth is not None:
             names.append("tree_depth")
         optional = _OPTIONAL_FIELDS + tuple(self.sampler.optional_fields)
         aliases: dict[str, str] = {}
         for name in extra_fields:
-            canonical = _chains.FIELD_ALIASES.get(name, name)
+            canonical = FIELD_ALIASES.get(name, name)
             if canonical not in names and canonical not in optional:
                 raise ValueError(
                     f"Unknown extra field {name!r}; available: "
-                    f"{sorted(set(names) | set(optional) | set(_chains.FIELD_ALIASES))}."
+                    f"{sorted(set(names) | set(optional) | set(FIELD_ALIASES))}."
                 )
             if canonical != name:
                 aliases[name] = canonical
@@ -572,7 +624,7 @@ class MCMC:
         return state
 
     def _warn_diagnostics(self) -> None:
-        samples = self._latent_samples(group_by_chain=True)
+        samples = self._latent_samples()
         diagnostics.warn_diagnostics(
             samples,
             num_divergent=self._counts.get("num_divergent", 0),
@@ -581,16 +633,9 @@ class MCMC:
             stacklevel=5,
         )
 
-    def _named_samples(self, samples: Any) -> dict[str, Any]:
-        if isinstance(samples, dict):
-            return dict(samples)
-        flat = jax.tree_util.tree_flatten_with_path(samples)[0]
-        return {_concat_name(path): leaf for path, leaf in flat}
-
-    def _latent_samples(self, group_by_chain: bool = True) -> dict[str, Any]:
-        samples = self._named_samples(self.get_samples(group_by_chain=group_by_chain))
+    def _latent_samples(self) -> dict[str, Any]:
         exclude = set(self._target.deterministic_sites) if self._target is not None else set()
-        return {k: v for k, v in samples.items() if k not in exclude}
+        return {k: v for k, v in self.named_samples.items() if k not in exclude}
 
     def _require_run(self) -> None:
         if self._samples is None:
@@ -608,6 +653,18 @@ class MCMC:
         if group_by_chain:
             return self._samples
         return jax.tree.map(_flatten_chains, self._samples)
+
+    @property
+    def named_samples(self) -> dict[str, Any]:
+        """The samples of the last run by name, grouped by chain: ``{name: (num_chains,
+        num_draws, ...)}``. For a model the sites (with deterministic ones); for a sampler
+        built from ``potential_fn`` the leaves of its pytree, named by their key paths
+        (``"z"`` for a bare array)."""
+        samples = self.get_samples(group_by_chain=True)
+        if isinstance(samples, dict):
+            return dict(samples)
+        flat = jax.tree_util.tree_flatten_with_path(samples)[0]
+        return {_concat_name(path): leaf for path, leaf in flat}
 
     def get_extra_fields(self, group_by_chain: bool = False) -> dict[str, jax.Array]:
         """Per-draw statistics of the last run: ``{name: (num_chains * num_draws, ...)}`` (or
@@ -629,25 +686,80 @@ class MCMC:
         """Print a table of posterior statistics and diagnostics per site (grouped by chain)."""
         self._require_run()
         if exclude_deterministic:
-            samples = self._latent_samples(group_by_chain=True)
+            samples = self._latent_samples()
         else:
-            samples = self._named_samples(self.get_samples(group_by_chain=True))
+            samples = self.named_samples
         extra = {"diverging": np.asarray(self._fields["diverging"])}
         diagnostics.print_summary(samples, prob=prob, group_by_chain=True, extra=extra)
 
-    def save(self, path: Any, include_samples: bool = True) -> None:
-        """Save the run state (and the samples) to an ``.npz`` file; see :mod:`jppl.mcmc.io`."""
-        from jppl.mcmc import io
+    def save(self, path: str | os.PathLike, include_samples: bool = True) -> None:
+        """Save the run state (and the samples) to an ``.npz`` file; see :mod:`jppl.mcmc.io`.
 
-        io.save(self, path, include_samples=include_samples)
+        Args:
+            path: destination file (NumPy appends ``.npz`` if missing).
+            include_samples: also store the last run's samples (only for a dict of arrays)
+                and per-draw statistics.
+        """
+        if self.last_state is None:
+            raise RuntimeError("Nothing to save: call run() or warmup() first.")
+        samples, fields = None, None
+        if include_samples and isinstance(self._samples, dict):
+            samples = self.get_samples(group_by_chain=True)
+            fields = self.get_extra_fields(group_by_chain=True)
+        io.write_checkpoint(
+            path,
+            self.last_state,
+            settings={name: getattr(self, name) for name in io.SETTINGS},
+            sampler_config=self.sampler.config(),
+            samples=samples,
+            extra_fields=fields,
+        )
 
     @classmethod
-    def load(cls, path: Any, sampler: Any, **overrides: Any) -> MCMC:
-        """An :class:`MCMC` restored from :meth:`save`, ready to continue (its
-        :attr:`post_warmup_state` is the saved last state); see :mod:`jppl.mcmc.io`."""
-        from jppl.mcmc import io
+    def load(cls, path: str | os.PathLike, sampler: Sampler, **overrides: Any) -> MCMC:
+        """An :class:`MCMC` restored from :meth:`save`, ready to continue (see :meth:`restore`).
 
-        return io.load(path, sampler, **overrides)
+        The saved settings (``num_warmup``, ``num_samples``, ``num_chains``, ``thinning``,
+        ``chain_method``) are used unless overridden by keyword (any ``MCMC`` option, e.g.
+        ``progress_bar=False``).
+
+        Raises:
+            ValueError: if ``sampler``'s options (kernel, mass-matrix structure, adaptation,
+                tree depth / trajectory) differ from the saved ones, or the checkpoint holds
+                another number of chains than ``num_chains``.
+        """
+        checkpoint = io.read_checkpoint(path, sampler.config())
+        mcmc = cls(sampler, **{**checkpoint.settings, **overrides})
+        mcmc.restore(checkpoint.state, checkpoint.samples, checkpoint.extra_fields)
+        return mcmc
+
+    def restore(
+        self,
+        state: MCMCState,
+        samples: dict[str, jax.Array] | None = None,
+        extra_fields: dict[str, jax.Array] | None = None,
+    ) -> None:
+        """Continue from a saved run: ``state`` becomes both :attr:`last_state` and
+        :attr:`post_warmup_state` (so ``run(None, ...)`` continues the chains' key streams).
+
+        Args:
+            state: an :class:`~jppl.mcmc.state.MCMCState` with ``num_chains`` chains.
+            samples: ``{site: (num_chains, num_draws, ...)}`` samples of that run, returned by
+                :meth:`get_samples` until the next run (ignored if empty or ``None``).
+            extra_fields: ``{name: (num_chains, num_draws, ...)}`` statistics of that run,
+                returned by :meth:`get_extra_fields` with ``samples``.
+        """
+        if not isinstance(state, MCMCState):
+            raise TypeError(f"restore: state must be an MCMCState, got {type(state).__name__}")
+        if state.num_chains != self.num_chains:
+            raise ValueError(
+                f"The checkpoint holds {state.num_chains} chains, num_chains={self.num_chains}."
+            )
+        self._last_state = state
+        self.post_warmup_state = state
+        if samples:
+            self._samples = samples
+            self._fields = dict(extra_fields or {})
 
     def to_arviz(
         self,
@@ -662,11 +774,13 @@ class MCMC:
         """The last run in ArviZ's format: an ``arviz.InferenceData`` on ArviZ 0.x, an
         ``xarray.DataTree`` on ArviZ 1.x, dims named after the model's plates; see
         :func:`jppl.mcmc.io.to_arviz` for the arguments."""
-        from jppl.mcmc import io
-
         return io.to_arviz(
-            self,
-            log_likelihood,
+            self.named_samples,
+            self.get_extra_fields(group_by_chain=True),
+            model=self.sampler.model,
+            model_args=self.model_args,
+            model_kwargs=self.model_kwargs,
+            log_likelihood=log_likelihood,
             prior=prior,
             posterior_predictive=posterior_predictive,
             predictions=predictions,

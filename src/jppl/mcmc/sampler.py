@@ -2,7 +2,8 @@
 
 A sampler binds a target (a jppl model, or a ``potential_fn`` on a pytree of unconstrained
 values) to the pure kernels (:mod:`jppl.mcmc.nuts`, :mod:`jppl.mcmc.hmc`) and to a warm-up
-scheme (:mod:`jppl.mcmc.adaptation`). It holds options only; :class:`jppl.mcmc.MCMC` drives it.
+scheme (:mod:`jppl.mcmc.adaptation`). It holds options only; :class:`jppl.mcmc.MCMC` drives it
+through the :class:`Sampler` protocol, which a new sampler satisfies to be driven the same way.
 
 With a model, :func:`jppl.infer.initialize_model` provides the potential energy on the
 unconstrained space; the dict of unconstrained latent sites is flattened to one ``(d,)`` vector
@@ -26,7 +27,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from functools import partial
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Protocol, runtime_checkable
 
 import jax
 import jax.numpy as jnp
@@ -45,9 +46,11 @@ from jppl.model.density import (
 from jppl.model.initialization import init_to_uniform
 from jppl.parallel.blocks import BlockPlan
 
-__all__ = ["HMC", "NUTS", "Target"]
+__all__ = ["HMC", "NUTS", "KernelStep", "Sampler", "Target"]
 
 ADAPTATIONS = ("stan", "nutpie", "nutpie_low_rank")
+# Options of the kernels (not of the warm-up scheme) that ``adaptation_options`` may set.
+_KERNEL_OPTIONS = ("max_tree_depth", "num_integration_steps", "divergence_threshold")
 
 
 class Target(NamedTuple):
@@ -102,6 +105,73 @@ class KernelStep(NamedTuple):
 
     step: Callable
     optional: tuple[str, ...]
+
+
+@runtime_checkable
+class Sampler(Protocol):
+    """What :class:`~jppl.mcmc.MCMC` needs from a sampler (:class:`NUTS` and :class:`HMC`
+    satisfy it). ``d`` is the size of the flat unconstrained position.
+
+    The host side (eager, once per signature of the model arguments) builds a
+    :class:`Target` with :meth:`bind`; the traced side builds, inside the compiled per-chain
+    program, the warm-up (:meth:`make_warmup`) and the transition (:meth:`transition`) for
+    the target's log density.
+
+    Attributes:
+        model: the jppl model sampled, or ``None`` for a sampler built from a
+            ``potential_fn`` (then ``MCMC.run`` needs ``init_params``, and the ArviZ export
+            has no model groups).
+        state_type: the kernel's state class, built as ``state_type(position (d,),
+            logdensity (), logdensity_grad (d,))`` to continue a chain from an
+            :class:`~jppl.mcmc.state.MCMCState`.
+        optional_fields: the statistics besides the defaults that :meth:`transition`'s info
+            holds and ``MCMC.run(..., extra_fields=...)`` may ask for (e.g. ``"momentum"``).
+    """
+
+    model: Callable | None
+    state_type: Callable[[jax.Array, jax.Array, jax.Array], Any]
+    optional_fields: tuple[str, ...]
+
+    @property
+    def max_tree_depth(self) -> int | None:
+        """The trajectory's tree-depth limit: its transitions report ``tree_depth`` and
+        ``MCMC`` counts those that hit it; ``None`` for a kernel without trees."""
+        ...
+
+    def config(self) -> dict:
+        """JSON-serializable options that fix what a saved run can be continued with (stored
+        by ``MCMC.save``, compared by ``MCMC.load``)."""
+        ...
+
+    def bind(
+        self,
+        rng_key: jax.Array,
+        model_args: tuple,
+        model_kwargs: dict,
+        init_params: Any = None,
+        blocks: BlockPlan | None = None,
+    ) -> Target:
+        """The :class:`Target` for these model arguments (host side, eager; ``rng_key`` a
+        scalar key). ``init_params`` (one chain's pytree) defines the structure for a
+        ``potential_fn``; ``blocks`` is a data-block plan for a model traced under a mesh
+        (see :mod:`jppl.model.blocked`)."""
+        ...
+
+    def block_mask(self, target: Target) -> np.ndarray | None:
+        """``(d, d)`` bool mask of a block-diagonal inverse mass matrix, or ``None``."""
+        ...
+
+    def make_warmup(
+        self, logdensity: Callable, num_warmup: int, block_mask: np.ndarray | None = None
+    ) -> adapt.Adaptation:
+        """The warm-up of one chain (traced) for ``logdensity: (d,) -> ()``: an
+        :class:`~jppl.mcmc.adaptation.Adaptation` whose ``start`` / ``before`` / ``after``
+        pieces the per-chain loop embeds, with ``num_warmup`` (static) transitions."""
+        ...
+
+    def transition(self, logdensity: Callable) -> KernelStep:
+        """The kernel transition of both phases (traced) for ``logdensity: (d,) -> ()``."""
+        ...
 
 
 def _site_index(prototype: Any) -> tuple[tuple[str, ...], np.ndarray]:
@@ -394,6 +464,11 @@ class _HamiltonianSampler:
     def _kernel_options(self, step_size: float) -> dict:
         return {}
 
+    def _warmup_kernel(self, logdensity: Callable, options: dict) -> adapt.TunableKernel:
+        """The kernel the warm-up tunes, with ``options`` (``divergence_threshold`` and
+        this sampler's :meth:`_kernel_options`, possibly overridden)."""
+        raise NotImplementedError
+
     def make_warmup(
         self, logdensity: Callable, num_warmup: int, block_mask: np.ndarray | None = None
     ) -> adapt.Adaptation:
@@ -407,15 +482,19 @@ class _HamiltonianSampler:
             block_mask: ``(d, d)`` mask for block-dense mass matrices (see the module doc).
         """
         options = dict(
-            kernel=self.kernel_name,
             target_accept_prob=self.target_accept_prob,
             initial_step_size=self.step_size,
             adapt_step_size=self.adapt_step_size,
             adapt_mass_matrix=self.adapt_mass_matrix,
-            divergence_threshold=self.divergence_threshold,
-            **self._kernel_options(self.step_size),
         )
-        options.update(self.adaptation_options)
+        kernel_options = {
+            "divergence_threshold": self.divergence_threshold,
+            **self._kernel_options(self.step_size),
+        }
+        # adaptation_options may override the kernel's options for the warm-up too.
+        for name, value in self.adaptation_options.items():
+            (kernel_options if name in _KERNEL_OPTIONS else options)[name] = value
+        options["kernel"] = self._warmup_kernel(logdensity, kernel_options)
         if self.adaptation == "stan":
             return adapt.window_adaptation(
                 logdensity,
@@ -502,6 +581,13 @@ class NUTS(_HamiltonianSampler):
 
     def _kernel_options(self, step_size: float) -> dict:
         return {"max_tree_depth": self._max_tree_depth}
+
+    def _warmup_kernel(self, logdensity: Callable, options: dict) -> adapt.TunableKernel:
+        return adapt.nuts_kernel(
+            logdensity,
+            max_tree_depth=options["max_tree_depth"],
+            divergence_threshold=options["divergence_threshold"],
+        )
 
     def transition(self, logdensity: Callable) -> KernelStep:
         kernel = nuts.build_kernel(
@@ -602,6 +688,13 @@ class HMC(_HamiltonianSampler):
         if n is None:
             n = int(min(max(1, math.ceil(self.trajectory_length / step_size)), self.max_num_steps))
         return {"num_integration_steps": n}
+
+    def _warmup_kernel(self, logdensity: Callable, options: dict) -> adapt.TunableKernel:
+        return adapt.hmc_kernel(
+            logdensity,
+            num_integration_steps=options["num_integration_steps"],
+            divergence_threshold=options["divergence_threshold"],
+        )
 
     def transition(self, logdensity: Callable) -> KernelStep:
         kernel = hmc.build_kernel(logdensity, divergence_threshold=self.divergence_threshold)

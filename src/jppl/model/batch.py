@@ -10,6 +10,8 @@ from collections.abc import Callable
 import jax
 import jax.numpy as jnp
 
+from jppl.parallel.particles import map_particles
+
 __all__ = ["batch_shape_of", "flatten_batch", "map_batch"]
 
 
@@ -46,16 +48,16 @@ def map_batch(
     inputs,
     batch_shape: tuple[int, ...],
     parallel: bool,
-    spmd_axis_name: str | None = None,
 ):
     """Apply ``fn`` to each of the ``prod(batch_shape)`` slices of the (flattened) ``inputs``.
 
     ``inputs`` leaves have a single leading dim of size ``prod(batch_shape)``; outputs get
-    ``batch_shape`` as their leading dims. ``spmd_axis_name``: mesh axis the vmapped dim is
-    split over (``parallel=True`` only).
+    ``batch_shape`` as their leading dims. ``parallel=True`` vmaps ``fn`` (under an active mesh
+    the draws are split over its ``sample`` axis, :func:`jppl.parallel.map_particles`);
+    ``False`` maps it one draw at a time (``jax.lax.map``).
     """
     if parallel:
-        out = jax.vmap(fn, spmd_axis_name=spmd_axis_name)(inputs)
+        out = map_particles(fn, inputs, axis="sample", what="draws")
     else:
         out = jax.lax.map(fn, inputs)
     return jax.tree_util.tree_map(

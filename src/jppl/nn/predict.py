@@ -33,6 +33,7 @@ from jax import lax
 from jax.scipy.special import logsumexp, xlogy
 
 from jppl.handlers import seed, substitute
+from jppl.vi import particle_keys
 
 __all__ = [
     "PredictiveSummary",
@@ -44,8 +45,9 @@ __all__ = [
 
 
 def sample_keys(rng_key: jax.Array, indices: jax.Array) -> jax.Array:
-    """Keys of the draws ``indices`` (int ``(M,)``): ``fold_in(rng_key, m)`` each, ``(M,)``."""
-    return jax.vmap(lambda m: jax.random.fold_in(rng_key, m))(jnp.asarray(indices))
+    """Keys of the draws ``indices`` (int ``(M,)``): ``fold_in(rng_key, m)`` each, ``(M,)``;
+    the keys of ELBO particles (:func:`jppl.vi.particle_keys`)."""
+    return particle_keys(rng_key, indices)
 
 
 def sample_predictions(

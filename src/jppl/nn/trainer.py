@@ -1,4 +1,4 @@
-"""Training Bayesian neural networks with sampling parallelism: :class:`Trainer`, thin over SVI.
+"""Training Bayesian neural networks with sampling parallelism: :class:`Trainer`, a loop over SVI.
 
 The recipe of *Sampling Parallelism for Fast and Efficient Bayesian Learning*: each step draws
 ``S`` weight samples (ELBO particles) from a mean-field guide, evaluates them spread over the
@@ -27,33 +27,21 @@ so the loss is the negative ELBO of the full data set: ``-(N/B) sum_batch log p(
 KL`` per weight sample (``KL`` weighted by the :class:`~jppl.nn.BayesianModule`'s
 ``kl_weight``).
 
-Keys (everything follows from the state's key and step counter, whatever the mesh):
+The pieces are those of :mod:`jppl.vi`: a step is ``SVI.update`` with a
+:class:`~jppl.vi.SamplingParallelLoss` (particles over ``sample``, augmentation groups, the
+exact predictive loss: see :mod:`jppl.vi.sampling_parallel`), an epoch's minibatches are
+:func:`jppl.vi.epoch_batches`, checkpoints are :func:`jppl.vi.save_state` files. Keys
+(everything follows from the state's key and step counter, whatever the mesh):
 
-* step ``t`` uses ``step_key = fold_in(state.rng_key, t)`` and particle ``i`` uses
-  ``fold_in(step_key, i)``, exactly as :class:`~jppl.vi.SVI`;
-* sample group ``g`` augments with ``fold_in(fold_in(step_key, AUGMENT_TAG), g)``; particles
-  are assigned to groups in contiguous blocks of ``S / G`` (particle ``i`` is in group
-  ``i // (S / G)``);
-* epoch ``e`` visits the data in the order ``permutation(fold_in(fold_in(state.rng_key,
-  e * steps_per_epoch), SHUFFLE_TAG), N)`` (the last ``N mod B`` examples of it are skipped).
+* step ``t`` uses ``step_key = fold_in(state.rng_key, t)``, particle ``i`` uses
+  ``fold_in(step_key, i)`` and sample group ``g`` augments with
+  ``fold_in(fold_in(step_key, AUGMENT_TAG), g)``, as in :class:`~jppl.vi.SamplingParallelLoss`;
+* epoch ``e`` visits the data in the minibatches ``epoch_batches(fold_in(fold_in(
+  state.rng_key, e * steps_per_epoch), SHUFFLE_TAG), N, B)`` (a permutation of the data, the
+  last ``N mod B`` examples of it skipped).
 
 So the losses do not depend on the mesh (up to the order of floating-point sums), and a run
 resumed from a checkpoint repeats the uninterrupted trajectory bitwise.
-
-Exact mode (``exact=True``) replaces the per-sample expected log-likelihood by the log of the
-sample-averaged predictive probability, per data point::
-
-    loss = -(N/B) sum_n log( (1/S) sum_s p(y_n | x_n, w_s) ) + mean_s KL_s
-
-which is a tighter (smaller, by Jensen) objective. Cost: the likelihood can no longer be
-reduced to one scalar per sample before the samples are combined; the ``(S, B)`` per-sample
-per-data-point log-likelihoods are combined across the ``sample`` axis (a log-sum-exp per data
-point: two all-reduces of ``B`` floats per step, on top of the gradient all-reduce that both
-modes need), and the gradients of the samples are coupled through per-data-point softmax
-weights. The guide and model are traced twice per particle (once for the KL part, with the
-observations hidden, once for the likelihoods); XLA removes the duplicated work (measured on
-CPU: the same flops as the standard loss). It needs reparameterizable guide sites, observed
-sites inside the plate named ``data_plate``, and one common scale for all observed sites.
 """
 
 from __future__ import annotations
@@ -61,49 +49,40 @@ from __future__ import annotations
 import math
 import os
 import re
-import sys
 import time
 from collections.abc import Callable, Sequence
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-from jax.nn import logsumexp
 from jax.sharding import Mesh
 
-from jppl.handlers import block
 from jppl.nn.metrics import accuracy, expected_calibration_error, negative_log_likelihood
 from jppl.nn.predict import sample_predictions, summarize_logits
-from jppl.parallel.mesh import axis_size, current_mesh
-from jppl.parallel.sharding import constrain, dim_spec, replicate, shard_log_prob, split_leading
+from jppl.parallel import axis_size, check_divisible, constrain, dim_spec, replicate
 from jppl.primitives import Message, Messenger
-from jppl.vi.elbo import ELBO, RenyiELBO, TraceMeanField_ELBO, get_importance_traces, particle_keys
-from jppl.vi.svi import SVI, SVIState, copy_state, load_state, save_state
+from jppl.progress import StepBar, write_line
+from jppl.vi import (
+    ELBO,
+    SVI,
+    SamplingParallelLoss,
+    SVIState,
+    TraceMeanField_ELBO,
+    copy_state,
+    epoch_batches,
+    load_state,
+    save_state,
+)
+from jppl.vi.sampling_parallel import Augment
 
-__all__ = [
-    "AUGMENT_TAG",
-    "SHUFFLE_TAG",
-    "EpochMetrics",
-    "SamplingParallelLoss",
-    "TrainResult",
-    "Trainer",
-    "latest_checkpoint",
-]
+__all__ = ["SHUFFLE_TAG", "EpochMetrics", "TrainResult", "Trainer", "latest_checkpoint"]
 
 Batch = tuple[jax.Array, ...]
-Augment = Callable[[jax.Array, Batch], Batch]
 
-AUGMENT_TAG: int = 0x41554755
-"""``fold_in`` tag of the augmentation keys of a step (``'AUGU'``; far above any particle id)."""
 SHUFFLE_TAG: int = 0x53485546
 """``fold_in`` tag of the shuffling key of an epoch (``'SHUF'``)."""
-
-
-# ---------------------------------------------------------------------------------------------
-# Handlers
-# ---------------------------------------------------------------------------------------------
 
 
 class _scale_observed(Messenger):
@@ -119,248 +98,10 @@ class _scale_observed(Messenger):
         msg["scale"] = self.factor if msg["scale"] is None else self.factor * msg["scale"]
 
 
-def _hide_observed(msg: Message) -> bool:
-    return msg["type"] == "sample" and bool(msg["is_observed"])
-
-
-# ---------------------------------------------------------------------------------------------
-# The loss: ELBO particles with per-group augmented batches, optionally the exact predictive
-# ---------------------------------------------------------------------------------------------
-
-
 def _check_int(value, name: str, where: str, minimum: int = 1) -> int:
     if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < minimum:
         raise ValueError(f"{where}: {name} must be an int >= {minimum}, got {value!r}")
     return int(value)
-
-
-def _leading(tree: Any, what: str) -> int:
-    sizes = {int(np.shape(x)[0]) if np.ndim(x) else -1 for x in jax.tree_util.tree_leaves(tree)}
-    if not sizes or -1 in sizes or len(sizes) != 1:
-        raise ValueError(
-            f"{what}: every array must have the same leading (data) dim; got leading sizes "
-            f"{sorted(sizes)} (-1: a scalar)."
-        )
-    return sizes.pop()
-
-
-class SamplingParallelLoss:
-    """The loss :class:`Trainer` hands to :class:`~jppl.vi.SVI` (usable with ``SVI`` directly).
-
-    It evaluates ``elbo.num_particles`` particles with the wrapped ELBO's
-    :meth:`~jppl.vi.ELBO.particle_loss` (particle ``i`` keyed ``fold_in(rng_key, i)``),
-    split over the active mesh's ``sample`` axis, and combines them with its
-    :meth:`~jppl.vi.ELBO.reduce_particles`; nothing of the ELBO is re-implemented. On top:
-
-    * augmentation: the model's positional arguments (the minibatch) are replaced, for the
-      particles of group ``g``, by ``augment(fold_in(fold_in(rng_key, AUGMENT_TAG), g), args)``
-      (groups are contiguous blocks of ``S / G`` particles; the ``G`` augmentations are
-      vmapped, and split over ``sample`` when ``G`` is a multiple of its size);
-    * ``exact=True``: the log of the sample-averaged likelihood per data point (see the module
-      docstring).
-
-    Args:
-        elbo: the ELBO (``Trace_ELBO`` or ``TraceMeanField_ELBO``; ``RenyiELBO`` only without
-            ``exact``), with ``num_particles = S``.
-        num_groups: ``G``, the number of sample groups (divides ``S``).
-        augment: ``augment(key, args) -> args``: a pure function of a PRNG key and the tuple
-            of the model's positional arguments that returns a tuple of arrays with the same
-            shapes and dtypes (e.g. randomly shifted images with unchanged labels). It must keep
-            the order of the data points. ``None``: no augmentation (then ``G`` must be 1).
-        exact: use the exact predictive likelihood.
-        data_plate: name of the plate of the data points (only used by ``exact``).
-
-    Raises:
-        TypeError/ValueError: bad ``elbo``, ``num_groups``, ``augment`` or ``data_plate``.
-    """
-
-    def __init__(
-        self,
-        elbo: ELBO,
-        *,
-        num_groups: int = 1,
-        augment: Augment | None = None,
-        exact: bool = False,
-        data_plate: str = "data",
-    ):
-        where = "SamplingParallelLoss"
-        if not isinstance(elbo, ELBO):
-            raise TypeError(f"{where}: elbo must be a jppl.vi ELBO, got {elbo!r}")
-        self.elbo = elbo
-        self.num_particles = elbo.num_particles
-        self.num_groups = _check_int(num_groups, "num_groups", where)
-        if self.num_particles % self.num_groups:
-            raise ValueError(
-                f"{where}: num_groups={self.num_groups} must divide num_particles="
-                f"{self.num_particles} (each group holds num_particles / num_groups particles)."
-            )
-        if augment is not None and not callable(augment):
-            raise TypeError(f"{where}: augment must be a callable (key, args) -> args or None.")
-        if augment is None and self.num_groups > 1:
-            raise ValueError(
-                f"{where}: num_groups={self.num_groups} > 1 needs an augment function (the "
-                "groups differ only by their augmentation)."
-            )
-        if exact and isinstance(elbo, RenyiELBO):
-            raise ValueError(f"{where}: exact=True needs Trace_ELBO or TraceMeanField_ELBO.")
-        if not isinstance(data_plate, str) or not data_plate:
-            raise TypeError(f"{where}: data_plate must be a plate name, got {data_plate!r}")
-        self.augment = augment
-        self.exact = bool(exact)
-        self.data_plate = data_plate
-
-    def __repr__(self) -> str:
-        return (
-            f"SamplingParallelLoss({self.elbo!r}, num_groups={self.num_groups}, "
-            f"augment={self.augment is not None}, exact={self.exact})"
-        )
-
-    # -- augmentation -------------------------------------------------------------------------
-    def group_keys(self, rng_key: jax.Array) -> jax.Array:
-        """Augmentation keys ``(G,)`` of the step keyed ``rng_key``."""
-        root = jax.random.fold_in(rng_key, AUGMENT_TAG)
-        return jax.vmap(lambda g: jax.random.fold_in(root, g))(jnp.arange(self.num_groups))
-
-    def group_batches(self, rng_key: jax.Array, args: Batch) -> Batch:
-        """The ``G`` augmented copies of ``args``: each array gets a leading dim ``G``.
-
-        Raises:
-            ValueError: no ``augment`` function, or it changes shapes/dtypes or the structure.
-        """
-        if self.augment is None:
-            raise ValueError("SamplingParallelLoss.group_batches: no augment function was given.")
-        args = tuple(args)
-        got = jax.eval_shape(lambda k, a: tuple(self.augment(k, a)), jax.random.key(0), args)
-        want = [(tuple(jnp.shape(a)), jnp.result_type(a)) for a in args]
-        have = [(tuple(a.shape), a.dtype) for a in jax.tree_util.tree_leaves(got)]
-        if len(got) != len(args) or have != want:
-            raise ValueError(
-                "augment(key, args) must return a tuple of arrays with the shapes and dtypes of "
-                f"args {[(s, str(d)) for s, d in want]}; got {[(s, str(d)) for s, d in have]}."
-            )
-        keys = self.group_keys(rng_key)
-        n_dev = axis_size(current_mesh(), "sample")
-        spmd = "sample" if n_dev > 1 and self.num_groups % n_dev == 0 else None
-        if spmd is not None:
-            keys = split_leading(keys, "sample")
-        return jax.vmap(lambda k: tuple(self.augment(k, args)), spmd_axis_name=spmd)(keys)
-
-    # -- particles ----------------------------------------------------------------------------
-    def _exact_particle(self, key, param_map, model, guide, args, kwargs):
-        """``(elbo without likelihood, surrogate, per-data-point log-lik (B,), lik scale)``."""
-        prior_elbo, surrogate = self.elbo.particle_loss(
-            key, param_map, block(model, hide_fn=_hide_observed), guide, args, kwargs
-        )
-        model_trace, guide_trace = get_importance_traces(key, param_map, model, guide, args, kwargs)
-        for name, site in guide_trace.items():
-            if site["type"] == "sample" and not site["is_observed"] and not site["fn"].has_rsample:
-                raise ValueError(
-                    f"Trainer(exact=True): guide site '{name}' ({type(site['fn']).__name__}) is "
-                    "not reparameterizable; the exact predictive loss needs reparameterized "
-                    "weights."
-                )
-        log_lik, scale, scale_site = None, None, None
-        for name, site in model_trace.items():
-            if site["type"] != "sample" or not site["is_observed"]:
-                continue
-            frames = [f for f in site["cond_indep_stack"] if f.name == self.data_plate]
-            if not frames:
-                raise ValueError(
-                    f"Trainer(exact=True): observed site '{name}' is not inside the plate "
-                    f"'{self.data_plate}' (data_plate); the exact loss averages the likelihood "
-                    "of each data point of that plate over the weight samples."
-                )
-            if scale_site is None:
-                scale, scale_site = site["scale"], name
-            elif not _same_scale(scale, site["scale"]):
-                raise ValueError(
-                    f"Trainer(exact=True): observed sites '{scale_site}' and '{name}' have "
-                    "different log-probability scales; the exact loss needs one common scale."
-                )
-            lp = site["fn"].log_prob(site["value"])
-            lp = shard_log_prob(lp, site["cond_indep_stack"])
-            pos = jnp.ndim(lp) + frames[0].dim
-            lp = jnp.sum(lp, axis=tuple(a for a in range(jnp.ndim(lp)) if a != pos))
-            log_lik = lp if log_lik is None else log_lik + lp
-        if log_lik is None:
-            raise ValueError("Trainer(exact=True): the model has no observed sample site.")
-        scale = jnp.asarray(1.0 if scale is None else scale, log_lik.dtype)
-        return prior_elbo, surrogate, log_lik, scale
-
-    def loss(
-        self,
-        rng_key: jax.Array,
-        param_map: dict[str, Any],
-        model: Callable,
-        guide: Callable,
-        *args,
-        **kwargs,
-    ) -> jax.Array:
-        """Scalar loss at one step (the ``loss`` interface of :class:`~jppl.vi.SVI`).
-
-        Args:
-            rng_key: the step key (particle ``i``: ``fold_in(rng_key, i)``).
-            param_map: ``{param site name: constrained value}``.
-            model, guide: as for an ELBO; ``*args`` (the minibatch) are augmented per group,
-                ``**kwargs`` are shared by all particles.
-
-        Raises:
-            ValueError: ``num_particles`` not divisible by the mesh's ``sample`` axis size, or a
-                model that ``exact`` cannot handle (see the module docstring).
-        """
-        num = self.num_particles
-        n_dev = axis_size(current_mesh(), "sample")
-        if num % n_dev:
-            raise ValueError(
-                f"Trainer: num_particles={num} is not divisible by the size {n_dev} of the "
-                "mesh's 'sample' axis; every device must run the same number of particles."
-            )
-        keys = particle_keys(rng_key, jnp.arange(num))
-        args_axis: int | None = None
-        if self.augment is not None:
-            groups = self.group_batches(rng_key, args)
-            if self.num_groups == 1:
-                args = jax.tree_util.tree_map(lambda a: a[0], groups)
-            else:
-                per_group = num // self.num_groups
-                args = jax.tree_util.tree_map(lambda a: jnp.repeat(a, per_group, axis=0), groups)
-                args_axis = 0
-        spmd = "sample" if n_dev > 1 else None
-        if spmd is not None:
-            keys = split_leading(keys, "sample")
-            if args_axis is not None:
-                args = split_leading(args, "sample")
-
-        if self.exact:
-            particle = self._exact_particle
-        else:
-            particle = self.elbo.particle_loss
-
-        def one(key, particle_args):
-            return particle(key, param_map, model, guide, tuple(particle_args), kwargs)
-
-        out = jax.vmap(one, in_axes=(0, args_axis), spmd_axis_name=spmd)(keys, tuple(args))
-        if spmd is not None:
-            out = split_leading(out, "sample")
-        if not self.exact:
-            return self.elbo.reduce_particles(*out)
-        prior_elbo, surrogates, log_lik, scale = out  # (S,), (S,), (S, B), (S,)
-        prior_loss = self.elbo.reduce_particles(prior_elbo, surrogates)
-        log_mean_lik = logsumexp(log_lik, axis=0) - math.log(num)  # (B,)
-        return prior_loss - scale[0] * jnp.sum(log_mean_lik)
-
-
-def _same_scale(a, b) -> bool:
-    if a is b:
-        return True
-    if isinstance(a, int | float | None) and isinstance(b, int | float | None):
-        return math.isclose(1.0 if a is None else a, 1.0 if b is None else b, rel_tol=1e-12)
-    return False
-
-
-# ---------------------------------------------------------------------------------------------
-# Trainer
-# ---------------------------------------------------------------------------------------------
 
 
 class EpochMetrics(NamedTuple):
@@ -414,9 +155,9 @@ def latest_checkpoint(directory: str | os.PathLike) -> str | None:
 class Trainer:
     """Minibatch training of a (Bayesian) model with S weight samples per step, over a mesh.
 
-    A thin layer over :class:`~jppl.vi.SVI`: the state is an :class:`~jppl.vi.SVIState`, a
-    step is ``SVI.update`` with a :class:`SamplingParallelLoss`, checkpoints are
-    :func:`~jppl.vi.save_state` files. See the module docstring for the keys and exact mode.
+    A thin loop over :class:`~jppl.vi.SVI`: the state is an :class:`~jppl.vi.SVIState`, a
+    step is ``SVI.update`` with a :class:`~jppl.vi.SamplingParallelLoss`, checkpoints are
+    :func:`~jppl.vi.save_state` files. See the module docstring for the keys.
 
     Args:
         model, guide: callables taking the minibatch arrays as positional arguments, e.g.
@@ -426,7 +167,7 @@ class Trainer:
         batch_size: ``B``; an epoch is ``N // B`` steps (the remainder of each shuffled epoch
             is skipped). Must be a multiple of the mesh's ``data`` axis size.
         num_particles: ``S``, weight samples per step (a multiple of the ``sample`` axis size).
-        num_groups, augment, exact, data_plate: see :class:`SamplingParallelLoss`.
+        num_groups, augment, exact, data_plate: see :class:`~jppl.vi.SamplingParallelLoss`.
         elbo: the ELBO to use (default ``TraceMeanField_ELBO(num_particles)``: analytic KL);
             its ``num_particles`` is used and must equal ``num_particles`` if both are given.
         mesh: optional mesh (:func:`jppl.parallel.make_mesh`): particles over ``sample``, the
@@ -473,18 +214,6 @@ class Trainer:
                 f"Trainer: num_particles={num_particles!r} differs from the given elbo's "
                 f"num_particles={getattr(elbo, 'num_particles', None)!r}; give one of them."
             )
-        n_data_dev = axis_size(mesh, "data") if isinstance(mesh, Mesh) else 1
-        if self.batch_size % n_data_dev:
-            raise ValueError(
-                f"Trainer: batch_size={self.batch_size} is not divisible by the size "
-                f"{n_data_dev} of the mesh's 'data' axis."
-            )
-        n_sample_dev = axis_size(mesh, "sample") if isinstance(mesh, Mesh) else 1
-        if elbo.num_particles % n_sample_dev:
-            raise ValueError(
-                f"Trainer: num_particles={elbo.num_particles} is not divisible by the size "
-                f"{n_sample_dev} of the mesh's 'sample' axis."
-            )
         self.loss = SamplingParallelLoss(
             elbo, num_groups=num_groups, augment=augment, exact=exact, data_plate=data_plate
         )
@@ -497,11 +226,13 @@ class Trainer:
         self.svi = SVI(
             scaled_model, guide, optimizer, self.loss, mesh=mesh, shard_state=shard_state
         )
+        check_divisible(self.batch_size, mesh, "data", "Trainer: batch_size")
+        check_divisible(self.num_particles, mesh, "sample", "Trainer: num_particles")
         self.mesh = mesh
         self.stable_update = bool(stable_update)
         # fit donates the state's buffers from one step to the next (after copying its input)
         self._train_step = jax.jit(self._indexed_step, donate_argnums=0)
-        self._permutation = jax.jit(self._epoch_permutation)
+        self._epoch_batches = jax.jit(self._batches_of_epoch)
         self._eval_cache: dict = {}
 
     # -- data ---------------------------------------------------------------------------------
@@ -512,37 +243,35 @@ class Trainer:
                 f"positional arguments with the data points along dim 0), got {type(data)}."
             )
         data = tuple(jnp.asarray(a) for a in data)
-        n = _leading(data, f"Trainer.{what}")
-        if n != self.num_data:
+        sizes = {int(a.shape[0]) if a.ndim else -1 for a in data}
+        if len(sizes) != 1 or -1 in sizes:
             raise ValueError(
-                f"Trainer.{what}: the data have {n} points along dim 0, but the trainer was "
-                f"built with num_data={self.num_data}."
+                f"Trainer.{what}: every array must have the same leading (data) dim; got "
+                f"leading sizes {sorted(sizes)} (-1: a scalar)."
+            )
+        if sizes != {self.num_data}:
+            raise ValueError(
+                f"Trainer.{what}: the data have {sizes.pop()} points along dim 0, but the "
+                f"trainer was built with num_data={self.num_data}."
             )
         return data
 
-    def _place(self, data: Batch) -> Batch:
-        return data if self.mesh is None else replicate(data, self.mesh)
+    def _batches_of_epoch(self, rng_key: jax.Array, epoch: jax.Array) -> jax.Array:
+        key = jax.random.fold_in(
+            jax.random.fold_in(rng_key, epoch * self.steps_per_epoch), SHUFFLE_TAG
+        )
+        return epoch_batches(key, self.num_data, self.batch_size)
 
-    def _epoch_permutation(self, rng_key: jax.Array, epoch: jax.Array) -> jax.Array:
-        first_step = epoch * self.steps_per_epoch
-        key = jax.random.fold_in(jax.random.fold_in(rng_key, first_step), SHUFFLE_TAG)
-        return jax.random.permutation(key, self.num_data)
-
-    def epoch_permutation(self, state: SVIState, epoch: int) -> jax.Array:
-        """Order ``(N,)`` in which epoch ``epoch`` (0-based) visits the data points."""
-        return self._permutation(state.rng_key, jnp.asarray(epoch, jnp.int32))
-
-    def batch_indices(self, state: SVIState, perm: jax.Array) -> jax.Array:
-        """Indices ``(B,)`` of the minibatch of the state's step, given its epoch's ``perm``."""
-        position = state.step % self.steps_per_epoch
-        return jax.lax.dynamic_slice_in_dim(perm, position * self.batch_size, self.batch_size)
+    def epoch_batches(self, state: SVIState, epoch: int) -> jax.Array:
+        """Minibatch indices ``(steps_per_epoch, B)`` of epoch ``epoch`` (0-based): together a
+        permutation of the data points, less the ``N mod B`` skipped ones."""
+        return self._epoch_batches(state.rng_key, jnp.asarray(epoch, jnp.int32))
 
     # -- steps --------------------------------------------------------------------------------
     def init(self, rng_key: jax.Array, data: Sequence) -> SVIState:
         """Initial state (params from the model/guide initializers, traced on one minibatch)."""
         data = self._check_data(data, "init")
-        batch = tuple(a[: self.batch_size] for a in data)
-        return self.svi.init(rng_key, *batch)
+        return self.svi.init(rng_key, *(a[: self.batch_size] for a in data))
 
     def step(self, state: SVIState, batch: Sequence[jax.Array]) -> tuple[SVIState, jax.Array]:
         """One update on the minibatch ``batch`` (``B`` points each); pure and jit-able.
@@ -551,14 +280,13 @@ class Trainer:
             ``(new_state, loss)``.
         """
         batch = tuple(batch)
-        if self.mesh is not None and axis_size(self.mesh, "data") > 1:
+        if axis_size(self.mesh, "data") > 1:
             batch = tuple(constrain(a, self.mesh, dim_spec(a.ndim, 0, "data")) for a in batch)
-        if self.stable_update:
-            return self.svi.stable_update(state, *batch)
-        return self.svi.update(state, *batch)
+        update = self.svi.stable_update if self.stable_update else self.svi.update
+        return update(state, *batch)
 
-    def _indexed_step(self, state: SVIState, data: Batch, perm: jax.Array):
-        idx = self.batch_indices(state, perm)
+    def _indexed_step(self, state: SVIState, data: Batch, batches: jax.Array):
+        idx = batches[state.step % self.steps_per_epoch]
         return self.step(state, tuple(jnp.take(a, idx, axis=0) for a in data))
 
     # -- evaluation -----------------------------------------------------------------------------
@@ -643,25 +371,25 @@ class Trainer:
         keep_checkpoints = _check_int(keep_checkpoints, "keep_checkpoints", "Trainer.fit")
         if (val_data is None) != (predict is None):
             raise ValueError("Trainer.fit: give both val_data and predict, or neither.")
-        data = self._place(self._check_data(data, "fit"))
+        data = self._check_data(data, "fit")
+        if self.mesh is not None:
+            data = replicate(data, self.mesh)
         state = copy_state(state)  # the steps donate the state's buffers
         spe = self.steps_per_epoch
         all_losses: list[np.ndarray] = []
         history: list[EpochMetrics] = []
         for _ in range(num_epochs):
-            step0 = int(state.step)
-            epoch = step0 // spe
-            perm = self.epoch_permutation(state, epoch)
-            num_steps = spe - step0 % spe
-            bar = _bar(num_steps, f"epoch {epoch + 1}", progress_bar)
+            epoch, position = divmod(int(state.step), spe)
+            batches = self.epoch_batches(state, epoch)
+            num_steps = spe - position
+            bar = StepBar(num_steps, f"epoch {epoch + 1}", leave=False) if progress_bar else None
             start = time.perf_counter()
             losses = []
             for k in range(num_steps):
-                state, loss = self._train_step(state, data, perm)
+                state, loss = self._train_step(state, data, batches)
                 losses.append(loss)
                 if bar is not None and (k % 5 == 4 or k == num_steps - 1):
-                    bar.set_postfix_str(f"loss {float(loss):.4g}", refresh=False)
-                    bar.update(k + 1 - bar.n)
+                    bar.update(k + 1, f"loss {float(loss):.4g}")
             epoch_losses = np.asarray(jnp.stack(losses))
             seconds = time.perf_counter() - start
             all_losses.append(epoch_losses)
@@ -674,7 +402,7 @@ class Trainer:
             history.append(metrics)
             if bar is not None:
                 bar.close()
-                _write(_format_metrics(metrics))
+                write_line(_format_metrics(metrics))
             last = len(history) == num_epochs
             if checkpoint_dir is not None and (len(history) % checkpoint_every == 0 or last):
                 self.save_checkpoint(checkpoint_dir, state, keep=keep_checkpoints)
@@ -721,25 +449,6 @@ class Trainer:
         template = self.init(jax.random.key(0), data)
         state = load_state(path, template=jax.device_get(template))
         return self.svi.place_state(state)
-
-
-# ---------------------------------------------------------------------------------------------
-# Display
-# ---------------------------------------------------------------------------------------------
-
-
-def _bar(total: int, desc: str, enabled: bool):
-    if not enabled:
-        return None
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, desc=desc, file=sys.stderr, dynamic_ncols=True, leave=False)
-
-
-def _write(line: str) -> None:
-    from tqdm.auto import tqdm
-
-    tqdm.write(line, file=sys.stderr)
 
 
 def _format_metrics(m: EpochMetrics) -> str:

@@ -20,6 +20,14 @@
   annotations used while tracing: :func:`shard_log_prob` (sharded plates),
   :func:`split_leading` (a vmapped batch of particles or chains split over a mesh axis, with
   ``jax.vmap(..., spmd_axis_name=axis)``), :func:`take_sharded` (minibatches of sharded data).
+* :mod:`~jppl.parallel.chains`: :func:`map_chains`, a per-chain function compiled for many
+  chains (vectorized, sharded over the ``chain`` axis, or sequential; sharded chains without a
+  mesh run on the trivial :func:`chain_mesh`), :func:`jit_replicated`.
+* :mod:`~jppl.parallel.particles`: :func:`map_particles`, a per-particle function vmapped over
+  a batch split along a mesh axis (ELBO particles, augmented minibatches, predictive draws);
+  :func:`check_divisible` (a count that must split evenly over a mesh axis).
+* :mod:`~jppl.parallel.state`: :func:`state_placement`, :func:`put_state`, :func:`pin_state`:
+  a training state replicated or split over the mesh (``SVI(shard_state=...)``).
 * :mod:`~jppl.parallel.blocks`: :func:`~jppl.parallel.blocks.plan_blocks` and
   :func:`~jppl.parallel.blocks.blockwise_sum`, a sum over data split across devices that is
   added in a fixed order (bitwise the same on every device count); ``MCMC`` uses it for its
@@ -39,6 +47,14 @@ NUTS, whose warm-up adaptation would amplify that rounding, ``MCMC`` adds the da
 likelihood in fixed blocks instead, so its draws are bitwise the same on every mesh.
 """
 
+from jppl.parallel.chains import (
+    CHAIN_METHODS,
+    chain_mesh,
+    check_chain_mesh,
+    jit_replicated,
+    map_chains,
+    shard_plan,
+)
 from jppl.parallel.context import MeshContext, use_mesh
 from jppl.parallel.distributed import (
     gather,
@@ -49,6 +65,7 @@ from jppl.parallel.distributed import (
 )
 from jppl.parallel.hlo import collectives, summarize_collectives
 from jppl.parallel.mesh import AXES, axis_size, current_mesh, make_mesh
+from jppl.parallel.particles import check_divisible, map_particles
 from jppl.parallel.sharding import (
     constrain,
     dim_spec,
@@ -61,11 +78,16 @@ from jppl.parallel.sharding import (
     state_shardings,
     take_sharded,
 )
+from jppl.parallel.state import pin_state, put_state, state_placement
 
 __all__ = [
     "AXES",
+    "CHAIN_METHODS",
     "MeshContext",
     "axis_size",
+    "check_divisible",
+    "chain_mesh",
+    "check_chain_mesh",
     "collectives",
     "constrain",
     "current_mesh",
@@ -73,15 +95,22 @@ __all__ = [
     "gather",
     "initialize",
     "is_coordinator",
+    "jit_replicated",
     "make_mesh",
+    "map_chains",
+    "map_particles",
     "pad_to_multiple",
+    "pin_state",
     "process_count",
     "process_index",
     "process_local_array",
+    "put_state",
     "replicate",
     "shard_along",
     "shard_log_prob",
+    "shard_plan",
     "split_leading",
+    "state_placement",
     "state_shardings",
     "summarize_collectives",
     "take_sharded",

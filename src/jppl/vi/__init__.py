@@ -1,7 +1,9 @@
 """Variational inference: ELBOs, the SVI driver, and minibatching.
 
 Mirrors ``numpyro.infer`` (``SVI``, ``Trace_ELBO``, ...): ``from jppl.vi import SVI, Trace_ELBO``
-(also exported from :mod:`jppl.infer`).
+(also exported from :mod:`jppl.infer`). ``SamplingParallelLoss``
+(:mod:`jppl.vi.sampling_parallel`) wraps an ELBO for sampling-parallel training: per-group
+augmented minibatches and the exact predictive loss (what ``jppl.nn.Trainer`` optimizes).
 """
 
 from jppl.vi import autoguide as autoguide
@@ -14,6 +16,7 @@ from jppl.vi.elbo import (
     get_importance_traces,
     particle_keys,
 )
+from jppl.vi.sampling_parallel import SamplingParallelLoss
 from jppl.vi.svi import SVI, SVIRunResult, SVIState, copy_state, load_state, save_state
 
 __all__ = [
@@ -22,6 +25,7 @@ __all__ = [
     "RenyiELBO",
     "SVIRunResult",
     "SVIState",
+    "SamplingParallelLoss",
     "TraceMeanField_ELBO",
     "Trace_ELBO",
     "copy_state",

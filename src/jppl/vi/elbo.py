@@ -13,9 +13,12 @@ Structure (shared by all ELBOs), written so that a mesh layer can shard particle
 * :meth:`ELBO.particle_loss` ``(rng_key, param_map, model, guide, args, kwargs)`` runs the guide
   and the model once and returns ``(elbo_particle, surrogate)``: the single-particle estimate
   of the bound and the ELBO-specific differentiable pieces that the reduction needs;
-* :meth:`ELBO.loss_from_particles` maps it over a batch of particle keys with ``jax.vmap``
+* :meth:`ELBO.loss` maps it over the particle keys with :func:`jppl.parallel.map_particles`
   (particle ``i`` always uses :func:`particle_keys` ``(rng_key, i)``, i.e.
-  ``jax.random.fold_in(rng_key, i)``, whatever device it runs on);
+  ``jax.random.fold_in(rng_key, i)``, whatever device it runs on), and over the model
+  arguments that :meth:`ELBO.particle_args` gives each particle (by default all the same);
+  :meth:`ELBO.loss_from_particles` is the plain ``jax.vmap`` over a batch of keys, for
+  callers that split particles themselves (e.g. under ``shard_map``);
 * :meth:`ELBO.reduce_particles` combines the per-particle values into the loss; its optional
   ``axis_name`` names a mapped axis over which the particles are split (``psum``/``pmax``
   collectives are then used for the cross-particle sums).
@@ -53,8 +56,8 @@ from jax import lax
 
 from jppl.distributions.kl import kl_divergence
 from jppl.handlers import replay, seed, substitute, trace
-from jppl.parallel.mesh import axis_size, current_mesh
-from jppl.parallel.sharding import shard_log_prob, split_leading
+from jppl.model import site_log_prob
+from jppl.parallel import map_particles
 from jppl.primitives import Message, Messenger
 
 __all__ = [
@@ -64,6 +67,7 @@ __all__ = [
     "Trace_ELBO",
     "get_importance_traces",
     "particle_keys",
+    "same_scale",
 ]
 
 Trace = dict[str, Message]
@@ -216,14 +220,6 @@ def _mul_scale(x, scale):
     return x if scale is None else scale * x
 
 
-def _log_prob(site: Message) -> jax.Array:
-    """Unscaled ``log_prob`` of a sample site, split along its sharded plates under a mesh."""
-    log_prob = site["fn"].log_prob(site["value"])
-    if current_mesh() is not None:
-        log_prob = shard_log_prob(log_prob, site["cond_indep_stack"])
-    return log_prob
-
-
 def _plate_scale(tr: Trace, frame_name: str) -> float:
     """``size / subsample_size`` of the plate ``frame_name`` recorded in trace ``tr`` (else 1)."""
     site = tr.get(frame_name)
@@ -258,7 +254,7 @@ def _score_log_prob(guide_trace: Trace) -> jax.Array:
     total = jnp.zeros(())
     for site in guide_trace.values():
         if _is_latent(site) and not site["fn"].has_rsample:
-            total = total + jnp.sum(_log_prob(site))
+            total = total + jnp.sum(site_log_prob(site, scaled=False))
     return total
 
 
@@ -266,7 +262,11 @@ def _psum(x, axis_name):
     return x if axis_name is None else lax.psum(x, axis_name)
 
 
-def _same_scale(a, b) -> bool:
+def same_scale(a, b) -> bool:
+    """Whether two log-probability scales (``None``, numbers or arrays) are known to be equal.
+
+    ``None`` equals 1; traced values are equal only when they are the same object.
+    """
     if a is None or b is None:
         return (a is None or _is_one(a)) and (b is None or _is_one(b))
     if a is b:
@@ -381,6 +381,17 @@ class ELBO:
         score = _psum(jnp.sum(advantage * surrogates), axis_name) / n
         return -(elbo + (score - lax.stop_gradient(score)))
 
+    def particle_args(self, rng_key: jax.Array, args: tuple) -> tuple[Any, int | None]:
+        """The model's positional arguments for the particles of the step keyed ``rng_key``.
+
+        Returns:
+            ``(args, None)``: every particle sees ``args`` (the default); or ``(batch, 0)``:
+            each leaf of ``batch`` has a leading ``num_particles`` dim and particle ``i`` sees
+            entry ``i`` (e.g. its own augmented minibatch, see
+            :class:`~jppl.vi.SamplingParallelLoss`).
+        """
+        return args, None
+
     def loss(
         self,
         rng_key: jax.Array,
@@ -398,27 +409,18 @@ class ELBO:
             model, guide: the model and guide; ``*args, **kwargs`` are passed to both.
 
         Under an active mesh with a ``sample`` axis of size ``D > 1``, the particles are split
-        over it (``num_particles`` must be divisible by ``D``).
+        over it (:func:`jppl.parallel.map_particles`; ``num_particles`` must be divisible by
+        ``D``).
         """
         keys = particle_keys(rng_key, jnp.arange(self.num_particles))
-        n_dev = axis_size(current_mesh(), "sample")
-        if n_dev == 1:
-            elbos, surrogates = self.loss_from_particles(
-                keys, param_map, model, guide, args, kwargs
-            )
-            return self.reduce_particles(elbos, surrogates)
-        if self.num_particles % n_dev:
-            raise ValueError(
-                f"{type(self).__name__}: num_particles={self.num_particles} is not divisible by "
-                f"the size {n_dev} of the mesh's 'sample' axis; every device must run the same "
-                "number of particles (use a multiple of it, or a mesh with a smaller 'sample' "
-                "axis)."
-            )
-        keys = split_leading(keys, "sample")
-        elbos, surrogates = self.loss_from_particles(
-            keys, param_map, model, guide, args, kwargs, spmd_axis_name="sample"
+        batch, batch_axis = self.particle_args(rng_key, args)
+
+        def one(key, particle_args):
+            return self.particle_loss(key, param_map, model, guide, particle_args, kwargs)
+
+        elbos, surrogates = map_particles(
+            one, keys, batch, in_axes=(0, batch_axis), what=f"{type(self).__name__}: num_particles"
         )
-        elbos, surrogates = split_leading((elbos, surrogates), "sample")
         return self.reduce_particles(elbos, surrogates)
 
 
@@ -436,10 +438,10 @@ class Trace_ELBO(ELBO):
         elbo = jnp.zeros(())
         for site in model_trace.values():
             if site["type"] == "sample":
-                elbo = elbo + jnp.sum(_mul_scale(_log_prob(site), site["scale"]))
+                elbo = elbo + jnp.sum(site_log_prob(site))
         for name, site in guide_trace.items():
             if _is_latent(site):
-                log_q = _log_prob(site)
+                log_q = site_log_prob(site, scaled=False)
                 elbo = elbo - jnp.sum(_mul_scale(log_q, _guide_scale(name, site, model_trace)))
         return elbo, _score_log_prob(guide_trace)
 
@@ -462,7 +464,7 @@ class TraceMeanField_ELBO(ELBO):
         for name, site in model_trace.items():
             if site["type"] != "sample":
                 continue
-            log_p = jnp.sum(_mul_scale(_log_prob(site), site["scale"]))
+            log_p = jnp.sum(site_log_prob(site))
             if site["is_observed"]:
                 elbo = elbo + log_p
                 continue
@@ -472,13 +474,13 @@ class TraceMeanField_ELBO(ELBO):
             if kl is not None:
                 elbo = elbo - jnp.sum(_mul_scale(kl, site["scale"]))
             else:
-                log_q = _log_prob(guide_site)
+                log_q = site_log_prob(guide_site, scaled=False)
                 elbo = elbo + log_p - jnp.sum(_mul_scale(log_q, g_scale))
         for name, site in guide_trace.items():
             if _is_latent(site) and (
                 name not in model_trace or model_trace[name]["type"] != "sample"
             ):
-                log_q = _log_prob(site)
+                log_q = site_log_prob(site, scaled=False)
                 elbo = elbo - jnp.sum(_mul_scale(log_q, _guide_scale(name, site, model_trace)))
         return elbo, _score_log_prob(guide_trace)
 
@@ -489,7 +491,7 @@ class TraceMeanField_ELBO(ELBO):
             return None
         if tuple(jnp.shape(guide_site["value"])) != q.batch_shape + q.event_shape:
             return None  # a sample_shape: the KL would count one draw
-        if not _same_scale(model_site["scale"], guide_scale):
+        if not same_scale(model_site["scale"], guide_scale):
             return None
         try:
             return kl_divergence(q, p)
@@ -553,7 +555,7 @@ class RenyiELBO(ELBO):
 
         total = jnp.zeros(())
         for site, kind, name in sites:
-            log_prob = _log_prob(site)
+            log_prob = site_log_prob(site, scaled=False)
             scale = site["scale"] if kind == "model" else _guide_scale(name, site, model_trace)
             log_prob = _mul_scale(log_prob, scale)
             if indep_scale != 1.0:

@@ -33,14 +33,13 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 from jax import lax
-from jax.sharding import Mesh, NamedSharding
-from jax.sharding import PartitionSpec as P
+from jax.sharding import Mesh
 
 from jppl.distributions import constraints
 from jppl.distributions.transforms import biject_to
 from jppl.handlers import replay, seed, substitute, trace
-from jppl.parallel.context import use_mesh
-from jppl.parallel.sharding import replicate, state_shardings
+from jppl.parallel import pin_state, put_state, state_placement, use_mesh
+from jppl.progress import StepBar, is_interactive
 from jppl.vi.elbo import ELBO
 
 __all__ = ["SVI", "SVIRunResult", "SVIState", "copy_state", "load_state", "save_state"]
@@ -242,25 +241,7 @@ class SVI:
         """Put ``state`` (e.g. loaded from a file) on the mesh as this SVI keeps it: replicated,
         or split over the devices with ``shard_state``. Without a mesh, ``state`` itself.
         With several processes every process must pass the same values."""
-        if self.mesh is None:
-            return state
-        state = replicate(state, self.mesh)
-        if self.shard_state:
-            state = jax.jit(lambda s: s, out_shardings=self._state_shardings(state))(state)
-        return state
-
-    def _state_shardings(self, state: SVIState) -> Any:
-        """Shardings of the state on the mesh (a pytree prefix of ``state``): replicated, or
-        params and optimizer state split over the devices (``shard_state``)."""
-        replicated = NamedSharding(self.mesh, P())
-        if not self.shard_state:
-            return replicated
-        return SVIState(
-            state_shardings(state.params, self.mesh),
-            state_shardings(state.optim_state, self.mesh),
-            replicated,
-            replicated,
-        )
+        return put_state(state, self.mesh, self.shard_state)
 
     def _loss_fn(self, step_key, args, kwargs) -> Callable:
         def loss_fn(params):
@@ -270,12 +251,6 @@ class SVI:
                 )
 
         return loss_fn
-
-    def _replicated(self, tree):
-        """Pin ``tree`` as replicated on the mesh (readable on every process); no-op without."""
-        if self.mesh is None:
-            return tree
-        return jax.lax.with_sharding_constraint(tree, NamedSharding(self.mesh, P()))
 
     def _step(self, state: SVIState, args, kwargs, stable: bool) -> tuple[SVIState, jax.Array]:
         self._require_init()
@@ -290,12 +265,9 @@ class SVI:
                 lambda n, o: jnp.where(ok, n, o), optim_state, state.optim_state
             )
         new_state = SVIState(params, optim_state, state.rng_key, state.step + 1)
-        if self.mesh is not None:
-            new_state = jax.lax.with_sharding_constraint(
-                new_state, self._state_shardings(new_state)
-            )
-            loss = self._replicated(loss)
-        return new_state, loss
+        # The state stays where it was; the loss is replicated (readable on every process).
+        new_state = pin_state(new_state, self.mesh, self.shard_state)
+        return new_state, pin_state(loss, self.mesh)
 
     def update(self, state: SVIState, *args, **kwargs) -> tuple[SVIState, jax.Array]:
         """One optimization step; pure (``jax.jit``-able). Returns ``(new_state, loss)``."""
@@ -311,7 +283,7 @@ class SVI:
         """The loss at ``state`` with the key of its current step (no update)."""
         self._require_init()
         step_key = jax.random.fold_in(state.rng_key, state.step)
-        return self._replicated(self._loss_fn(step_key, args, kwargs)(state.params))
+        return pin_state(self._loss_fn(step_key, args, kwargs)(state.params), self.mesh)
 
     # -- run ----------------------------------------------------------------------------------
     def _chunk_runner(
@@ -401,13 +373,14 @@ class SVI:
 
         # About 100 chunks per run; sizes are powers of two so that runs share compilations.
         chunk = 1 << max(0, math.ceil(math.log2(max(1.0, num_steps / 100))))
-        out_shardings = None
-        if self.mesh is not None:
-            out_shardings = (self._state_shardings(state), NamedSharding(self.mesh, P()))
+        out_shardings = (
+            state_placement(state, self.mesh, self.shard_state),
+            state_placement(None, self.mesh),  # the losses: replicated
+        )
         runner = self._chunk_runner(
             chunk, stable_update, treedef, static, dynamic_mask, out_shardings
         )
-        live = progress_bar and _stderr_is_tty()
+        live = progress_bar and is_interactive()
         bar = _Progress(num_steps, live) if progress_bar else None
         losses = []
         done = 0
@@ -440,35 +413,24 @@ class SVI:
 # ---------------------------------------------------------------------------------------------
 
 
-def _stderr_is_tty() -> bool:
-    try:
-        return sys.stderr.isatty()
-    except (AttributeError, ValueError):
-        return False
-
-
 class _Progress:
-    """A tqdm bar fed after each chunk (live), or one summary line at the end."""
+    """The bar of :meth:`SVI.run`, fed after each chunk (live), or one summary line at the end."""
 
     def __init__(self, total: int, live: bool):
         self.total = total
         self.start = time.perf_counter()
-        self.bar = None
+        self.bar = StepBar(total, "SVI") if live else None
+        self.done = 0
         self.init_loss: float | None = None
-        if live:
-            from tqdm.auto import tqdm
-
-            self.bar = tqdm(total=total, desc="SVI", file=sys.stderr, dynamic_ncols=True)
 
     def update(self, n: int, chunk_losses) -> None:
         values = np.asarray(chunk_losses)
         if self.init_loss is None:
             self.init_loss = float(values[0])
-        self.bar.set_postfix_str(
-            f"init loss: {self.init_loss:.4g}, avg. loss: {float(np.mean(values)):.4g}",
-            refresh=False,
+        self.done += n
+        self.bar.update(
+            self.done, f"init loss: {self.init_loss:.4g}, avg. loss: {float(np.mean(values)):.4g}"
         )
-        self.bar.update(n)
 
     def close(self, losses) -> None:
         values = np.asarray(losses)
@@ -477,8 +439,7 @@ class _Progress:
             f"{float(np.mean(tail)):.4g}"
         )
         if self.bar is not None:
-            self.bar.set_postfix_str(summary, refresh=False)
-            self.bar.close()
+            self.bar.close(summary)
         else:
             elapsed = time.perf_counter() - self.start
             print(

@@ -1,47 +1,36 @@
-"""The per-chain program (warm-up and sampling in one loop), and how it is mapped over chains.
+"""The per-chain program: warm-up and sampling in one compiled loop.
 
 The program is written for one chain: one ``lax.scan`` over all transitions, warm-up first,
 then sampling, whose body calls the kernel **once** (the warm-up's adaptation steps run under
 ``lax.cond`` on the scan's precomputed schedule, which is the same for every chain, so they
 stay real branches under ``vmap``). The NUTS step is thus traced and compiled once per run,
-whatever the phases. It is mapped over chains:
+whatever the phases. :func:`jppl.parallel.map_chains` maps it over chains (vectorized, sharded
+or sequential, on one device or a mesh).
 
-* ``"vectorized"``: ``jit(vmap(chain_fn))``, or ``jit(chain_fn)`` for a single chain;
-* ``"sharded"``: ``jit(shard_map(...))`` over a 1-d mesh with axis ``"chain"``, no
-  communication between devices. With one chain per device each device runs the single-chain
-  program itself, otherwise ``vmap`` over its own chains. If ``num_chains`` is not a multiple
-  of the number of devices used, the chains are **padded** (the last chain's inputs are
-  repeated) and the padding is dropped from the results;
-* ``"sequential"``: one compiled single-chain program called in a Python loop.
-
-For the same keys ``sharded`` (one chain per device) and ``sequential`` give the same draws
-bitwise (checked in the tests); ``vectorized`` may round the batched arithmetic differently.
+:func:`scan_chain` is that loop; :func:`build_chain` runs it for :class:`~jppl.mcmc.MCMC`
+(recording draws and statistics), and the standalone warm-up
+(:meth:`jppl.mcmc.adaptation.Adaptation.run`) runs the same loop with warm-up transitions only.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.sharding import Mesh
-from jax.sharding import PartitionSpec as P
 
 from jppl.mcmc.state import MCMCState
 
 __all__ = [
-    "CHAIN_METHODS",
     "DEFAULT_FIELDS",
+    "FIELD_ALIASES",
+    "LoopState",
     "build_chain",
-    "map_chains",
-    "shard_plan",
+    "loop_inputs",
+    "scan_chain",
 ]
-
-CHAIN_METHODS = ("vectorized", "sharded", "sequential")
-AXIS = "chain"
 
 #: Per-draw statistics always collected (``tree_depth`` only for NUTS).
 DEFAULT_FIELDS = (
@@ -61,6 +50,24 @@ FIELD_ALIASES = {
 }
 
 
+class LoopState(NamedTuple):
+    """Carry of :func:`scan_chain`.
+
+    Attributes:
+        kernel_state: the chain's kernel state (``NUTSState`` / ``HMCState``).
+        params: ``(step_size (), inverse_mass_matrix (d,) or (d, d))`` of the next
+            transition.
+        adaptation_state: the warm-up's ``AdaptationState`` with ``chain=None`` (the chain
+            lives in ``kernel_state``), or ``None`` without warm-up.
+        aux: whatever the ``observe`` function of :func:`scan_chain` accumulates.
+    """
+
+    kernel_state: Any
+    params: tuple[jax.Array, jax.Array]
+    adaptation_state: Any
+    aux: Any
+
+
 def _pad_steps(a: np.ndarray, total: int) -> np.ndarray:
     """``a`` (``(n,)``) padded with zeros (``False``) to length ``total``."""
     return np.concatenate([a, np.zeros(total - len(a), a.dtype)])
@@ -73,6 +80,129 @@ def _concat_keys(a: jax.Array, b: jax.Array) -> jax.Array:
         return jnp.concatenate([a, b])
     data = jnp.concatenate([jax.random.key_data(a), jax.random.key_data(b)])
     return jax.random.wrap_key_data(data, impl=jax.random.key_impl(a))
+
+
+def loop_inputs(
+    num_warmup: int,
+    key_warm: jax.Array | None,
+    schedule: Sequence[np.ndarray] = (),
+    sampling_keys: jax.Array | None = None,
+) -> dict[str, Any]:
+    """The per-transition inputs (``xs``) of :func:`scan_chain`.
+
+    Every transition's key is drawn before the loop (one batched computation): warm-up
+    transition ``i`` splits ``split(key_warm, num_warmup)[i]`` into its kernel and adaptation
+    keys; the sampling transitions use ``sampling_keys``.
+
+    Args:
+        num_warmup: number of warm-up transitions ``W`` (static).
+        key_warm: the warm-up's key, or ``None`` without warm-up.
+        schedule: the warm-up's flag arrays, each ``(W,)``; padded with zeros over the
+            sampling transitions.
+        sampling_keys: ``(S,)`` keys of the sampling transitions, or ``None`` (``S = 0``).
+
+    Returns:
+        ``{"t": (W + S,) int32, "key": (W + S,) keys}``, with a warm-up also
+        ``"key_adapt": (W + S,) keys`` and ``"flags"``: tuple of ``(W + S,)`` arrays.
+    """
+    num_sampling = 0 if sampling_keys is None else sampling_keys.shape[0]
+    total = num_warmup + num_sampling
+    xs: dict[str, Any] = {"t": jnp.arange(total, dtype=jnp.int32), "key": sampling_keys}
+    if key_warm is None:
+        return xs
+    warm_keys = jax.vmap(jax.random.split)(jax.random.split(key_warm, num_warmup))
+    keys, adapt_keys = warm_keys[:, 0], warm_keys[:, 1]
+    if sampling_keys is not None:
+        keys = _concat_keys(keys, sampling_keys)
+        adapt_keys = _concat_keys(adapt_keys, sampling_keys)
+    xs["key"] = keys
+    xs["key_adapt"] = adapt_keys
+    xs["flags"] = tuple(jnp.asarray(_pad_steps(a, total)) for a in schedule)
+    return xs
+
+
+def scan_chain(
+    step: Callable,
+    acceptance: Callable[[Any], jax.Array],
+    warmup: Any | None,
+    num_warmup: int,
+    observe: Callable,
+    init: LoopState,
+    xs: dict[str, Any],
+    *,
+    warmup_only: bool = False,
+) -> tuple[LoopState, Any]:
+    """The fused loop: warm-up transitions (``t < num_warmup``), then sampling transitions.
+
+    Transition ``t`` of the warm-up runs, with the schedule's flags of ``t``::
+
+        state = warmup.before(state, key_adapt, flags)   # step-size search if due
+        chain, info = step(key, chain, state.step_size, state.inverse_mass_matrix, True)
+        state = warmup.after(state, key_adapt, flags, chain, acceptance(info))
+
+    under ``lax.cond(t < num_warmup)``, and after the last one the parameters become
+    ``warmup.final(state)``. A sampling transition only calls ``step`` (``warming=False``)
+    with the parameters in the carry.
+
+    Args:
+        step: ``(key, kernel_state, step_size, inverse_mass_matrix, warming) ->
+            (kernel_state, info)``.
+        acceptance: ``info -> ()`` the acceptance statistic the warm-up tunes for.
+        warmup: anything with the warm-up pieces ``before``, ``after`` and ``final`` (an
+            ``Adaptation`` or an ``AdaptationScheme``), or ``None`` without warm-up.
+        num_warmup: number of warm-up transitions (static).
+        observe: ``(aux, t, warming, kernel_state, info, step_size) -> (aux, out)`` after each
+            transition (``kernel_state`` the new one, ``step_size`` the one it used); the
+            ``out`` are stacked.
+        init: the initial :class:`LoopState`.
+        xs: :func:`loop_inputs`.
+        warmup_only: every transition is a warm-up transition (the standalone warm-up): the
+            warm-up steps run outside the phase branches and the parameters become
+            ``warmup.final(state)`` after the loop. The values are the same but for XLA's
+            rounding, which differs in the last bits between the two programs under ``vmap``;
+            this keeps the standalone warm-up's results bitwise as they were.
+
+    Returns:
+        ``(final LoopState, stacked outs)``.
+    """
+
+    def during_warmup(warming, fn, otherwise, operand):
+        if warmup_only:
+            return fn(operand)
+        return jax.lax.cond(warming, fn, otherwise, operand)
+
+    def body(carry: LoopState, x: dict[str, Any]) -> tuple[LoopState, Any]:
+        kstate, params, astate, aux = carry
+        t = x["t"]
+        warming = t < num_warmup
+        if warmup is not None:
+
+            def before(astate):
+                a = warmup.before(astate._replace(chain=kstate), x["key_adapt"], x["flags"])
+                return a._replace(chain=None), (a.step_size, a.inverse_mass_matrix)
+
+            astate, params = during_warmup(warming, before, lambda a: (a, params), astate)
+        step_size = params[0]
+        new_kstate, info = step(x["key"], kstate, *params, warming)
+        if warmup is not None:
+
+            def after(astate):
+                a = astate._replace(chain=kstate)
+                key, flags = x["key_adapt"], x["flags"]
+                a = warmup.after(a, key, flags, new_kstate, acceptance(info))
+                return a._replace(chain=None)
+
+            astate = during_warmup(warming, after, lambda a: a, astate)
+            if not warmup_only:
+                last = t == num_warmup - 1
+                params = jax.lax.cond(last, lambda: warmup.final(astate), lambda: params)
+        aux, out = observe(aux, t, warming, new_kstate, info, step_size)
+        return LoopState(new_kstate, params, astate, aux), out
+
+    loop, outs = jax.lax.scan(body, init, xs)
+    if warmup_only and warmup is not None:
+        loop = loop._replace(params=warmup.final(loop.adaptation_state))
+    return loop, outs
 
 
 def _record(kstate: Any, info: dict, step_size: jax.Array, fields: tuple[str, ...]) -> dict:
@@ -89,8 +219,8 @@ def _record(kstate: Any, info: dict, step_size: jax.Array, fields: tuple[str, ..
 
 
 def build_chain(
-    sampler: Any,
-    target: Any,
+    sampler: Any,  # a jppl.mcmc.sampler.Sampler; not imported: the samplers import the
+    target: Any,  # adaptation, which runs scan_chain of this module (a Target, likewise)
     rebuild: Callable,
     *,
     fresh: bool,
@@ -104,9 +234,9 @@ def build_chain(
     """``chain(chain_in, shared) -> (state, samples, records, counts)`` for one chain.
 
     Runs ``num_warmup`` warm-up transitions then ``num_draws * thinning`` sampling
-    transitions in one ``lax.scan`` (one kernel call in its body), keeps the last state of
-    each block of ``thinning`` sampling transitions, and maps the kept positions to
-    constrained samples (with deterministic sites) by ``vmap`` after the scan.
+    transitions in one ``lax.scan`` (:func:`scan_chain`, one kernel call in its body), keeps
+    the last state of each block of ``thinning`` sampling transitions, and maps the kept
+    positions to constrained samples (with deterministic sites) by ``vmap`` after the scan.
 
     Args:
         sampler, target: the sampler and its bound :class:`~jppl.mcmc.sampler.Target`.
@@ -137,14 +267,13 @@ def build_chain(
         raise ValueError("a continued chain has no warm-up")
     max_depth = sampler.max_tree_depth
     num_sampling = num_draws * thinning
-    total = num_warmup + num_sampling
 
     def chain(chain_in, shared):
         dynamic_args, every = shared
         args, kwargs = rebuild(dynamic_args)
         logdensity = target.make_logdensity(args, kwargs)
         kstep = sampler.transition(logdensity)
-        warm = None
+        warm = key_warm = None
         if fresh:
             position, key_warm, key_sample = chain_in
             adaptation = sampler.make_warmup(logdensity, num_warmup, block_mask)
@@ -155,53 +284,23 @@ def build_chain(
             if num_warmup:
                 warm = adaptation
                 astate = astate._replace(chain=None)
+            else:
+                key_warm = None
         else:
             state = chain_in
             kstate = sampler.state_type(state.position, state.logdensity, state.logdensity_grad)
             params = (state.step_size, state.inverse_mass_matrix)
             key_sample, first_step = state.rng_key, state.step
 
-        # Every transition's key, drawn before the loop (as one batched computation): the
-        # warm-up's as in ``Adaptation.run`` (split per step into kernel and adaptation keys),
-        # the sampling transitions' as ``fold_in(sampling key, step)``.
+        # The sampling transitions' keys are ``fold_in(sampling key, step)``.
         steps = first_step + jnp.arange(num_sampling, dtype=jnp.int32)
         keys = jax.vmap(lambda i: jax.random.fold_in(key_sample, i))(steps)
-        xs: dict[str, Any] = {"t": jnp.arange(total, dtype=jnp.int32)}
-        if warm is not None:
-            warm_keys = jax.vmap(jax.random.split)(jax.random.split(key_warm, num_warmup))
-            keys = _concat_keys(warm_keys[:, 0], keys)
-            xs["key_adapt"] = _concat_keys(warm_keys[:, 1], keys[num_warmup:])
-            xs["flags"] = tuple(jnp.asarray(_pad_steps(a, total)) for a in warm.schedule)
-        xs["key"] = keys
+        schedule = warm.schedule if warm is not None else ()
+        xs = loop_inputs(num_warmup, key_warm, schedule, keys)
 
-        def body(carry, x):
-            kstate, params, astate, n_div, n_depth, records = carry
-            t = x["t"]
-            warming = t < num_warmup
+        def observe(aux, t, warming, new_kstate, info, step_size):
+            n_div, n_depth, records = aux
             sample_index = t - num_warmup
-            if warm is not None:
-
-                def before(astate):
-                    a = warm.before(astate._replace(chain=kstate), x["key_adapt"], x["flags"])
-                    return a._replace(chain=None), (a.step_size, a.inverse_mass_matrix)
-
-                astate, params = jax.lax.cond(warming, before, lambda a: (a, params), astate)
-            step_size = params[0]
-            new_kstate, info = kstep.step(x["key"], kstate, *params, warming)
-            if warm is not None:
-
-                def after(astate):
-                    a = astate._replace(chain=kstate)
-                    key, flags = x["key_adapt"], x["flags"]
-                    a = warm.after(a, key, flags, new_kstate, info["accept_prob"])
-                    return a._replace(chain=None)
-
-                astate = jax.lax.cond(warming, after, lambda a: a, astate)
-                params = jax.lax.cond(
-                    t == num_warmup - 1,
-                    lambda: (warm.final_step_size(astate), astate.inverse_mass_matrix),
-                    lambda: params,
-                )
             divergent = info["diverging"].astype(jnp.int32)
             n_div = n_div + jnp.stack([divergent * warming, divergent * ~warming])
             if max_depth is not None:
@@ -225,7 +324,7 @@ def build_chain(
                 records = jax.tree.map(
                     lambda buf, v: buf.at[j].set(jnp.where(keep, v, buf[j])), records, new
                 )
-            return (new_kstate, params, astate, n_div, n_depth, records), None
+            return (n_div, n_depth, records), None
 
         records = {}
         if num_draws:
@@ -236,9 +335,12 @@ def build_chain(
             )
             records = jax.tree.map(lambda s: jnp.zeros((num_draws,) + s.shape, s.dtype), template)
         zeros = jnp.zeros((), jnp.int32)
-        carry = (kstate, params, astate if warm is not None else None, jnp.zeros(2, jnp.int32))
-        carry = carry + (zeros, records)
-        (kstate, params, _, n_div, n_depth, records), _ = jax.lax.scan(body, carry, xs)
+        aux = (jnp.zeros(2, jnp.int32), zeros, records)
+        init = LoopState(kstate, params, astate if warm is not None else None, aux)
+        accept_prob = lambda info: info["accept_prob"]
+        loop, _ = scan_chain(kstep.step, accept_prob, warm, num_warmup, observe, init, xs)
+        kstate, params = loop.kernel_state, loop.params
+        n_div, n_depth, records = loop.aux
 
         samples: Any = {}
         if num_draws:
@@ -269,112 +371,3 @@ def build_chain(
         return new_state, samples, records, counts
 
     return chain
-
-
-def shard_plan(num_chains: int, num_devices: int) -> tuple[int, int]:
-    """``(devices used, padded number of chains)`` for sharded chains.
-
-    Uses ``ceil(num_chains / devices)`` chains per device and as few devices as that load
-    needs, so at most ``chains_per_device - 1`` padding chains are added.
-    """
-    per_device = math.ceil(num_chains / min(num_chains, num_devices))
-    used = math.ceil(num_chains / per_device)
-    return used, used * per_device
-
-
-def _pad(tree: Any, size: int) -> Any:
-    def pad(x):
-        extra = size - x.shape[0]
-        if extra == 0:
-            return x
-        return jnp.concatenate([x, jnp.repeat(x[-1:], extra, axis=0)], axis=0)
-
-    return jax.tree.map(pad, tree)
-
-
-def _single(chain_fn: Callable) -> Callable:
-    """``chain_fn`` on inputs and outputs with a leading chain dim of 1 (no ``vmap``)."""
-
-    def run(chain_in, shared):
-        one = jax.tree.map(lambda x: x[0], chain_in)
-        return jax.tree.map(lambda x: x[None], chain_fn(one, shared))
-
-    return run
-
-
-def run_each_chain(
-    single: Callable, chain_in: Any, shared: Any, num_chains: int, on_chain: Callable | None
-) -> list:
-    """Outputs of ``single(chain_c, shared)`` for each chain ``c`` in turn (``chain_in``'s
-    leaves have a leading ``num_chains`` dim); ``on_chain`` as in :func:`map_chains`."""
-    outs = []
-    for c in range(num_chains):
-        one = jax.tree.map(lambda x, c=c: x[c], chain_in)
-        if on_chain is None:
-            outs.append(single(one, shared))
-        else:
-            with on_chain(c) as record:
-                outs.append(jax.block_until_ready(single(one, shared)))
-                record(outs[-1])
-    return outs
-
-
-def map_chains(
-    chain_fn: Callable,
-    method: str,
-    num_chains: int,
-    on_chain: Callable | None = None,
-    devices: Sequence[Any] | None = None,
-) -> Callable:
-    """Compile ``chain_fn(chain_in, shared)`` for ``num_chains`` chains.
-
-    Args:
-        chain_fn: the per-chain program.
-        method: one of :data:`CHAIN_METHODS`.
-        num_chains: number of chains ``C``.
-        on_chain: for ``"sequential"``, ``on_chain(c)`` is called before chain ``c`` runs; it
-            returns a context manager, closed after the chain, whose value is called with the
-            chain's outputs (used for per-chain progress bars).
-        devices: for ``"sharded"``, the devices to spread the chains over (default: all of
-            ``jax.devices()``).
-
-    Returns:
-        ``run(chain_in, shared)`` where every leaf of ``chain_in`` has a leading ``C`` dim
-        (``shared`` is the same for all chains); every output leaf has a leading ``C`` dim.
-    """
-    if method == "vectorized":
-        if num_chains == 1:
-            return jax.jit(_single(chain_fn))
-        return jax.jit(jax.vmap(chain_fn, in_axes=(0, None)))
-    if method == "sequential":
-        single = jax.jit(chain_fn)
-
-        def run_sequential(chain_in, shared):
-            outs = run_each_chain(single, chain_in, shared, num_chains, on_chain)
-            return jax.tree.map(lambda *xs: jnp.stack(xs), *outs)
-
-        return run_sequential
-    if method == "sharded":
-        devices = list(jax.devices() if devices is None else devices)
-        used, padded = shard_plan(num_chains, len(devices))
-        mesh = Mesh(np.asarray(devices[:used]), (AXIS,))
-        # One chain per device: run the single-chain program itself (as "sequential").
-        local = _single(chain_fn) if padded == used else jax.vmap(chain_fn, in_axes=(0, None))
-        mapped = jax.jit(
-            jax.shard_map(
-                local,
-                mesh=mesh,
-                in_specs=(P(AXIS), P()),
-                out_specs=P(AXIS),
-                check_vma=False,
-            )
-        )
-
-        def run_sharded(chain_in, shared):
-            out = mapped(_pad(chain_in, padded), shared)
-            if padded == num_chains:
-                return out
-            return jax.tree.map(lambda x: x[:num_chains], out)
-
-        return run_sharded
-    raise ValueError(f"chain_method must be one of {CHAIN_METHODS}, got {method!r}")

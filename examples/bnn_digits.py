@@ -36,6 +36,7 @@ from flax import nnx
 
 import jppl
 import jppl.distributions as dist
+from jppl.infer import SVI, TraceMeanField_ELBO
 from jppl.nn import (
     BayesianModule,
     PredictiveSummary,
@@ -47,7 +48,6 @@ from jppl.nn import (
     sample_predictions,
     summarize_logits,
 )
-from jppl.infer import SVI, TraceMeanField_ELBO
 
 NUM_CLASSES = 10
 

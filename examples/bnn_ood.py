@@ -76,7 +76,10 @@ class MLP(nnx.Module):
 def make_bnn(hidden: int, kl_weight: float, seed: int) -> tuple[BayesianModule, Callable, Callable]:
     """``(bnn, model, guide)``; model and guide take ``(x, y)``."""
     bnn = BayesianModule(
-        "mlp", MLP(hidden, nnx.Rngs(seed)), prior=normal_prior(1.0), init_scale=1e-3,
+        "mlp",
+        MLP(hidden, nnx.Rngs(seed)),
+        prior=normal_prior(1.0),
+        init_scale=1e-3,
         kl_weight=kl_weight,
     )
 
@@ -131,7 +134,11 @@ def main() -> None:
     x_tr, y_tr, x_te, y_te = load_digits_split(seed=args.seed)
     bnn, model, guide = make_bnn(args.hidden, args.kl_weight, args.seed)
     trainer = Trainer(
-        model, guide, optax.adam(args.lr), num_data=len(y_tr), batch_size=args.batch_size,
+        model,
+        guide,
+        optax.adam(args.lr),
+        num_data=len(y_tr),
+        batch_size=args.batch_size,
         num_particles=args.particles,
     )
     start = time.perf_counter()
@@ -148,7 +155,10 @@ def main() -> None:
     @jax.jit
     def summarize(x: jax.Array) -> PredictiveSummary:
         logits = sample_predictions(
-            jax.random.key(args.seed + 1), bnn.predict, result.params, x,
+            jax.random.key(args.seed + 1),
+            bnn.predict,
+            result.params,
+            x,
             num_samples=args.samples,
         )
         return summarize_logits(logits)

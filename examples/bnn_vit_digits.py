@@ -49,7 +49,10 @@ def load_digits_images(test_fraction: float = 0.25, seed: int = 0):
     data = load_digits()
     x = (data.images / 16.0).astype(np.float32)
     x_tr, x_te, y_tr, y_te = train_test_split(
-        x, data.target.astype(np.int32), test_size=test_fraction, stratify=data.target,
+        x,
+        data.target.astype(np.int32),
+        test_size=test_fraction,
+        stratify=data.target,
         random_state=seed,
     )
     return x_tr, y_tr, x_te, y_te

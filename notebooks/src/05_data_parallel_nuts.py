@@ -40,8 +40,8 @@ import numpy as np  # noqa: E402
 import jppl  # noqa: E402
 import jppl.distributions as dist  # noqa: E402
 from jppl import parallel  # noqa: E402
-from jppl.model.blocked import blocked_potential_energy  # noqa: E402
 from jppl.infer import MCMC, NUTS  # noqa: E402
+from jppl.model.blocked import blocked_potential_energy  # noqa: E402
 
 print(jax.devices())
 

@@ -57,6 +57,8 @@ echo "== [$main] setting up .venv with $newest ==" >&2
 PYTHON="$newest" VENV="$root/.venv" bash scripts/setup_venv.sh dev,docs,notebooks || exit 1
 .venv/bin/python -c 'import sys, jax, arviz; print("[main] Python %s, jax %s, arviz %s" % (sys.version.split()[0], jax.__version__, arviz.__version__))'
 .venv/bin/ruff check src tests examples benchmarks scripts notebooks docs || exit 1
+# The code is formatted (the notebooks keep their committed, executed layout).
+.venv/bin/ruff format --check src tests examples benchmarks scripts || exit 1
 echo "== [$main] default test suite ==" >&2
 run_pytest .venv "$main" "$@" || exit 1
 if [ "$#" -eq 0 ]; then

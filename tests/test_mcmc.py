@@ -19,7 +19,7 @@ from scipy import stats
 
 import jppl
 import jppl.distributions as dist
-from jppl import handlers
+from jppl import handlers, parallel
 from jppl.diagnostics import ConvergenceWarning, ess_bulk
 from jppl.infer import init_to_median, init_to_value
 from jppl.mcmc import HMC, MCMC, NUTS, MCMCState
@@ -505,14 +505,15 @@ def test_chain_methods_agree():
     assert len(shard.get_samples(group_by_chain=True)["scale"].sharding.device_set) == 4
     # same post-warm-up state and fixed tuning: the draws agree to float rounding
     short = {}
-    for method, devices in (("vectorized", None), ("sharded", jax.devices()[:4])):
+    four = parallel.make_mesh(chain=4, devices=jax.devices()[:4])
+    for method, mesh in (("vectorized", None), ("sharded", four)):
         mcmc = MCMC(
             NUTS(small_model, adapt_step_size=False, adapt_mass_matrix=False, step_size=0.2),
             num_warmup=0,
             num_samples=30,
             num_chains=8,
             chain_method=method,
-            devices=devices,
+            mesh=mesh,
             **_quiet(),
         )
         mcmc.run(jax.random.key(6), Y_SMALL)
@@ -529,7 +530,9 @@ def test_default_chain_method():
         for c in (1, 4, 9)
     ]
     assert chosen == ["vectorized", "sharded", "vectorized"]
-    few = MCMC(NUTS(small_model), num_warmup=1, num_samples=1, num_chains=4, devices=[None] * 3)
+    # `devices=` is deprecated (choose devices with `mesh=`) but keeps its meaning until removed
+    with pytest.warns(DeprecationWarning, match=r"devices=\.\.\.\) is deprecated"):
+        few = MCMC(NUTS(small_model), num_warmup=1, num_samples=1, num_chains=4, devices=[None] * 3)
     assert few.chain_method == "vectorized"
 
 
@@ -578,14 +581,13 @@ def test_sharded_pads_uneven_chains():
         NUTS(small_model),
         num_warmup=50,
         num_samples=20,
-        num_chains=3,
+        num_chains=9,  # 2 per device on 5 of the 8 devices: padded to 10
         chain_method="sharded",
-        devices=jax.devices()[:2],
         **_quiet(),
     )
     mcmc.run(jax.random.key(7), Y_SMALL)
-    assert mcmc.get_samples(group_by_chain=True)["scale"].shape == (3, 20)
-    assert mcmc.last_state.position.shape == (3, 3)
+    assert mcmc.get_samples(group_by_chain=True)["scale"].shape == (9, 20)
+    assert mcmc.last_state.position.shape == (9, 3)
     assert np.all(np.isfinite(np.asarray(mcmc.get_samples()["loc"])))
 
 

@@ -100,10 +100,10 @@ class MCMC:
             :func:`jppl.parallel.chain_mesh`, with ``shard_map``; padded to a multiple of the
             devices used, the padding is dropped) or ``"sequential"`` (a Python loop over
             chains reusing one compiled single-chain program). Default (``None``):
-            ``"sharded"`` when there are at least as many devices (``devices``, or
-            ``jax.devices()``) as chains and more than one chain (each device then runs one
-            chain with the single-chain program, faster than the batched one on CPU),
-            otherwise ``"vectorized"``.
+            ``"sharded"`` when there are at least as many devices (``jax.devices()``) as
+            chains and more than one chain (each device then runs one chain with the
+            single-chain program, faster than the batched one on CPU), otherwise
+            ``"vectorized"``.
         progress_bar: show progress. On a terminal a tqdm bar per phase (phase, step size,
             acceptance, divergences so far), fed by throttled callbacks compiled into the
             loops; otherwise one line per phase after it ends (no callbacks compiled).
@@ -112,9 +112,10 @@ class MCMC:
             are always traced, see :func:`jppl.mcmc.state.split_model_args`).
         warn: after ``run``, emit :class:`jppl.diagnostics.ConvergenceWarning`\\ s for
             divergences, maximum tree depth hits, R-hat > 1.01 and low bulk/tail ESS.
-        devices: for ``chain_method="sharded"``, the devices to use (default: all of
-            ``jax.devices()``); ``ceil(num_chains / len(devices))`` chains go to each device
-            used.
+        devices: deprecated, to be removed after one release; choose devices with ``mesh``
+            (``jppl.parallel.make_mesh(chain=k, devices=...)``). Without a mesh, sharded
+            chains use ``jax.devices()``. Until removed: the devices the no-mesh sharded
+            chains use.
         mesh: a ``jax.sharding.Mesh`` from :func:`jppl.parallel.make_mesh` (instead of
             ``devices``). The chains are split over its ``chain`` axis (``num_chains`` must be
             a multiple of its size) and the model is traced under
@@ -159,9 +160,18 @@ class MCMC:
     ):
         if int(num_chains) < 1:
             raise ValueError(f"num_chains must be >= 1, got {num_chains}")
+        if mesh is not None and devices is not None:
+            raise ValueError("MCMC: give `mesh` or `devices`, not both.")
+        if devices is not None:
+            # One way to choose devices: the mesh ("no mesh" is the trivial chain mesh).
+            warnings.warn(
+                "MCMC(devices=...) is deprecated: pass mesh=jppl.parallel.make_mesh(chain=k, "
+                "devices=...) (k dividing num_chains); without a mesh, sharded chains use "
+                "jax.devices().",
+                DeprecationWarning,
+                stacklevel=2,
+            )
         if mesh is not None:
-            if devices is not None:
-                raise ValueError("MCMC: give `mesh` or `devices`, not both.")
             chain_method = check_chain_mesh(mesh, int(num_chains), chain_method, what="MCMC")
         elif chain_method is None:
             available = len(devices) if devices is not None else jax.device_count()

@@ -72,14 +72,9 @@ def test_warmup_gradient_count_matches_instrumented_run(scheme):
     num_warmup, initial_step_size = 120, 1.0
     counter = [0]
     logdensity = _counting_logdensity(counter)
-    if scheme == "stan":
-        warm = adapt.window_adaptation(
-            logdensity, num_warmup, initial_step_size=initial_step_size, max_tree_depth=6
-        )
-    else:
-        warm = adapt.nutpie_adaptation(
-            logdensity, num_warmup, initial_step_size=initial_step_size, max_tree_depth=6
-        )
+    kernel = adapt.nuts_kernel(logdensity, max_tree_depth=6)
+    build = adapt.window_adaptation if scheme == "stan" else adapt.nutpie_adaptation
+    warm = build(logdensity, num_warmup, kernel=kernel, initial_step_size=initial_step_size)
     run = jax.jit(warm.run)
     position = jnp.array([1.0, -2.0, 5.0])
     jax.block_until_ready(run(jax.random.key(3), position))

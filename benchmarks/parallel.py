@@ -263,7 +263,7 @@ not a target: fake devices share the same 2 cores.
 
 Each device runs the per-block program on its 8 / D blocks in a loop and the blocks' values and
 gradients are all-gathered and added in block order, so the result is bitwise the same for
-every D (see `jppl.infer.blocked`). XLA's cost analysis counts the body of that loop once:
+every D (see `jppl.model.blocked`). XLA's cost analysis counts the body of that loop once:
 the FLOPs column is the per-device FLOPs of one block's program times the 8 / D blocks. The
 loop copies the rows of the block it works on (XLA:CPU does not feed a slice to a matrix
 product in place), so the temporary memory is one block (N / 8 rows) on every D < 8: the

@@ -464,9 +464,18 @@ class _HamiltonianSampler:
     def _kernel_options(self, step_size: float) -> dict:
         return {}
 
+    def _warmup_kernel_options(self) -> dict:
+        """The kernel's options during warm-up: ``divergence_threshold`` and
+        :meth:`_kernel_options`, each overridden by ``adaptation_options`` if set there."""
+        options = {
+            "divergence_threshold": self.divergence_threshold,
+            **self._kernel_options(self.step_size),
+        }
+        options.update({k: v for k, v in self.adaptation_options.items() if k in _KERNEL_OPTIONS})
+        return options
+
     def _warmup_kernel(self, logdensity: Callable, options: dict) -> adapt.TunableKernel:
-        """The kernel the warm-up tunes, with ``options`` (``divergence_threshold`` and
-        this sampler's :meth:`_kernel_options`, possibly overridden)."""
+        """The kernel the warm-up tunes, with :meth:`_warmup_kernel_options`."""
         raise NotImplementedError
 
     def make_warmup(
@@ -487,14 +496,10 @@ class _HamiltonianSampler:
             adapt_step_size=self.adapt_step_size,
             adapt_mass_matrix=self.adapt_mass_matrix,
         )
-        kernel_options = {
-            "divergence_threshold": self.divergence_threshold,
-            **self._kernel_options(self.step_size),
-        }
-        # adaptation_options may override the kernel's options for the warm-up too.
-        for name, value in self.adaptation_options.items():
-            (kernel_options if name in _KERNEL_OPTIONS else options)[name] = value
-        options["kernel"] = self._warmup_kernel(logdensity, kernel_options)
+        options.update(
+            {k: v for k, v in self.adaptation_options.items() if k not in _KERNEL_OPTIONS}
+        )
+        options["kernel"] = self._warmup_kernel(logdensity, self._warmup_kernel_options())
         if self.adaptation == "stan":
             return adapt.window_adaptation(
                 logdensity,
@@ -698,8 +703,7 @@ class HMC(_HamiltonianSampler):
 
     def transition(self, logdensity: Callable) -> KernelStep:
         kernel = hmc.build_kernel(logdensity, divergence_threshold=self.divergence_threshold)
-        options = {**self._kernel_options(self.step_size), **self.adaptation_options}
-        warmup_steps = options["num_integration_steps"]
+        warmup_steps = self._warmup_kernel_options()["num_integration_steps"]
 
         def step(key, state, step_size, inverse_mass_matrix, warming):
             num_steps = jnp.where(warming, warmup_steps, self._num_steps(step_size))

@@ -156,7 +156,127 @@ def task_nuts(num_devices: int) -> dict:
     }
 
 
-TASKS = {"logdensity": task_logdensity, "svi": task_svi, "nuts": task_nuts}
+CHECKPOINT_DIR_ENV = "JPPL_TEST_CHECKPOINT_DIR"
+"""Where the checkpoint tasks save and restore (set by the test, seen by every process)."""
+CKPT_STEPS, CKPT_WIDTH = 4, 8
+CKPT_NAMES = {True: "split", False: "replicated"}
+"""``shard_state`` -> the name of the checkpoint the tasks write."""
+
+
+def wide_model(x, y):
+    """Logistic regression on ``CKPT_WIDTH`` features: ``w`` and its guide's params split
+    evenly over 4 devices (``shard_state=True``)."""
+    import jppl
+    import jppl.distributions as dist
+
+    w = jppl.sample("w", dist.Normal(0.0, 1.0).expand([CKPT_WIDTH]).to_event(1))
+    with jppl.plate("N", x.shape[0]):
+        jppl.sample("y", dist.BernoulliLogits(x @ w), obs=y)
+
+
+def wide_dataset() -> tuple[np.ndarray, np.ndarray]:
+    x, y = dataset()
+    return np.concatenate([x, x**2, x[:, :2]], axis=1), y
+
+
+def checkpoint_svi(mesh, shard_state: bool):
+    """SVI on ``mesh``, its state split over every device (``shard_state``) or replicated."""
+    import optax
+
+    from jppl.vi import SVI, Trace_ELBO
+    from jppl.vi.autoguide import AutoNormal
+
+    return SVI(
+        wide_model,
+        AutoNormal(wide_model),
+        optax.adam(0.05),
+        Trace_ELBO(num_particles=NUM_PARTICLES),
+        mesh=mesh,
+        shard_state=shard_state,
+    )
+
+
+def _svi_result(result, state) -> dict:
+    import jax
+
+    from jppl import parallel
+
+    params = parallel.gather(result.params)
+    return {
+        "losses": parallel.gather(result.losses).tolist(),
+        "params": {k: np.asarray(v).tolist() for k, v in params.items()},
+        "split": [not leaf.is_fully_replicated for leaf in jax.tree.leaves(state.params)],
+    }
+
+
+def task_checkpoint_save(num_devices: int) -> dict:
+    """``CKPT_STEPS`` SVI steps on all the devices, then ``SVI.save``: a state split over the
+    devices (with several processes each writes its own shards into an Orbax directory), and
+    a replicated one (process 0 writes an ``.npz``)."""
+    import os
+
+    import jax
+
+    from jppl import parallel
+
+    out = {}
+    x, y = wide_dataset()
+    for shard_state, name in CKPT_NAMES.items():
+        svi = checkpoint_svi(parallel.make_mesh(sample=num_devices), shard_state)
+        result = svi.run(jax.random.key(5), CKPT_STEPS, x, y, progress_bar=False)
+        path = svi.save(os.path.join(os.environ[CHECKPOINT_DIR_ENV], name), result.state)
+        out[name] = {**_svi_result(result, result.state), "path": path}
+    return out
+
+
+def task_checkpoint_restore(num_devices: int, mesh=None) -> dict:
+    """Restore the states of :func:`task_checkpoint_save` onto another mesh (default: the
+    devices as ``sample=2 x data=num_devices/2``), split over its devices or replicated, and
+    run ``CKPT_STEPS`` more steps."""
+    import os
+
+    import jax
+
+    from jppl import parallel
+    from jppl.vi import SVI
+
+    if mesh is None:
+        mesh = parallel.make_mesh(sample=2, data=num_devices // 2)
+    out = {}
+    x, y = wide_dataset()
+    for shard_state, name in CKPT_NAMES.items():
+        svi = checkpoint_svi(mesh, shard_state)
+        template = svi.init(jax.random.key(0), x, y)
+        state = SVI.load_state(os.path.join(os.environ[CHECKPOINT_DIR_ENV], name), template)
+        placed = all(
+            a.sharding == b.sharding
+            for a, b in zip(jax.tree.leaves(state), jax.tree.leaves(template), strict=True)
+        )
+        step = int(state.step)
+        result = svi.run(None, CKPT_STEPS, x, y, progress_bar=False, init_state=state)
+        out[name] = {**_svi_result(result, state), "placed": placed, "step": step}
+    return out
+
+
+def task_checkpoint_reference(num_devices: int) -> dict:
+    """The uninterrupted run: ``2 * CKPT_STEPS`` steps."""
+    import jax
+
+    from jppl import parallel
+
+    svi = checkpoint_svi(parallel.make_mesh(sample=num_devices), shard_state=True)
+    x, y = wide_dataset()
+    result = svi.run(jax.random.key(5), 2 * CKPT_STEPS, x, y, progress_bar=False)
+    return _svi_result(result, result.state)
+
+
+TASKS = {
+    "logdensity": task_logdensity,
+    "svi": task_svi,
+    "nuts": task_nuts,
+    "checkpoint_save": task_checkpoint_save,
+    "checkpoint_restore": task_checkpoint_restore,
+}
 """Task name -> ``fn(num_devices) -> JSON-able dict``."""
 
 

@@ -19,8 +19,8 @@ SRC = pathlib.Path(__file__).resolve().parents[1] / "src" / "jppl"
 # Bottom to top (ARCHITECTURE.md). A package may import only packages of lower layers, and
 # none of its own layer.
 LAYERS: list[set[str]] = [
-    {"stack", "version"},
-    {"distributions", "diagnostics", "inference_data", "progress"},
+    {"stack", "version", "checkpoint"},
+    {"distributions", "diagnostics", "inference_data", "runloop"},
     {"primitives"},
     {"handlers"},
     {"reparam", "parallel"},

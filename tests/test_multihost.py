@@ -124,3 +124,36 @@ def test_two_processes_match_one_process_with_four_devices():
             assert r["nuts"][name] == ref_nuts[name], name
         assert _rel(r["nuts"]["log_likelihood_y"], ref_nuts["log_likelihood_y"]) <= 1e-5
         assert r["nuts"]["observed_y"] == ref_nuts["observed_y"]  # to_arviz gathers the rows
+
+
+@pytest.mark.slow  # about 60 s: two pairs of fresh JAX processes
+@pytest.mark.skipif(len(jax.devices()) < 4, reason="needs 4 (fake) devices for the reference")
+def test_svi_checkpoints_restore_onto_another_mesh(tmp_path, monkeypatch):
+    """SVI states on 2 processes x 2 devices are saved: split over the devices
+    (``shard_state=True``: every process writes its own shards, an Orbax directory) and
+    replicated (process 0 writes an ``.npz``). Restored onto other meshes (2 processes as
+    sample=2 x data=2; 1 process as data=4) and continued, they give the losses and params of
+    an uninterrupted run."""
+    from jppl import parallel
+
+    monkeypatch.setenv(worker.CHECKPOINT_DIR_ENV, str(tmp_path))
+    saved = _launch(["checkpoint_save"])
+    restored = _launch(["checkpoint_restore"])
+    ref = worker.task_checkpoint_reference(4)
+    one = worker.task_checkpoint_restore(4, mesh=parallel.make_mesh(data=4))
+    steps = worker.CKPT_STEPS
+    paths = {"split": str(tmp_path / "split"), "replicated": str(tmp_path / "replicated.npz")}
+    assert os.path.isdir(paths["split"]) and os.path.isfile(paths["replicated"])
+    assert sorted(os.listdir(tmp_path)) == ["replicated.npz", "split"]  # no temporary left
+    for name, path in paths.items():
+        for r in saved:
+            s = r["checkpoint_save"][name]
+            assert s["path"] == path
+            assert all(s["split"]) == (name == "split")  # split over both processes' devices
+            assert _rel(s["losses"], ref["losses"][:steps]) <= 1e-6
+        for r in [*(r["checkpoint_restore"][name] for r in restored), one[name]]:
+            assert r["placed"] and r["step"] == steps
+            assert all(r["split"]) == (name == "split")
+            assert _rel(r["losses"], ref["losses"][steps:]) <= 1e-6
+            for site, value in ref["params"].items():
+                assert _rel(r["params"][site], value) <= 1e-6, site

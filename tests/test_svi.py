@@ -20,6 +20,7 @@ from jppl.distributions import constraints
 from jppl.handlers import substitute
 from jppl.infer import SVI, RenyiELBO, SVIState, Trace_ELBO, TraceMeanField_ELBO
 from jppl.vi import (
+    NonFiniteWarning,
     epoch_batches,
     get_importance_traces,
     load_state,
@@ -529,8 +530,9 @@ def test_stable_update_skips_nan(normal_svi):
     assert int(new.step) == 1
     unstable, _ = jit_update(state, bad)
     assert not np.isfinite(unstable.params["loc"])
-    # run(stable_update=True) keeps the params finite too.
-    result = svi.run(jax.random.key(12), 5, bad, progress_bar=False, stable_update=True)
+    # run(stable_update=True) keeps the params finite too, and says so.
+    with pytest.warns(NonFiniteWarning, match="non-finite loss at step 0 .*5 of 5 steps"):
+        result = svi.run(jax.random.key(12), 5, bad, progress_bar=False, stable_update=True)
     assert np.isfinite(result.params["loc"])
 
 

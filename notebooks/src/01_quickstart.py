@@ -60,7 +60,7 @@ def eight_schools(sigma, y=None):
 # %%
 centered = MCMC(
     NUTS(eight_schools, target_accept_prob=0.9),
-    num_warmup=500, num_samples=500, num_chains=4, progress_bar=False,
+    num_warmup=500, num_samples=500, num_chains=4,
 )
 centered.run(jax.random.key(0), sigma, y=y)
 
@@ -181,7 +181,7 @@ for name, site in prior_trace.items():
 # %%
 noncentered = MCMC(
     NUTS(noncentered_model, target_accept_prob=0.9),
-    num_warmup=500, num_samples=500, num_chains=4, progress_bar=False,
+    num_warmup=500, num_samples=500, num_chains=4,
 )
 noncentered.run(jax.random.key(0), sigma, y=y)
 print("divergences:", noncentered.num_divergent)

@@ -276,8 +276,7 @@ assert np.isclose(y_loc, BETA * X0 + GAMMA * z_drawn)
 do_draws = Predictive(handlers.do(model, {"x": X0}), num_samples=4000)(jax.random.key(0))
 y_do = np.asarray(do_draws["y"])
 
-mcmc = MCMC(NUTS(handlers.condition(model, {"x": X0})), num_warmup=500, num_samples=4000,
-            progress_bar=False)
+mcmc = MCMC(NUTS(handlers.condition(model, {"x": X0})), num_warmup=500, num_samples=4000)
 mcmc.run(jax.random.key(1))
 y_cond = np.asarray(mcmc.get_samples()["y"])
 

@@ -72,7 +72,7 @@ def model(X, y=None):
 
 # %%
 start = time.perf_counter()
-mcmc = MCMC(NUTS(model), num_warmup=500, num_samples=500, num_chains=4, progress_bar=False)
+mcmc = MCMC(NUTS(model), num_warmup=500, num_samples=500, num_chains=4)
 mcmc.run(jax.random.key(0), X, y)
 nuts_seconds = time.perf_counter() - start
 nuts = {k: np.asarray(v) for k, v in mcmc.get_samples().items()}
@@ -116,7 +116,7 @@ results, svi_seconds = {}, {}
 for name, guide in guides.items():
     start = time.perf_counter()
     svi = SVI(model, guide, optimizer, Trace_ELBO(num_particles=4))
-    results[name] = svi.run(jax.random.key(1), NUM_STEPS, X, y, progress_bar=False)
+    results[name] = svi.run(jax.random.key(1), NUM_STEPS, X, y)
     svi_seconds[name] = time.perf_counter() - start
     print(f"{name:30s} {svi_seconds[name]:5.1f} s   final loss "
           f"{float(results[name].losses[-100:].mean()):8.2f}")

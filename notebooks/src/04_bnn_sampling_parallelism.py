@@ -150,7 +150,7 @@ for name, mesh in meshes.items():
     )
     start = time.perf_counter()
     state = trainer.init(jax.random.key(0), (x_train, y_train))
-    runs[name] = trainer.fit(state, (x_train, y_train), NUM_EPOCHS, progress_bar=False)
+    runs[name] = trainer.fit(state, (x_train, y_train), NUM_EPOCHS)
     trainers[name] = trainer
     print(f"{name:17s} {len(runs[name].losses)} steps in {time.perf_counter() - start:5.1f} s "
           f"(with compilation); final loss {runs[name].losses[-1]:.1f}")

@@ -100,7 +100,7 @@ assert all(s.data.shape == (N // 4, D) for s in X_sharded.addressable_shards)
 
 # %%
 mcmc = MCMC(
-    NUTS(model), num_warmup=100, num_samples=100, progress_bar=False, warn=False, mesh=mesh
+    NUTS(model), num_warmup=100, num_samples=100, warn=False, mesh=mesh
 )
 start = time.perf_counter()
 mcmc.run(jax.random.key(0), X_sharded, y_sharded)
@@ -131,7 +131,7 @@ assert err < 0.1 and abs(b_mean - b_true) < 0.1
 print(mcmc.block_plan)
 mesh2 = parallel.make_mesh(data=2, devices=jax.devices()[:2])
 mcmc2 = MCMC(
-    NUTS(model), num_warmup=100, num_samples=100, progress_bar=False, warn=False, mesh=mesh2
+    NUTS(model), num_warmup=100, num_samples=100, warn=False, mesh=mesh2
 )
 mcmc2.run(jax.random.key(0), *parallel.shard_along((X, y), mesh2, "data"))
 for name in ("b", "w"):
@@ -161,7 +161,7 @@ on_mesh = np.asarray(mcmc.get_samples()["w"])
 
 mesh1 = parallel.make_mesh(data=1, devices=jax.devices()[:1])
 one_device = MCMC(
-    NUTS(model), num_warmup=0, num_samples=20, progress_bar=False, warn=False, mesh=mesh1
+    NUTS(model), num_warmup=0, num_samples=20, warn=False, mesh=mesh1
 )
 one_device.post_warmup_state = state
 one_device.run(None, *parallel.shard_along((X, y), mesh1, "data"))

@@ -122,7 +122,7 @@ def guide(num_images, x=None):
 # %%
 NUM_STEPS = 3000
 svi = SVI(model, guide, optax.adam(optax.exponential_decay(1e-2, NUM_STEPS, 0.1)), Trace_ELBO())
-result = svi.run(jax.random.key(0), NUM_STEPS, x_train.shape[0], x_train, progress_bar=False)
+result = svi.run(jax.random.key(0), NUM_STEPS, x_train.shape[0], x_train)
 params = result.params
 train_loss = np.asarray(result.losses) / x_train.shape[0]
 print("param sites:", {k: sum(v.size for v in jax.tree.leaves(p)) for k, p in params.items()})

@@ -32,7 +32,16 @@ from jppl.model.initialization import (
     init_to_uniform,
     init_to_value,
 )
-from jppl.vi import SVI, RenyiELBO, SVIState, Trace_ELBO, TraceMeanField_ELBO
+from jppl.runloop import RunInterrupted
+from jppl.vi import (
+    SVI,
+    NonFiniteError,
+    NonFiniteWarning,
+    RenyiELBO,
+    SVIState,
+    Trace_ELBO,
+    TraceMeanField_ELBO,
+)
 
 __all__ = [
     "HMC",
@@ -40,9 +49,12 @@ __all__ = [
     "NUTS",
     "SVI",
     "ModelInfo",
+    "NonFiniteError",
+    "NonFiniteWarning",
     "ParamInfo",
     "Predictive",
     "RenyiELBO",
+    "RunInterrupted",
     "SVIState",
     "TraceMeanField_ELBO",
     "Trace_ELBO",

@@ -4,7 +4,8 @@ The front end mirrors NumPyro: :class:`NUTS` / :class:`HMC` bind a model (or a p
 to the kernels and a warm-up scheme, and :class:`MCMC` runs the chains (:mod:`.sampler`,
 :mod:`.runner`, :mod:`.driver`, :mod:`.progress`, :mod:`.io`). ``MCMC`` drives any object that
 satisfies the :class:`Sampler` protocol, and maps the per-chain program over chains, devices
-and meshes with :func:`jppl.parallel.map_chains`.
+and meshes with :func:`jppl.parallel.chain_program`, in chunks (live progress, Ctrl-C
+that keeps the finished work, :meth:`MCMC.resume`).
 
 Underneath, kernels are pure ``init``/``step`` pairs over NamedTuple states on flat ``(d,)``
 positions; see :mod:`jppl.mcmc.hmc` and :mod:`jppl.mcmc.nuts`. The building blocks

@@ -1,15 +1,16 @@
 """The per-chain program: warm-up and sampling in one compiled loop.
 
-The program is written for one chain: one ``lax.scan`` over all transitions, warm-up first,
-then sampling, whose body calls the kernel **once** (the warm-up's adaptation steps run under
-``lax.cond`` on the scan's precomputed schedule, which is the same for every chain, so they
+The program is written for one chain: one loop over all transitions, warm-up first, then
+sampling, whose body calls the kernel **once** (the warm-up's adaptation steps run under
+``lax.cond`` on the loop's precomputed schedule, which is the same for every chain, so they
 stay real branches under ``vmap``). The NUTS step is thus traced and compiled once per run,
-whatever the phases. :func:`jppl.parallel.map_chains` maps it over chains (vectorized, sharded
-or sequential, on one device or a mesh).
+whatever the phases. :func:`jppl.parallel.chain_program` maps it over chains (vectorized,
+sharded or sequential, on one device or a mesh).
 
-:func:`scan_chain` is that loop; :func:`build_chain` runs it for :class:`~jppl.mcmc.MCMC`
-(recording draws and statistics), and the standalone warm-up
-(:meth:`jppl.mcmc.adaptation.Adaptation.run`) runs the same loop with warm-up transitions only.
+:func:`scan_chain` is that loop as one ``lax.scan`` (the standalone warm-up,
+:meth:`jppl.mcmc.adaptation.Adaptation.run`, runs it); :func:`build_program` splits a run of
+:class:`~jppl.mcmc.MCMC` into ``start``, ``advance`` (any range of transitions: the host runs
+them in chunks, for live progress and interrupts) and ``finish`` (draws and statistics).
 """
 
 from __future__ import annotations
@@ -26,8 +27,10 @@ from jppl.mcmc.state import MCMCState
 __all__ = [
     "DEFAULT_FIELDS",
     "FIELD_ALIASES",
+    "ChainProgram",
     "LoopState",
-    "build_chain",
+    "Progress",
+    "build_program",
     "loop_inputs",
     "scan_chain",
 ]
@@ -121,6 +124,53 @@ def loop_inputs(
     return xs
 
 
+def _loop_body(
+    step: Callable,
+    acceptance: Callable[[Any], jax.Array],
+    warmup: Any | None,
+    num_warmup: int,
+    observe: Callable,
+    warmup_only: bool = False,
+) -> Callable:
+    """The body ``(LoopState, x) -> (LoopState, out)`` of one transition (see
+    :func:`scan_chain`); ``x`` holds the transition's entries of :func:`loop_inputs`."""
+
+    def during_warmup(warming, fn, otherwise, operand):
+        if warmup_only:
+            return fn(operand)
+        return jax.lax.cond(warming, fn, otherwise, operand)
+
+    def body(carry: LoopState, x: dict[str, Any]) -> tuple[LoopState, Any]:
+        kstate, params, astate, aux = carry
+        t = x["t"]
+        warming = t < num_warmup
+        if warmup is not None:
+
+            def before(astate):
+                a = warmup.before(astate._replace(chain=kstate), x["key_adapt"], x["flags"])
+                return a._replace(chain=None), (a.step_size, a.inverse_mass_matrix)
+
+            astate, params = during_warmup(warming, before, lambda a: (a, params), astate)
+        step_size = params[0]
+        new_kstate, info = step(x["key"], kstate, *params, warming)
+        if warmup is not None:
+
+            def after(astate):
+                a = astate._replace(chain=kstate)
+                key, flags = x["key_adapt"], x["flags"]
+                a = warmup.after(a, key, flags, new_kstate, acceptance(info))
+                return a._replace(chain=None)
+
+            astate = during_warmup(warming, after, lambda a: a, astate)
+            if not warmup_only:
+                last = t == num_warmup - 1
+                params = jax.lax.cond(last, lambda: warmup.final(astate), lambda: params)
+        aux, out = observe(aux, t, warming, new_kstate, info, step_size)
+        return LoopState(new_kstate, params, astate, aux), out
+
+    return body
+
+
 def scan_chain(
     step: Callable,
     acceptance: Callable[[Any], jax.Array],
@@ -166,39 +216,7 @@ def scan_chain(
         ``(final LoopState, stacked outs)``.
     """
 
-    def during_warmup(warming, fn, otherwise, operand):
-        if warmup_only:
-            return fn(operand)
-        return jax.lax.cond(warming, fn, otherwise, operand)
-
-    def body(carry: LoopState, x: dict[str, Any]) -> tuple[LoopState, Any]:
-        kstate, params, astate, aux = carry
-        t = x["t"]
-        warming = t < num_warmup
-        if warmup is not None:
-
-            def before(astate):
-                a = warmup.before(astate._replace(chain=kstate), x["key_adapt"], x["flags"])
-                return a._replace(chain=None), (a.step_size, a.inverse_mass_matrix)
-
-            astate, params = during_warmup(warming, before, lambda a: (a, params), astate)
-        step_size = params[0]
-        new_kstate, info = step(x["key"], kstate, *params, warming)
-        if warmup is not None:
-
-            def after(astate):
-                a = astate._replace(chain=kstate)
-                key, flags = x["key_adapt"], x["flags"]
-                a = warmup.after(a, key, flags, new_kstate, acceptance(info))
-                return a._replace(chain=None)
-
-            astate = during_warmup(warming, after, lambda a: a, astate)
-            if not warmup_only:
-                last = t == num_warmup - 1
-                params = jax.lax.cond(last, lambda: warmup.final(astate), lambda: params)
-        aux, out = observe(aux, t, warming, new_kstate, info, step_size)
-        return LoopState(new_kstate, params, astate, aux), out
-
+    body = _loop_body(step, acceptance, warmup, num_warmup, observe, warmup_only)
     loop, outs = jax.lax.scan(body, init, xs)
     if warmup_only and warmup is not None:
         loop = loop._replace(params=warmup.final(loop.adaptation_state))
@@ -218,7 +236,44 @@ def _record(kstate: Any, info: dict, step_size: jax.Array, fields: tuple[str, ..
     return record
 
 
-def build_chain(
+class Progress(NamedTuple):
+    """What a chain's loop keeps for the host besides its draws (the ``aux`` of the carry).
+
+    Attributes:
+        divergences: ``(2,)`` int32, divergent transitions in warm-up and in sampling so far.
+        max_depth_hits: ``()`` int32, sampling transitions that hit the maximum tree depth.
+        records: dict of ``(num_draws, ...)`` buffers of the kept draws' statistics (``"z"``:
+            the position), filled as the draws are made.
+        last: ``(3,)`` float32, the step size, acceptance statistic and number of integration
+            steps of the last transition (for the progress bar).
+    """
+
+    divergences: jax.Array
+    max_depth_hits: jax.Array
+    records: dict[str, jax.Array]
+    last: jax.Array
+
+
+class ChainProgram(NamedTuple):
+    """A chain's run in three per-chain functions, so that the host can run the transitions
+    in chunks (progress, interrupts) with one compiled loop:
+
+    * ``start(chain_in, dynamic_args) -> (loop, xs, tail)``: the initial
+      :class:`LoopState` (its ``aux`` a :class:`Progress`), the per-transition inputs
+      :func:`loop_inputs` and ``tail = (sampling key, first step)``;
+    * ``advance((loop, xs), (dynamic_args, t0, n)) -> loop``: transitions ``t0 .. t0 + n - 1``
+      (``t0`` and ``n`` traced ``()`` int32, the same for all chains);
+    * ``finish((loop, tail), (dynamic_args, done)) -> (state, samples, records, counts)``: the
+      results after the first ``done`` transitions (``()`` int32, traced): see
+      :func:`build_program`.
+    """
+
+    start: Callable
+    advance: Callable
+    finish: Callable
+
+
+def build_program(
     sampler: Any,  # a jppl.mcmc.sampler.Sampler; not imported: the samplers import the
     target: Any,  # adaptation, which runs scan_chain of this module (a Target, likewise)
     rebuild: Callable,
@@ -228,15 +283,16 @@ def build_chain(
     num_draws: int,
     thinning: int,
     fields: tuple[str, ...],
-    reporter: Callable | None,
     block_mask: np.ndarray | None,
-) -> Callable:
-    """``chain(chain_in, shared) -> (state, samples, records, counts)`` for one chain.
+) -> ChainProgram:
+    """The per-chain program of an MCMC run, as a :class:`ChainProgram`.
 
-    Runs ``num_warmup`` warm-up transitions then ``num_draws * thinning`` sampling
-    transitions in one ``lax.scan`` (:func:`scan_chain`, one kernel call in its body), keeps
-    the last state of each block of ``thinning`` sampling transitions, and maps the kept
-    positions to constrained samples (with deterministic sites) by ``vmap`` after the scan.
+    A run is ``T = num_warmup + num_draws * thinning`` transitions: the warm-up, then the
+    sampling, in one loop whose body calls the kernel once (:func:`scan_chain`'s body); it
+    keeps the last state of each block of ``thinning`` sampling transitions and maps the kept
+    positions to constrained samples (with deterministic sites) by ``vmap`` at the end. Running
+    the transitions in any number of chunks gives the same numbers: each transition's inputs
+    are fixed in ``xs`` before the first.
 
     Args:
         sampler, target: the sampler and its bound :class:`~jppl.mcmc.sampler.Target`.
@@ -247,45 +303,42 @@ def build_chain(
             be 0).
         num_warmup, num_draws, thinning: static lengths.
         fields: statistics to keep per draw (see :data:`DEFAULT_FIELDS`; ``"z"``: position).
-        reporter: progress reporting function (:func:`jppl.mcmc.progress.make_reporter`) or
-            ``None``; phase 0 is the warm-up, phase 1 the sampling.
         block_mask: ``(d, d)`` mask for block-dense mass matrices, or ``None``.
 
-    ``shared = (dynamic_args, every)``: the model's array arguments and the ``(2,)`` progress
-    reporting intervals of the two phases (traced, so the host can change them without
-    recompiling).
-
-    Returns:
-        ``state``: the :class:`MCMCState` after the last transition (``step`` counts the
-        sampling transitions since the warm-up);
-        ``samples``: pytree of ``(num_draws, ...)`` constrained values (``{}`` if none);
+    ``finish`` returns, after ``done`` transitions:
+        ``state``: the :class:`MCMCState` after the last of them (``step`` counts the sampling
+        transitions since the warm-up; during the warm-up the step size and mass matrix are
+        those being adapted);
+        ``samples``: pytree of ``(num_draws, ...)`` constrained values (``{}`` if none; the
+        draws not made yet are those of the zero position);
         ``records``: dict of ``(num_draws, ...)`` statistics of the kept transitions;
         ``counts``: ``()`` int32 ``num_divergent`` and ``num_max_tree_depth`` over *all*
-        sampling transitions, and ``warmup_num_divergent``.
+        sampling transitions done, and ``warmup_num_divergent``.
     """
     if not fresh and num_warmup:
         raise ValueError("a continued chain has no warm-up")
     max_depth = sampler.max_tree_depth
     num_sampling = num_draws * thinning
 
-    def chain(chain_in, shared):
-        dynamic_args, every = shared
+    def kernel(dynamic_args):
         args, kwargs = rebuild(dynamic_args)
         logdensity = target.make_logdensity(args, kwargs)
-        kstep = sampler.transition(logdensity)
-        warm = key_warm = None
+        warm = sampler.make_warmup(logdensity, num_warmup, block_mask) if fresh else None
+        return args, kwargs, sampler.transition(logdensity), warm
+
+    def start(chain_in, dynamic_args):
+        _, _, kstep, adaptation = kernel(dynamic_args)
+        astate = key_warm = None
         if fresh:
             position, key_warm, key_sample = chain_in
-            adaptation = sampler.make_warmup(logdensity, num_warmup, block_mask)
             astate = adaptation.start(position)
             kstate = astate.chain
             params = (astate.step_size, astate.inverse_mass_matrix)
             first_step = jnp.zeros((), jnp.int32)
             if num_warmup:
-                warm = adaptation
                 astate = astate._replace(chain=None)
             else:
-                key_warm = None
+                astate = key_warm = None
         else:
             state = chain_in
             kstate = sampler.state_type(state.position, state.logdensity, state.logdensity_grad)
@@ -295,37 +348,8 @@ def build_chain(
         # The sampling transitions' keys are ``fold_in(sampling key, step)``.
         steps = first_step + jnp.arange(num_sampling, dtype=jnp.int32)
         keys = jax.vmap(lambda i: jax.random.fold_in(key_sample, i))(steps)
-        schedule = warm.schedule if warm is not None else ()
+        schedule = adaptation.schedule if astate is not None else ()
         xs = loop_inputs(num_warmup, key_warm, schedule, keys)
-
-        def observe(aux, t, warming, new_kstate, info, step_size):
-            n_div, n_depth, records = aux
-            sample_index = t - num_warmup
-            divergent = info["diverging"].astype(jnp.int32)
-            n_div = n_div + jnp.stack([divergent * warming, divergent * ~warming])
-            if max_depth is not None:
-                hit = (info["tree_depth"] >= max_depth) & ~warming
-                n_depth = n_depth + hit.astype(jnp.int32)
-            if reporter is not None:
-                phase = (~warming).astype(jnp.int32)
-                reporter(
-                    every,
-                    phase,
-                    jnp.where(warming, t, sample_index),
-                    n_div[phase],
-                    step_size,
-                    info["accept_prob"],
-                    info["num_steps"],
-                )
-            if num_draws:
-                keep = ~warming & (sample_index % thinning == thinning - 1)
-                j = jnp.clip(sample_index // thinning, 0, num_draws - 1)
-                new = _record(new_kstate, info, step_size, fields)
-                records = jax.tree.map(
-                    lambda buf, v: buf.at[j].set(jnp.where(keep, v, buf[j])), records, new
-                )
-            return (n_div, n_depth, records), None
-
         records = {}
         if num_draws:
             template = jax.eval_shape(
@@ -335,14 +359,48 @@ def build_chain(
             )
             records = jax.tree.map(lambda s: jnp.zeros((num_draws,) + s.shape, s.dtype), template)
         zeros = jnp.zeros((), jnp.int32)
-        aux = (jnp.zeros(2, jnp.int32), zeros, records)
-        init = LoopState(kstate, params, astate if warm is not None else None, aux)
-        accept_prob = lambda info: info["accept_prob"]
-        loop, _ = scan_chain(kstep.step, accept_prob, warm, num_warmup, observe, init, xs)
-        kstate, params = loop.kernel_state, loop.params
-        n_div, n_depth, records = loop.aux
+        aux = Progress(jnp.zeros(2, jnp.int32), zeros, records, jnp.zeros(3, jnp.float32))
+        return LoopState(kstate, params, astate, aux), xs, (key_sample, first_step)
 
+    def observe(aux: Progress, t, warming, new_kstate, info, step_size):
+        n_div, n_depth, records, _ = aux
+        sample_index = t - num_warmup
+        divergent = info["diverging"].astype(jnp.int32)
+        n_div = n_div + jnp.stack([divergent * warming, divergent * ~warming])
+        if max_depth is not None:
+            hit = (info["tree_depth"] >= max_depth) & ~warming
+            n_depth = n_depth + hit.astype(jnp.int32)
+        if num_draws:
+            keep = ~warming & (sample_index % thinning == thinning - 1)
+            j = jnp.clip(sample_index // thinning, 0, num_draws - 1)
+            new = _record(new_kstate, info, step_size, fields)
+            records = jax.tree.map(
+                lambda buf, v: buf.at[j].set(jnp.where(keep, v, buf[j])), records, new
+            )
+        last = jnp.stack([step_size, info["accept_prob"], info["num_steps"]]).astype(jnp.float32)
+        return Progress(n_div, n_depth, records, last), None
+
+    def advance(chain_in, shared):
+        loop, xs = chain_in
+        dynamic_args, t0, n = shared
+        _, _, kstep, warm = kernel(dynamic_args)
+        accept_prob = lambda info: info["accept_prob"]
+        warm = warm if num_warmup else None
+        body = _loop_body(kstep.step, accept_prob, warm, num_warmup, observe)
+
+        def one(t, loop):
+            return body(loop, jax.tree.map(lambda a: a[t], xs))[0]
+
+        return jax.lax.fori_loop(t0, t0 + n, one, loop)
+
+    def finish(chain_in, shared):
+        loop, (key_sample, first_step) = chain_in
+        dynamic_args, done = shared
+        args, kwargs, _, _ = kernel(dynamic_args)
+        kstate, params = loop.kernel_state, loop.params
+        n_div, n_depth, records, _ = loop.aux
         samples: Any = {}
+        records = dict(records)
         if num_draws:
             draws = records.pop("z")
             if "z" in fields:
@@ -361,7 +419,7 @@ def build_chain(
             step_size=jnp.asarray(params[0], dtype),
             inverse_mass_matrix=jnp.asarray(params[1], dtype),
             rng_key=key_sample,
-            step=first_step + num_sampling,
+            step=first_step + jnp.maximum(done - num_warmup, 0).astype(jnp.int32),
         )
         counts = {
             "num_divergent": n_div[1],
@@ -370,4 +428,4 @@ def build_chain(
         }
         return new_state, samples, records, counts
 
-    return chain
+    return ChainProgram(start, advance, finish)

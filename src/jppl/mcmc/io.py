@@ -1,29 +1,32 @@
-"""Saving and resuming MCMC runs (``.npz``, no pickle) and export to ArviZ.
+"""Saving and resuming MCMC runs (:mod:`jppl.checkpoint` files) and export to ArviZ.
 
 Checkpointing a long run in chunks, so that a killed job resumes where it was::
 
     if os.path.exists("ckpt.npz"):
-        mcmc = MCMC.load("ckpt.npz", NUTS(model))      # post_warmup_state = saved state
+        mcmc = MCMC.load("ckpt", NUTS(model))           # post_warmup_state = saved state
     else:
         mcmc = MCMC(NUTS(model), num_warmup=1000, num_samples=500)
         mcmc.warmup(jax.random.key(0), data)            # or run() a first chunk
-        mcmc.save("ckpt.npz")
+        mcmc.save("ckpt")                               # writes ckpt.npz atomically
     while int(mcmc.post_warmup_state.step[0]) < 5000:
         mcmc.run(None, data)                            # continues the same key streams
         store(mcmc.get_samples(group_by_chain=True))    # e.g. append to disk
         mcmc.post_warmup_state = mcmc.last_state
-        mcmc.save("ckpt.npz")
+        mcmc.save("ckpt")
 
 Because each draw's key is ``fold_in(chain_key, global_draw_index)`` and the state carries the
-index, the chunks concatenate bitwise to one uninterrupted run.
+index, the chunks concatenate bitwise to one uninterrupted run. A save replaces the file
+atomically (a job killed while saving keeps its previous checkpoint), and a load checks the
+state (a finite positive step size, a finite mass matrix, position and log density: see
+:func:`jppl.checkpoint.check_mcmc_state`).
 
 The functions here work on a run's arrays and settings, not on the
 :class:`~jppl.mcmc.MCMC` object: its ``save``, ``load`` and ``to_arviz`` methods pass them in
 from its public accessors (``last_state``, ``named_samples``, ``model_args``, ...).
 
-File layout: ``state/<field>`` arrays of the :class:`~jppl.mcmc.state.MCMCState` (keys as raw
-``uint32`` key data), optional ``samples/<i>`` and ``fields/<i>`` arrays, and ``__meta__``, a
-JSON string with the settings, the sampler's options, the key implementation and the names.
+A checkpoint of kind ``"mcmc"`` holds the tree ``{"state": MCMCState, "samples": {site:
+(C, num_draws, ...)}, "fields": {name: (C, num_draws, ...)}}`` and the meta record
+``{"settings": {...}, "sampler": sampler.config()}``.
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jppl import checkpoint
 from jppl.handlers import seed, substitute, trace
 from jppl.inference_data import plate_dims, to_inference_data
 from jppl.mcmc.state import MCMCState
@@ -52,7 +56,8 @@ __all__ = [
     "write_checkpoint",
 ]
 
-FORMAT_VERSION = 1
+KIND = "mcmc"
+"""The :mod:`jppl.checkpoint` kind of an MCMC checkpoint."""
 
 #: The ``MCMC`` options a checkpoint stores (and ``MCMC.load`` uses unless overridden).
 SETTINGS = ("num_warmup", "num_samples", "num_chains", "thinning", "chain_method")
@@ -74,12 +79,6 @@ class Checkpoint(NamedTuple):
     extra_fields: dict[str, jax.Array]
 
 
-def _key_impl_name(keys: jax.Array) -> str:
-    impl = jax.random.key_impl(keys)
-    name = getattr(impl, "name", None)
-    return str(name if name is not None else impl)
-
-
 def write_checkpoint(
     path: str | os.PathLike,
     state: MCMCState,
@@ -88,75 +87,75 @@ def write_checkpoint(
     sampler_config: dict[str, Any],
     samples: dict[str, Any] | None = None,
     extra_fields: dict[str, Any] | None = None,
-) -> None:
-    """Write a run's last ``state`` (and its samples and statistics) to ``path`` (``.npz``).
+) -> str:
+    """Write a run's last ``state`` (and its samples and statistics) to ``path`` atomically.
 
     Args:
-        path: destination file (NumPy appends ``.npz`` if missing).
+        path: ``<stem>`` or ``<stem>.npz``: writes ``<stem>.npz`` (or, for chains split over
+            the devices of several processes, the directory ``<stem>``; see
+            :func:`jppl.checkpoint.save`).
         state: the :class:`~jppl.mcmc.state.MCMCState` after the run.
         settings: ``{option: value}`` for the names in :data:`SETTINGS` (JSON-serializable).
         sampler_config: the sampler's ``config()``, checked again on reading.
         samples: ``{site: (C, num_draws, ...)}`` arrays to store, or ``None``.
         extra_fields: ``{name: (C, num_draws, ...)}`` statistics to store with ``samples``.
+
+    Returns:
+        the path written.
     """
-    arrays: dict[str, np.ndarray] = {}
-    for name, value in state._asdict().items():
-        if name == "rng_key":
-            arrays["state/rng_key"] = np.asarray(jax.random.key_data(value))
-        else:
-            arrays[f"state/{name}"] = np.asarray(value)
-    meta: dict[str, Any] = {
-        "format_version": FORMAT_VERSION,
-        "key_impl": _key_impl_name(state.rng_key),
-        **{name: settings[name] for name in SETTINGS},
-        "sampler": sampler_config,
-        "samples": [],
-        "fields": [],
+    if not isinstance(state, MCMCState):
+        raise TypeError(f"write_checkpoint: state must be an MCMCState, got {type(state)}")
+    keep = samples is not None and extra_fields is not None
+    tree = {
+        "state": state,
+        "samples": dict(samples) if keep else {},
+        "fields": dict(extra_fields) if keep else {},
     }
-    if samples is not None and extra_fields is not None:
-        for i, (name, value) in enumerate(samples.items()):
-            arrays[f"samples/{i}"] = np.asarray(value)
-            meta["samples"].append(name)
-        for i, (name, value) in enumerate(extra_fields.items()):
-            arrays[f"fields/{i}"] = np.asarray(value)
-            meta["fields"].append(name)
-    arrays["__meta__"] = np.asarray(json.dumps(meta))
-    np.savez(path, **arrays)
+    meta = {
+        "settings": {name: settings[name] for name in SETTINGS},
+        "sampler": json.loads(json.dumps(sampler_config)),
+    }
+    return checkpoint.save(path, tree, kind=KIND, meta=meta)
 
 
 def read_checkpoint(path: str | os.PathLike, sampler_config: dict[str, Any]) -> Checkpoint:
-    """Read what :func:`write_checkpoint` wrote.
+    """Read what :func:`write_checkpoint` wrote (``path`` with or without ``.npz``).
 
     Args:
-        path: the ``.npz`` file.
+        path: the checkpoint, as given to :func:`write_checkpoint`.
         sampler_config: the ``config()`` of the sampler that is to continue the run.
 
     Raises:
-        ValueError: for an unknown format version, or if ``sampler_config`` (kernel,
-            mass-matrix structure, adaptation, tree depth / trajectory) differs from the saved
-            one.
+        FileNotFoundError: no checkpoint at ``path``.
+        jppl.checkpoint.CheckpointError: (a ``ValueError``) not a jppl MCMC checkpoint,
+            truncated or corrupt, or an invalid state (e.g. a NaN step size), naming the
+            field.
+        ValueError: if ``sampler_config`` (kernel, mass-matrix structure, adaptation, tree
+            depth / trajectory) differs from the saved one.
     """
-    with np.load(path, allow_pickle=False) as data:
-        meta = json.loads(str(data["__meta__"]))
-        if meta.get("format_version") != FORMAT_VERSION:
-            raise ValueError(f"Unsupported checkpoint format {meta.get('format_version')!r}.")
-        given = json.loads(json.dumps(sampler_config))
-        if given != meta["sampler"]:
-            raise ValueError(
-                f"The sampler does not match the checkpoint: saved {meta['sampler']}, "
-                f"given {given}."
-            )
-        fields = {}
-        for name in MCMCState._fields:
-            value = data[f"state/{name}"]
-            if name == "rng_key":
-                fields[name] = jax.random.wrap_key_data(jnp.asarray(value), impl=meta["key_impl"])
-            else:
-                fields[name] = jnp.asarray(value)
-        samples = {n: jnp.asarray(data[f"samples/{i}"]) for i, n in enumerate(meta["samples"])}
-        stats = {n: jnp.asarray(data[f"fields/{i}"]) for i, n in enumerate(meta["fields"])}
-    settings = {name: meta[name] for name in SETTINGS}
-    return Checkpoint(MCMCState(**fields), settings, samples, stats)
+    loaded = checkpoint.load(path, kind=KIND)
+    where, meta, tree = loaded.path, loaded.meta, loaded.tree
+    if not (
+        isinstance(tree, dict)
+        and isinstance(tree.get("state"), MCMCState)
+        and isinstance(tree.get("samples"), dict)
+        and isinstance(tree.get("fields"), dict)
+        and isinstance(meta.get("settings"), dict)
+        and all(name in meta["settings"] for name in SETTINGS)
+    ):
+        raise checkpoint.CheckpointError(
+            f"checkpoint {where}: not the layout of an MCMC checkpoint (state, samples, "
+            "fields and the settings)."
+        )
+    checkpoint.check_mcmc_state(tree["state"], where)
+    given = json.loads(json.dumps(sampler_config))
+    if given != meta.get("sampler"):
+        raise ValueError(
+            f"The sampler does not match the checkpoint {where}: saved {meta.get('sampler')}, "
+            f"given {given}."
+        )
+    settings = {name: meta["settings"][name] for name in SETTINGS}
+    return Checkpoint(tree["state"], settings, tree["samples"], tree["fields"])
 
 
 # ---------------------------------------------------------------------------------------------

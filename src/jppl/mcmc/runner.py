@@ -14,10 +14,19 @@ Mirrors ``numpyro.infer.MCMC``::
 Compilation happens once per signature of the model arguments (tree structure, static
 leaves, shapes and dtypes of the array leaves): array arguments are passed to the compiled
 functions as arguments, so a second ``run`` with new data of the same shapes does not trace or
-compile anything again. ``run`` compiles **one** program for warm-up and sampling (the kernel
+compile anything again. ``run`` compiles **one** loop for warm-up and sampling (the kernel
 step appears once in it, see :mod:`jppl.mcmc.driver`), mapped over the chains by
-:func:`jppl.parallel.map_chains`; ``warmup`` alone and the continuation of adapted chains compile
-their own program once. The compiled programs are cached on the object.
+:func:`jppl.parallel.chain_program`, plus two small programs that set the chains up and
+gather the draws; ``warmup`` alone and the continuation of adapted chains compile their own
+once. The compiled programs are cached on the object.
+
+The loop runs in **chunks** of transitions (about 0.25 s each once the speed is known,
+:class:`jppl.runloop.Pacer`; a chunk ends where the warm-up does), reusing the chains' buffers
+from one to the next: between chunks the host updates the progress bar and checks for Ctrl-C.
+The draws do not depend on the chunks. Ctrl-C (also Jupyter's interrupt) stops the run after
+the current chunk and raises :class:`jppl.runloop.RunInterrupted`, keeping what is done:
+``last_state``, the draws made (``get_samples()``), ``post_warmup_state`` once the warm-up is
+over; ``mcmc.resume()`` goes on to the results of the uninterrupted run, bitwise.
 
 Saving and exporting (:meth:`MCMC.save`, :meth:`MCMC.load`, :meth:`MCMC.to_arviz`) hand the run's
 public accessors (:attr:`MCMC.last_state`, :attr:`MCMC.named_samples`, :attr:`MCMC.model_args`,
@@ -26,23 +35,24 @@ public accessors (:attr:`MCMC.last_state`, :attr:`MCMC.named_samples`, :attr:`MC
 
 from __future__ import annotations
 
-import contextlib
+import dataclasses
 import os
 import time
 import warnings
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from jax.flatten_util import ravel_pytree
-from jax.sharding import Mesh
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
 
 from jppl import diagnostics
 from jppl.mcmc import io
-from jppl.mcmc.driver import DEFAULT_FIELDS, FIELD_ALIASES, build_chain
-from jppl.mcmc.progress import ProgressBar, make_reporter, summary_line
+from jppl.mcmc.driver import DEFAULT_FIELDS, FIELD_ALIASES, build_program
+from jppl.mcmc.progress import ProgressBar, summary_line
 from jppl.mcmc.sampler import Sampler, Target
 from jppl.mcmc.state import MCMCState, as_typed_key, chain_keys, split_model_args
 from jppl.parallel.blocks import BlockPlan, plan_blocks
@@ -50,13 +60,14 @@ from jppl.parallel.chains import (
     CHAIN_AXIS,
     CHAIN_METHODS,
     chain_mesh,
+    chain_program,
     check_chain_mesh,
     jit_replicated,
-    map_chains,
 )
 from jppl.parallel.context import use_mesh
+from jppl.parallel.mesh import axis_size
 from jppl.parallel.sharding import replicate
-from jppl.progress import is_interactive
+from jppl.runloop import Pacer, RunInterrupted, interruptible, is_interactive
 
 __all__ = ["MCMC"]
 
@@ -83,6 +94,73 @@ def _traced_under(mesh: Mesh | None, fn: Callable) -> Callable:
     return traced
 
 
+def _jit(fn: Callable, name: str, donate: bool = False) -> Callable:
+    """``jax.jit(fn)`` named ``jit_<name>``, donating its first argument if ``donate``."""
+
+    def named(*args):
+        return fn(*args)
+
+    named.__name__ = named.__qualname__ = name
+    return jax.jit(named, donate_argnums=(0,) if donate else ())
+
+
+def _stack_groups(outputs: list) -> Any:
+    """The outputs of the chain groups (each with a leading chain dim) joined along it."""
+    if len(outputs) == 1:
+        return outputs[0]
+    return jax.tree.map(lambda *v: jnp.concatenate(v), *outputs)
+
+
+class _Programs(NamedTuple):
+    """The compiled programs of a run (:meth:`MCMC._programs`)."""
+
+    key: tuple
+    start: Callable
+    advance: Callable
+    finish: Callable
+    mesh: Mesh | None
+
+
+@dataclasses.dataclass
+class _Group:
+    """Chains that advance together (all of them; one for sequential chains) and where they
+    are: their carry, inputs and transitions done."""
+
+    loop: Any
+    xs: Any
+    tail: Any
+    t: int = 0
+    divergences: list = dataclasses.field(default_factory=lambda: [0, 0])
+    last: list = dataclasses.field(default_factory=lambda: [float("nan")] * 3)
+    warm_state: MCMCState | None = None
+
+
+@dataclasses.dataclass
+class _Run:
+    """A run in progress: what :meth:`MCMC.resume` continues after an interrupt."""
+
+    programs: _Programs
+    sig: Any
+    target: Any
+    groups: list[_Group]
+    num_warmup: int
+    total: int
+    sample: bool
+    fresh: bool
+    aliases: dict[str, str]
+    args: tuple
+    kwargs: dict
+    compiled: bool = False
+
+
+class _Stopped(Exception):
+    """Ctrl-C stopped :meth:`MCMC._execute`; ``outputs`` are those of the chains so far."""
+
+    def __init__(self, outputs: Any):
+        super().__init__("stopped")
+        self.outputs = outputs
+
+
 class MCMC:
     """Run Markov chains with a :class:`~jppl.mcmc.NUTS` or :class:`~jppl.mcmc.HMC` sampler.
 
@@ -104,10 +182,10 @@ class MCMC:
             chains and more than one chain (each device then runs one chain with the
             single-chain program, faster than the batched one on CPU), otherwise
             ``"vectorized"``.
-        progress_bar: show progress. On a terminal a tqdm bar per phase (phase, step size,
-            acceptance, divergences so far), fed by throttled callbacks compiled into the
-            loops; otherwise one line per phase after it ends (no callbacks compiled).
-            ``False``: no output and no callbacks.
+        progress_bar: show progress. On a terminal or in a Jupyter kernel a live tqdm bar per
+            phase (step size, acceptance, trajectory length, divergences so far, rate),
+            updated between the compiled chunks; otherwise one line per phase after it ends.
+            ``False``: no output. The compiled programs are the same either way.
         jit_model_args: also trace Python ``int``/``float`` model arguments (array arguments
             are always traced, see :func:`jppl.mcmc.state.split_model_args`).
         warn: after ``run``, emit :class:`jppl.diagnostics.ConvergenceWarning`\\ s for
@@ -205,7 +283,8 @@ class MCMC:
         self._kwargs: dict = {}
         self._targets: dict = {}
         self._compiled: dict = {}
-        self._phase_seconds: dict = {}
+        self._rates: dict = {}  # measured seconds per transition of each compiled program
+        self._interrupted: _Run | None = None
         self._bar = ProgressBar()
         #: wall seconds of the last compiled run, keyed by its phases (``"warmup+sample"``,
         #: ``"warmup"`` or ``"sample"``); includes compilation on the first call
@@ -273,40 +352,6 @@ class MCMC:
 
     def _live(self) -> bool:
         return self.progress_bar and is_interactive()
-
-    def _reporter(self, totals: tuple[int, int]) -> Callable | None:
-        if not self._live() or sum(totals) == 0:
-            return None
-        if self.mesh is not None and self.chain_method == "sharded":
-            # JAX 0.10 cannot call back to the host from a shard_map that is manual over
-            # `chain` only (debug.callback fails with several auto axes): the bars are filled
-            # when the run ends.
-            return None
-        axis = CHAIN_AXIS if self.chain_method == "sharded" else None
-        return make_reporter(self._bar, totals, axis_name=axis)
-
-    def _every(self, key: tuple, totals: tuple[int, int]) -> jax.Array:
-        """``(2,)`` reporting intervals of the phases, from their last measured durations."""
-        units = (1, self.thinning)
-        every = [
-            ProgressBar.pick_every(total, self._phase_seconds.get((key, name)), unit)
-            for name, total, unit in zip(_PHASES, totals, units, strict=True)
-        ]
-        return jnp.asarray(every, jnp.int32)
-
-    def _on_chain(self, totals: tuple[int, int], summarize: Callable) -> Callable | None:
-        if not self.progress_bar or self.chain_method != "sequential":
-            return None
-
-        @contextlib.contextmanager
-        def on_chain(c: int):
-            label = f" (chain {c + 1}/{self.num_chains})"
-            self._bar.start(list(zip(_PHASES, totals, strict=True)), self._live(), label)
-            outputs = []
-            yield outputs.append
-            self._bar.close(summarize(outputs[0]) if outputs else ["", ""])
-
-        return on_chain
 
     def _chain_mesh(self) -> Mesh | None:
         """The mesh the chains run on: ``mesh``, or for sharded chains without one the trivial
@@ -439,29 +484,17 @@ class MCMC:
                 "pass data_blocks=0."
             )
 
-    def _run_chains(
-        self, target, sig, chain_in, *, fresh: bool, num_warmup: int, num_draws: int, fields
-    ):
-        """Run the compiled per-chain program (compiled on first use and cached): warm-up
-        (``fresh``: ``chain_in = (positions, warm keys, sampling keys)``) and/or sampling
-        (continuing: ``chain_in`` an :class:`MCMCState`). Returns the program's outputs
-        ``(state, samples, records, counts)``, each with a leading chain dim."""
+    def _programs(self, target, sig, *, fresh: bool, num_warmup: int, num_draws: int, fields):
+        """The compiled ``start``, ``advance`` and ``finish`` of a run (see
+        :class:`~jppl.mcmc.driver.ChainProgram`), compiled on first use and cached."""
         c, thin = self.num_chains, self.thinning
-        totals = (num_warmup, num_draws * thin)
-        live = self._live()
-        block_mask = self.sampler.block_mask(target) if fresh else None
-
-        def summarize(out) -> list[str]:
-            state, _, _, counts = out
-            return [
-                summary_line(state.step_size, counts["warmup_num_divergent"]),
-                summary_line(state.step_size, counts["num_divergent"]),
-            ]
-
+        group = 1 if self.chain_method == "sequential" else c
         mesh = self._chain_mesh()
+        key = ("chain", sig.key, c, self.chain_method, self.devices, fresh, num_warmup)
+        key += (num_draws, thin, fields, self.mesh)
 
-        def build():
-            chain = build_chain(
+        def build() -> _Programs:
+            program = build_program(
                 self.sampler,
                 target,
                 sig.rebuild,
@@ -470,40 +503,111 @@ class MCMC:
                 num_draws=num_draws,
                 thinning=thin,
                 fields=fields,
-                reporter=self._reporter(totals),
-                block_mask=block_mask,
-            )
-            return map_chains(
-                _traced_under(self.mesh, chain),
-                self.chain_method,
-                c,
-                mesh,
-                on_chain=self._on_chain(totals, summarize),
-                spmd=target.blocks is None,
-                name="mcmc_chains",
+                block_mask=self.sampler.block_mask(target) if fresh else None,
             )
 
-        key = ("chain", sig.key, c, self.chain_method, self.devices, fresh, totals, thin, fields)
-        key += (self.mesh,)
-        key += (live, None if fresh else chain_in.inverse_mass_matrix.ndim)
-        fn = self._compiled_fn(key, build)
-        whole = self.progress_bar and self.chain_method != "sequential" and sum(totals) > 0
-        if whole:
-            self._bar.start(list(zip(_PHASES, totals, strict=True)), live)
-        start = time.perf_counter()
-        every = self._every(key, totals)
-        if mesh is not None:  # every process passes the same intervals
-            every = replicate(every, mesh)
-        out = jax.block_until_ready(fn(chain_in, (sig.dynamic, every)))
-        elapsed = time.perf_counter() - start
-        names = [name for name, total in zip(_PHASES, totals, strict=True) if total > 0]
-        self.timings = {"+".join(names) or "none": elapsed}
-        if whole:
-            self._bar.close(summarize(out))
-        if self.progress_bar:  # phase durations measured by this run's callbacks
-            for name, seconds in self._bar.seconds.items():
-                self._phase_seconds[(key, name)] = seconds
-        return out
+            def mapped(fn):
+                traced = _traced_under(self.mesh, fn)
+                return chain_program(
+                    traced, self.chain_method, group, mesh, spmd=target.blocks is None
+                )
+
+            start, advance, finish = (mapped(fn) for fn in program)
+
+            def step(loop, xs, shared):
+                loop = advance((loop, xs), shared)
+                # what the host shows after a chunk, summed / averaged over the chains
+                stats = (jnp.sum(loop.aux.divergences, 0), jnp.mean(loop.aux.last, 0))
+                if mesh is not None:
+                    stats = jax.lax.with_sharding_constraint(stats, NamedSharding(mesh, P()))
+                return loop, stats
+
+            # The carry's buffers (draws included) are reused from chunk to chunk, unless
+            # padding chains (sharded chains not filling the devices) copies them anyway.
+            padded = self.chain_method == "sharded" and c % axis_size(mesh, CHAIN_AXIS)
+            return _Programs(
+                key,
+                _jit(start, "mcmc_start"),
+                _jit(step, "mcmc_chains", donate=not padded),
+                jit_replicated(finish, mesh, "mcmc_finish"),
+                mesh,
+            )
+
+        return self._compiled_fn(key, build)
+
+    def _place(self, tree, mesh: Mesh | None):
+        return tree if mesh is None else replicate(tree, mesh)
+
+    def _execute(self, run: _Run) -> tuple:
+        """Run ``run``'s remaining transitions, chunk by chunk; returns the stacked outputs
+        ``(state, samples, records, counts)`` of ``finish``. On Ctrl-C, stops after the current
+        chunk, keeps ``run`` for :meth:`resume` and raises :class:`_Stopped` with the outputs
+        so far."""
+        programs, mesh = run.programs, run.programs.mesh
+        dyn = run.sig.dynamic
+        warm, total = run.num_warmup, run.total
+        live = self._live()
+        start_time = time.perf_counter()
+        outputs: list = [None] * len(run.groups)
+
+        def finish(g: _Group, done: int):
+            shared = (dyn, self._place(jnp.asarray(done, jnp.int32), mesh))
+            return programs.finish((g.loop, g.tail), shared)
+
+        stopped = False
+        with interruptible() as stop_requested:
+            for i, g in enumerate(run.groups):
+                label = f" (chain {i + 1}/{len(run.groups)})" if len(run.groups) > 1 else ""
+                show = self.progress_bar and g.t < total
+                if show:
+                    phases = list(zip(_PHASES, (warm, total - warm), strict=True))
+                    self._bar.start(phases, live, label)
+                    if g.t:
+                        self._bar.update(g.t, g.divergences, g.last)
+                pacer = Pacer(total, seconds_per_step=self._rates.get(programs.key))
+                pacer.done = g.t
+                while g.t < total and not stopped:
+                    n = pacer.next()
+                    if g.t < warm:  # chunks end at the end of warm-up (its state is kept)
+                        n = min(n, warm - g.t)
+                    shared = (dyn, *self._place((np.int32(g.t), np.int32(n)), mesh))
+                    first = programs.key not in self._rates and not run.compiled
+                    tick = time.perf_counter()
+                    g.loop, stats = programs.advance(g.loop, g.xs, shared)
+                    g.divergences, g.last = (np.asarray(x).tolist() for x in stats)
+                    pacer.record(n, time.perf_counter() - tick, compiled=first)
+                    run.compiled = True
+                    g.t += n
+                    summary = None
+                    if g.t == warm and warm and total > warm:
+                        g.warm_state = finish(g, warm)[0]
+                        summary = summary_line(g.warm_state.step_size, g.divergences[0])
+                    if show:
+                        self._bar.update(g.t, g.divergences, g.last, summary)
+                    stopped = stop_requested()
+                if stopped:
+                    break
+                outputs[i] = finish(g, total)
+                if show:
+                    state, _, _, counts = outputs[i]
+                    self._bar.close(
+                        [
+                            summary_line(state.step_size, counts["warmup_num_divergent"]),
+                            summary_line(state.step_size, counts["num_divergent"]),
+                        ]
+                    )
+            if pacer.rate is not None:
+                self._rates[programs.key] = pacer.rate
+        names = [name for name, n in zip(_PHASES, (warm, total - warm), strict=True) if n > 0]
+        self.timings = {"+".join(names) or "none": time.perf_counter() - start_time}
+        if not stopped:
+            return _stack_groups(outputs)
+        if self.progress_bar:
+            self._bar.close(None)
+        for i, g in enumerate(run.groups):
+            if outputs[i] is None:
+                outputs[i] = finish(g, g.t)
+        raise _Stopped(_stack_groups(outputs))
 
     def _field_names(self, extra_fields: Sequence[str]) -> tuple[tuple[str, ...], dict[str, str]]:
         if isinstance(extra_fields, str):
@@ -571,6 +675,11 @@ class MCMC:
             init_params: initial unconstrained values (dict of latent sites for a model, the
                 potential_fn's pytree otherwise), optionally with a leading ``num_chains`` dim.
                 Ignored when :attr:`post_warmup_state` is set.
+
+        Raises:
+            jppl.runloop.RunInterrupted: on Ctrl-C, after the current chunk; the draws made
+                so far, ``last_state`` and (after the warm-up) ``post_warmup_state`` are kept,
+                and :meth:`resume` finishes the run.
         """
         self._prepare(rng_key, args, kwargs, init_params, sample=True, extra_fields=extra_fields)
 
@@ -585,6 +694,7 @@ class MCMC:
         self._target, self._args, self._kwargs = target, args, kwargs
         self._counts = {}
         self.timings = {}
+        self._interrupted = None
         draws = self.num_samples // self.thinning if sample else 0
         if resume is None:
             if rng_key is None:
@@ -599,29 +709,111 @@ class MCMC:
             if rng_key is not None:
                 chain_in = chain_in._replace(rng_key=chain_keys(rng_key, self.num_chains))
             fresh, num_warmup = False, 0
-        state, samples, records, counts = self._run_chains(
-            target,
+        programs = self._programs(
+            target, sig, fresh=fresh, num_warmup=num_warmup, num_draws=draws, fields=fields
+        )
+        chain_in = self._place(chain_in, programs.mesh)
+        if self.chain_method == "sequential":
+            parts = [
+                jax.tree.map(lambda x, c=c: x[c : c + 1], chain_in) for c in range(self.num_chains)
+            ]
+        else:
+            parts = [chain_in]
+        groups = [_Group(*programs.start(part, sig.dynamic)) for part in parts]
+        run = _Run(
+            programs,
             sig,
-            chain_in,
-            fresh=fresh,
-            num_warmup=num_warmup,
-            num_draws=draws,
-            fields=fields,
+            target,
+            groups,
+            num_warmup,
+            num_warmup + draws * self.thinning,
+            sample,
+            fresh,
+            aliases,
+            args,
+            kwargs,
         )
-        self._counts["warmup_num_divergent"] = int(
-            np.sum(np.asarray(counts.pop("warmup_num_divergent")))
+        self._continue(run, "run" if sample else "warmup", stacklevel=6)
+
+    def _continue(self, run: _Run, what: str, stacklevel: int) -> None:
+        """Run (or go on with) ``run`` and store its results; on Ctrl-C store what is done and
+        raise :class:`~jppl.runloop.RunInterrupted`. Warnings point ``stacklevel`` frames up
+        from here (at the user's call)."""
+        try:
+            outputs = self._execute(run)
+        except _Stopped as stop:
+            self._interrupted = run
+            self._store(run, stop.outputs, interrupted=True)
+            raise RunInterrupted(
+                self._interrupt_message(run, what),
+                done=sum(g.t for g in run.groups),
+                total=run.total * len(run.groups),
+            ) from None
+        self._interrupted = None
+        self._store(run, outputs, interrupted=False)
+        if self.warn and run.sample:
+            self._warn_diagnostics(stacklevel)
+
+    def _interrupt_message(self, run: _Run, what: str) -> str:
+        done = min(g.t for g in run.groups)
+        warm = min(done, run.num_warmup)
+        drawn = self.get_samples(group_by_chain=True) if run.sample else {}
+        num = int(np.shape(jax.tree.leaves(drawn)[0])[1]) if jax.tree.leaves(drawn) else 0
+        kept = (
+            "post_warmup_state (the adapted chains), "
+            if run.fresh and done >= run.num_warmup and run.num_warmup
+            else ""
         )
+        return (
+            f"MCMC.{what} interrupted after {warm}/{run.num_warmup} warm-up and "
+            f"{done - warm}/{run.total - run.num_warmup} sampling transitions: kept "
+            f"{kept}last_state and the {num} draws made (get_samples()); mcmc.resume() "
+            "continues the run, bitwise as if it had not stopped."
+        )
+
+    def _store(self, run: _Run, outputs, *, interrupted: bool) -> None:
+        state, samples, records, counts = outputs
+        self._counts = {
+            "warmup_num_divergent": int(np.sum(np.asarray(counts.pop("warmup_num_divergent"))))
+        }
         self._last_state = state
-        if not sample:
+        if interrupted:
+            warmed = all(g.t >= run.num_warmup for g in run.groups)
+            if run.fresh and run.num_warmup and warmed:
+                # the state at the end of the warm-up (kept when the chunk reached it)
+                if run.total > run.num_warmup:
+                    self.post_warmup_state = _stack_groups([g.warm_state for g in run.groups])
+                else:
+                    self.post_warmup_state = state
+            done = min(g.t for g in run.groups)
+            kept = max(0, done - run.num_warmup) // self.thinning
+            samples = jax.tree.map(lambda x: x[:, :kept], samples)
+            records = {k: v[:, :kept] for k, v in records.items()}
+        elif not run.sample:
             self.post_warmup_state = state
             return
-        for alias, canonical in aliases.items():
+        if not run.sample:
+            return
+        for alias, canonical in run.aliases.items():
             records[alias] = records[canonical]
         self._samples = samples
         self._fields = records
         self._counts.update({k: int(np.sum(np.asarray(v))) for k, v in counts.items()})
-        if self.warn:
-            self._warn_diagnostics()
+
+    def resume(self) -> None:
+        """Go on with a run (``run`` or ``warmup``) that Ctrl-C interrupted, with the same model
+        arguments, to the same results as if it had not stopped (bitwise).
+
+        Raises:
+            RuntimeError: no interrupted run to resume.
+        """
+        run = self._interrupted
+        if run is None:
+            raise RuntimeError(
+                "MCMC.resume: no interrupted run (it resumes a run stopped by Ctrl-C)."
+            )
+        self._target, self._args, self._kwargs = run.target, run.args, run.kwargs
+        self._continue(run, "resume", stacklevel=5)
 
     def _check_state(self, state: MCMCState, target) -> MCMCState:
         if not isinstance(state, MCMCState):
@@ -633,14 +825,14 @@ class MCMC:
             )
         return state
 
-    def _warn_diagnostics(self) -> None:
+    def _warn_diagnostics(self, stacklevel: int) -> None:
         samples = self._latent_samples()
         diagnostics.warn_diagnostics(
             samples,
             num_divergent=self._counts.get("num_divergent", 0),
             num_max_treedepth_hits=self._counts.get("num_max_tree_depth", 0),
             max_tree_depth=self.sampler.max_tree_depth,
-            stacklevel=5,
+            stacklevel=stacklevel,
         )
 
     def _latent_samples(self) -> dict[str, Any]:
@@ -702,13 +894,18 @@ class MCMC:
         extra = {"diverging": np.asarray(self._fields["diverging"])}
         diagnostics.print_summary(samples, prob=prob, group_by_chain=True, extra=extra)
 
-    def save(self, path: str | os.PathLike, include_samples: bool = True) -> None:
-        """Save the run state (and the samples) to an ``.npz`` file; see :mod:`jppl.mcmc.io`.
+    def save(self, path: str | os.PathLike, include_samples: bool = True) -> str:
+        """Save the run state (and the samples) atomically: a :mod:`jppl.checkpoint` file,
+        ``<path>.npz`` (``.npz`` appended if missing; the previous file at that path survives
+        a crash during the save). See :mod:`jppl.mcmc.io`.
 
         Args:
-            path: destination file (NumPy appends ``.npz`` if missing).
+            path: destination file.
             include_samples: also store the last run's samples (only for a dict of arrays)
                 and per-draw statistics.
+
+        Returns:
+            the path written.
         """
         if self.last_state is None:
             raise RuntimeError("Nothing to save: call run() or warmup() first.")
@@ -716,7 +913,7 @@ class MCMC:
         if include_samples and isinstance(self._samples, dict):
             samples = self.get_samples(group_by_chain=True)
             fields = self.get_extra_fields(group_by_chain=True)
-        io.write_checkpoint(
+        return io.write_checkpoint(
             path,
             self.last_state,
             settings={name: getattr(self, name) for name in io.SETTINGS},
@@ -733,7 +930,14 @@ class MCMC:
         ``chain_method``) are used unless overridden by keyword (any ``MCMC`` option, e.g.
         ``progress_bar=False``).
 
+        Args:
+            path: the file written by :meth:`save`, with or without its ``.npz``.
+
         Raises:
+            FileNotFoundError: no checkpoint at ``path``.
+            jppl.checkpoint.CheckpointError: (a ``ValueError``) the file is not a jppl
+                checkpoint or is incomplete, or its state is invalid (e.g. a NaN step size),
+                naming the field.
             ValueError: if ``sampler``'s options (kernel, mass-matrix structure, adaptation,
                 tree depth / trajectory) differ from the saved ones, or the checkpoint holds
                 another number of chains than ``num_chains``.

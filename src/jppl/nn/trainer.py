@@ -42,16 +42,23 @@ exact predictive loss: see :mod:`jppl.vi.sampling_parallel`), an epoch's minibat
 
 So the losses do not depend on the mesh (up to the order of floating-point sums), and a run
 resumed from a checkpoint repeats the uninterrupted trajectory bitwise.
+
+Long fits are safe to interrupt and guarded against NaN, as :meth:`jppl.vi.SVI.run`: Ctrl-C
+stops :meth:`Trainer.fit` after the current step and raises
+:class:`~jppl.runloop.RunInterrupted` with the finished work in ``.result`` (also
+``trainer.last_result``), from which ``fit`` continues bitwise; a non-finite step is skipped
+with one warning per fit (``on_nonfinite="warn"``), stops the fit (``"stop"``) or is applied
+(``"ignore"``), using :meth:`jppl.vi.SVI.guarded_update`.
 """
 
 from __future__ import annotations
 
 import math
 import os
-import re
 import time
+import warnings
 from collections.abc import Callable, Sequence
-from typing import NamedTuple
+from typing import NamedTuple, get_args
 
 import jax
 import jax.numpy as jnp
@@ -59,21 +66,24 @@ import numpy as np
 import optax
 from jax.sharding import Mesh
 
+from jppl import checkpoint
 from jppl.nn.metrics import accuracy, expected_calibration_error, negative_log_likelihood
 from jppl.nn.predict import sample_predictions, summarize_logits
 from jppl.parallel import axis_size, check_divisible, constrain, dim_spec, replicate
 from jppl.primitives import Message, Messenger
-from jppl.progress import StepBar, write_line
+from jppl.runloop import RunInterrupted, StepBar, interruptible, is_interactive, write_line
 from jppl.vi import (
     ELBO,
     SVI,
+    NonFiniteError,
+    NonFiniteReport,
+    NonFiniteWarning,
+    OnNonFinite,
     SamplingParallelLoss,
     SVIState,
     TraceMeanField_ELBO,
     copy_state,
     epoch_batches,
-    load_state,
-    save_state,
 )
 from jppl.vi.sampling_parallel import Augment
 
@@ -83,6 +93,13 @@ Batch = tuple[jax.Array, ...]
 
 SHUFFLE_TAG: int = 0x53485546
 """``fold_in`` tag of the shuffling key of an epoch (``'SHUF'``)."""
+
+# Seconds between two looks of Trainer.fit at its running loss (the bar) and, with
+# on_nonfinite="stop", at its non-finite steps: each look waits for a step to finish.
+_LOOK_SECONDS = 0.1
+# Steps Trainer.fit may queue ahead of the device: enough to keep it busy, few enough that a
+# Ctrl-C (checked between steps) or a non-finite stop is acted on within a few steps.
+_IN_FLIGHT = 2
 
 
 class _scale_observed(Messenger):
@@ -114,6 +131,8 @@ class EpochMetrics(NamedTuple):
         seconds: wall time of the epoch (validation excluded).
         val_accuracy, val_nll, val_ece: metrics of the posterior predictive on ``val_data``
             (NaN without it): accuracy, mean NLL of the predictive, ECE with 15 bins.
+        skipped: steps of the epoch skipped as non-finite (``on_nonfinite="warn"``); ``loss``
+            is the mean over the others.
     """
 
     epoch: int
@@ -123,6 +142,7 @@ class EpochMetrics(NamedTuple):
     val_accuracy: float = math.nan
     val_nll: float = math.nan
     val_ece: float = math.nan
+    skipped: int = 0
 
 
 class TrainResult(NamedTuple):
@@ -141,15 +161,14 @@ class TrainResult(NamedTuple):
     history: list[EpochMetrics]
 
 
-_CKPT = re.compile(r"^step_(\d{9})\.npz$")
+_CKPT = "trainer"  # the jppl.checkpoint kind of Trainer checkpoints
 
 
 def latest_checkpoint(directory: str | os.PathLike) -> str | None:
-    """Path of the checkpoint with the largest step in ``directory`` (``None`` if none)."""
-    if not os.path.isdir(directory):
-        return None
-    found = sorted(name for name in os.listdir(directory) if _CKPT.match(name))
-    return os.path.join(directory, found[-1]) if found else None
+    """Path of the checkpoint with the largest step in ``directory`` (``None`` if none):
+    ``step_<9 digits>.npz``, or the Orbax directory ``step_<9 digits>`` of a state split over
+    several processes. It is not read: :meth:`Trainer.restore` skips unreadable ones."""
+    return checkpoint.latest(directory)
 
 
 class Trainer:
@@ -174,9 +193,22 @@ class Trainer:
             minibatch over ``data`` (plates with ``shard="data"``), state replicated (or
             split, see ``shard_state``). The training data are replicated on every device of
             the mesh.
-        stable_update: skip steps with non-finite loss/gradients (``SVI.stable_update``).
+        stable_update: skip steps with non-finite loss/gradients (``SVI.stable_update``):
+            what the default ``on_nonfinite="warn"`` does.
         shard_state: split the params and the optimizer state over the mesh's devices (see
             :class:`~jppl.vi.SVI`): each device stores ``1 / D`` of them.
+        on_nonfinite: a step whose loss or gradient is not finite is ``"warn"``: skipped (the
+            last finite params and optimizer state are kept, the step counter advances) with
+            one :class:`~jppl.vi.NonFiniteWarning` per :meth:`fit` naming the first such step
+            and the sites with a non-finite gradient; ``"stop"``: :meth:`fit` stops there and
+            raises :class:`~jppl.vi.NonFiniteError` (``.result``: a :class:`TrainResult` of the
+            steps before it); ``"ignore"``: applied as it is (plain ``SVI.update``, no check).
+            :meth:`step` skips unless ``"ignore"``.
+
+    Attributes:
+        last_result: the :class:`TrainResult` of the last :meth:`fit`, set whether it
+            finished, was interrupted (Ctrl-C) or stopped at a non-finite step; ``None``
+            before the first fit.
 
     Raises:
         TypeError/ValueError: bad arguments, naming which.
@@ -199,6 +231,7 @@ class Trainer:
         data_plate: str = "data",
         stable_update: bool = False,
         shard_state: bool = False,
+        on_nonfinite: OnNonFinite = "warn",
     ):
         self.num_data = _check_int(num_data, "num_data", "Trainer")
         self.batch_size = _check_int(batch_size, "batch_size", "Trainer")
@@ -230,8 +263,21 @@ class Trainer:
         check_divisible(self.num_particles, mesh, "sample", "Trainer: num_particles")
         self.mesh = mesh
         self.stable_update = bool(stable_update)
+        if on_nonfinite not in get_args(OnNonFinite):
+            raise ValueError(
+                f"Trainer: on_nonfinite must be one of {get_args(OnNonFinite)}, got "
+                f"{on_nonfinite!r}"
+            )
+        if self.stable_update and on_nonfinite == "ignore":
+            raise ValueError(
+                "Trainer: stable_update=True skips non-finite steps but on_nonfinite='ignore' "
+                "applies them; give one of them."
+            )
+        self.on_nonfinite: str = on_nonfinite
+        self.last_result: TrainResult | None = None
         # fit donates the state's buffers from one step to the next (after copying its input)
         self._train_step = jax.jit(self._indexed_step, donate_argnums=0)
+        self._guarded_train_step = jax.jit(self._guarded_indexed_step, donate_argnums=0)
         self._epoch_batches = jax.jit(self._batches_of_epoch)
         self._eval_cache: dict = {}
 
@@ -279,15 +325,50 @@ class Trainer:
         Returns:
             ``(new_state, loss)``.
         """
+        batch = self._place_batch(batch)
+        skip = self.stable_update or self.on_nonfinite != "ignore"
+        update = self.svi.stable_update if skip else self.svi.update
+        return update(state, *batch)
+
+    def _place_batch(self, batch: Sequence[jax.Array]) -> Batch:
         batch = tuple(batch)
         if axis_size(self.mesh, "data") > 1:
             batch = tuple(constrain(a, self.mesh, dim_spec(a.ndim, 0, "data")) for a in batch)
-        update = self.svi.stable_update if self.stable_update else self.svi.update
-        return update(state, *batch)
+        return batch
+
+    def _batch_of_step(self, state: SVIState, data: Batch, batches: jax.Array) -> Batch:
+        idx = batches[state.step % self.steps_per_epoch]
+        return self._place_batch(tuple(jnp.take(a, idx, axis=0) for a in data))
 
     def _indexed_step(self, state: SVIState, data: Batch, batches: jax.Array):
-        idx = batches[state.step % self.steps_per_epoch]
-        return self.step(state, tuple(jnp.take(a, idx, axis=0) for a in data))
+        new_state, loss = self.svi.update(state, *self._batch_of_step(state, data, batches))
+        return new_state, loss
+
+    def _guarded_indexed_step(
+        self, state: SVIState, report: NonFiniteReport, data: Batch, batches: jax.Array
+    ) -> tuple[SVIState, NonFiniteReport, jax.Array]:
+        """A guarded step (``SVI.guarded_update``) that records into ``report``.
+
+        With ``on_nonfinite="stop"`` the state stops moving at the first non-finite step
+        (step counter included), so the host, which looks only now and then, finds the last
+        finite state whatever it has queued since.
+        """
+        batch = self._batch_of_step(state, data, batches)
+        if self.on_nonfinite != "stop":
+            new, loss, health = self.svi.guarded_update(state, *batch)
+            return new, report.record(state.step, health), loss
+
+        def run(state):
+            new, loss, health = self.svi.guarded_update(state, *batch)
+            return new._replace(step=jnp.where(health.ok, new.step, state.step)), loss, health
+
+        def frozen(state):  # after the first non-finite step: nothing moves or is recorded
+            loss_type = jax.eval_shape(run, state)[1]
+            ok = NonFiniteReport.empty(state.params).first
+            return state, jnp.full(loss_type.shape, jnp.nan, loss_type.dtype), ok
+
+        new, loss, health = jax.lax.cond(report.count == 0, run, frozen, state)
+        return new, report.record(state.step, health), loss
 
     # -- evaluation -----------------------------------------------------------------------------
     def evaluate(
@@ -347,9 +428,10 @@ class Trainer:
     ) -> TrainResult:
         """Train ``num_epochs`` more epochs from ``state`` (shuffled minibatches of size B).
 
-        A state in the middle of an epoch (e.g. restored from a mid-epoch save) first finishes
-        that epoch, which counts as one. Everything is determined by the state, so stopping and
-        resuming (:meth:`restore`) repeats the uninterrupted trajectory bitwise.
+        A state in the middle of an epoch (e.g. restored from a mid-epoch save, or the state of
+        an interrupted fit) first finishes that epoch, which counts as one. Everything is
+        determined by the state, so stopping and resuming (:meth:`restore`) repeats the
+        uninterrupted trajectory bitwise.
 
         Args:
             state: from :meth:`init` or :meth:`restore` (or a previous ``fit``).
@@ -361,10 +443,22 @@ class Trainer:
             num_eval_samples: weight draws for the validation metrics.
             checkpoint_dir: save the state there every ``checkpoint_every`` epochs (and at the
                 end) as ``step_<step>.npz``, keeping the last ``keep_checkpoints`` files.
-            progress_bar: a tqdm bar per epoch with the running loss, and a line of metrics.
+            progress_bar: a live bar per epoch with the running loss and speed (in a terminal
+                or Jupyter), and a line of metrics per epoch (the only output without a
+                display, e.g. in CI logs).
 
         Returns:
-            :class:`TrainResult` ``(state, params, losses, history)``.
+            :class:`TrainResult` ``(state, params, losses, history)``, also kept as
+            ``self.last_result``.
+
+        Raises:
+            jppl.runloop.RunInterrupted: Ctrl-C (SIGINT) during the fit: it stops after the
+                current step; ``.result`` (and ``self.last_result``) is the
+                :class:`TrainResult` of the finished steps and epochs, and
+                ``fit(err.result.state, data, num_epochs - len(err.result.history), ...)``
+                finishes the fit as if it had not been interrupted.
+            jppl.vi.NonFiniteError: a non-finite step with ``on_nonfinite="stop"``; its
+                ``.result`` is the :class:`TrainResult` of the steps before it.
         """
         num_epochs = _check_int(num_epochs, "num_epochs", "Trainer.fit")
         checkpoint_every = _check_int(checkpoint_every, "checkpoint_every", "Trainer.fit")
@@ -376,37 +470,116 @@ class Trainer:
             data = replicate(data, self.mesh)
         state = copy_state(state)  # the steps donate the state's buffers
         spe = self.steps_per_epoch
+        start_step = int(state.step)
+        total = num_epochs * spe - start_step % spe
+        mode = self.on_nonfinite
+        report = None
+        if mode != "ignore":
+            report = NonFiniteReport.empty(state.params)
+            if self.mesh is not None:
+                report = replicate(report, self.mesh)
+        live = progress_bar and is_interactive()
         all_losses: list[np.ndarray] = []
         history: list[EpochMetrics] = []
-        for _ in range(num_epochs):
-            epoch, position = divmod(int(state.step), spe)
-            batches = self.epoch_batches(state, epoch)
-            num_steps = spe - position
-            bar = StepBar(num_steps, f"epoch {epoch + 1}", leave=False) if progress_bar else None
-            start = time.perf_counter()
-            losses = []
-            for k in range(num_steps):
-                state, loss = self._train_step(state, data, batches)
-                losses.append(loss)
-                if bar is not None and (k % 5 == 4 or k == num_steps - 1):
-                    bar.update(k + 1, f"loss {float(loss):.4g}")
-            epoch_losses = np.asarray(jnp.stack(losses))
-            seconds = time.perf_counter() - start
-            all_losses.append(epoch_losses)
-            metrics = EpochMetrics(epoch + 1, int(state.step), float(epoch_losses.mean()), seconds)
-            if val_data is not None:
-                m = self.evaluate(state, predict, *val_data, num_samples=num_eval_samples)
-                metrics = metrics._replace(
-                    val_accuracy=m["accuracy"], val_nll=m["nll"], val_ece=m["ece"]
+        seen: NonFiniteReport | None = None  # the report at the last look, on the host
+        skipped_before = 0  # non-finite steps before the current epoch
+        outcome = "finished"
+        with interruptible() as stop_requested:
+            for _ in range(num_epochs):
+                if stop_requested():
+                    outcome = "interrupted"
+                    break
+                epoch, position = divmod(int(state.step), spe)
+                batches = self.epoch_batches(state, epoch)
+                num_steps = spe - position
+                bar = StepBar(num_steps, f"epoch {epoch + 1}", leave=False) if live else None
+                start = time.perf_counter()
+                next_look = start + _LOOK_SECONDS
+                losses: list[jax.Array] = []
+                reports: list[NonFiniteReport | None] = []
+                for k in range(num_steps):
+                    if stop_requested():
+                        outcome = "interrupted"
+                        break
+                    if report is None:
+                        state, loss = self._train_step(state, data, batches)
+                    else:
+                        state, report, loss = self._guarded_train_step(state, report, data, batches)
+                    losses.append(loss)
+                    reports = [*reports[-_IN_FLIGHT:], report]
+                    if k >= _IN_FLIGHT:  # bound the queue: wait for an older step
+                        losses[k - _IN_FLIGHT].block_until_ready()
+                    if (bar is None and mode != "stop") or time.perf_counter() < next_look:
+                        continue
+                    # Look at the step before the last, while the device works on the last.
+                    older = max(0, k - 1)
+                    value, seen = jax.device_get((losses[older], reports[-2 if k else -1]))
+                    next_look = time.perf_counter() + _LOOK_SECONDS
+                    if bar is not None:
+                        bar.update(older + 1, _postfix(float(value), seen))
+                    if mode == "stop" and int(seen.count) > 0:
+                        outcome = "nonfinite"
+                        break
+                epoch_losses = np.asarray(jax.device_get(losses))
+                seen = jax.device_get(report)
+                if mode == "stop" and int(seen.count) > 0:
+                    outcome = "nonfinite"
+                seconds = time.perf_counter() - start
+                if losses:  # (none when interrupted before the epoch's first step)
+                    all_losses.append(epoch_losses)
+                if outcome != "finished":
+                    if bar is not None:
+                        bar.close()
+                    break
+                skipped = 0 if seen is None else int(seen.count) - skipped_before
+                skipped_before += skipped
+                finite = epoch_losses[np.isfinite(epoch_losses)] if skipped else epoch_losses
+                mean_loss = float(finite.mean()) if finite.size else math.nan
+                metrics = EpochMetrics(
+                    epoch + 1, int(state.step), mean_loss, seconds, skipped=skipped
                 )
-            history.append(metrics)
-            if bar is not None:
-                bar.close()
-                write_line(_format_metrics(metrics))
-            last = len(history) == num_epochs
-            if checkpoint_dir is not None and (len(history) % checkpoint_every == 0 or last):
-                self.save_checkpoint(checkpoint_dir, state, keep=keep_checkpoints)
-        return TrainResult(state, self.svi.get_params(state), np.concatenate(all_losses), history)
+                if val_data is not None:
+                    m = self.evaluate(state, predict, *val_data, num_samples=num_eval_samples)
+                    metrics = metrics._replace(
+                        val_accuracy=m["accuracy"], val_nll=m["nll"], val_ece=m["ece"]
+                    )
+                history.append(metrics)
+                if bar is not None:
+                    bar.close(_postfix(float(epoch_losses[-1]), seen))
+                if progress_bar:
+                    write_line(_format_metrics(metrics))
+                last = len(history) == num_epochs
+                if checkpoint_dir is not None and (len(history) % checkpoint_every == 0 or last):
+                    self.save_checkpoint(checkpoint_dir, state, keep=keep_checkpoints)
+
+        losses_np = np.concatenate(all_losses) if all_losses else np.zeros((0,), np.float32)
+        if outcome == "nonfinite":
+            # The steps queued after the first non-finite one did not move the state.
+            losses_np = losses_np[: int(seen.first_step) - start_step]
+        result = TrainResult(state, self.svi.get_params(state), losses_np, history)
+        self.last_result = result
+        done = len(losses_np)
+        if mode == "warn" and seen is not None and int(seen.count) > 0:
+            message = seen.message("Trainer.fit", done, start_step)
+            warnings.warn(message, NonFiniteWarning, stacklevel=2)
+        if outcome == "nonfinite":
+            raise NonFiniteError(
+                seen.message("Trainer.fit", done, start_step, stopped=True),
+                result,
+                step=int(seen.first_step),
+                sites=seen.bad_sites(),
+            )
+        if outcome == "interrupted":
+            raise RunInterrupted(
+                f"Trainer.fit interrupted after {done} of {total} steps ({len(history)} of "
+                f"{num_epochs} epochs finished); err.result (also trainer.last_result) holds "
+                f"them: trainer.fit(err.result.state, data, {num_epochs - len(history)}, ...) "
+                "finishes the fit as if uninterrupted.",
+                result,
+                done=done,
+                total=total,
+            )
+        return result
 
     # -- checkpoints ------------------------------------------------------------------------------
     def save_checkpoint(
@@ -414,45 +587,49 @@ class Trainer:
     ) -> str:
         """Write ``state`` to ``directory/step_<step>.npz`` atomically; keep the last ``keep``.
 
-        The file is :func:`~jppl.vi.save_state`'s ``.npz`` (arrays stored bitwise, structure as
-        JSON, no pickle). With several processes, only process 0 writes.
+        A :mod:`jppl.checkpoint` file of kind ``"trainer"`` (arrays stored bitwise, structure
+        as JSON, no pickle), written to a temporary file, fsynced and renamed: a crash leaves
+        the previous checkpoints whole. With several processes every process calls it: a
+        replicated state is written by process 0, a state split over the processes
+        (``shard_state=True``) by every process, its own shards, into the Orbax directory
+        ``step_<step>``.
 
         Returns:
             the checkpoint's path.
         """
-        os.makedirs(directory, exist_ok=True)
-        path = os.path.join(directory, f"step_{int(state.step):09d}.npz")
-        if jax.process_index() == 0:
-            tmp = path + ".tmp"
-            save_state(tmp, jax.device_get(state))
-            os.replace(tmp, path)
-            found = sorted(n for n in os.listdir(directory) if _CKPT.match(n))
-            for name in found[:-keep]:
-                os.remove(os.path.join(directory, name))
-        return path
+        return checkpoint.save_step(directory, int(state.step), state, kind=_CKPT, keep=keep)
 
     def restore(self, path: str | os.PathLike, data: Sequence) -> SVIState:
-        """Load a checkpoint written by :meth:`save_checkpoint` (a file, or a directory: its
-        latest checkpoint), checked against the structure of :meth:`init` on ``data``, and put
-        on the mesh.
+        """Load a checkpoint written by :meth:`save_checkpoint`, checked against the structure
+        of :meth:`init` on ``data`` and put on this trainer's mesh (which may differ from the
+        one that saved it).
+
+        Args:
+            path: a checkpoint (with or without ``.npz``), or a directory of them: its newest
+                readable one (a warning names each newer one skipped, e.g. a truncated file).
+            data: the training data (as for :meth:`init`).
 
         Raises:
-            FileNotFoundError: no checkpoint there. ValueError: it does not fit this trainer.
+            FileNotFoundError: no checkpoint there. jppl.checkpoint.CheckpointError (a
+            ValueError): unreadable, or it does not fit this trainer.
         """
-        if os.path.isdir(path):
-            found = latest_checkpoint(path)
-            if found is None:
-                raise FileNotFoundError(f"Trainer.restore: no step_*.npz checkpoint in {path}.")
-            path = found
-        if not os.path.isfile(path):
-            raise FileNotFoundError(f"Trainer.restore: {path} does not exist.")
-        template = self.init(jax.random.key(0), data)
-        state = load_state(path, template=jax.device_get(template))
-        return self.svi.place_state(state)
+        template = self.init(jax.random.key(0), data)  # on the mesh: the target shardings
+        kinds = (_CKPT, "svi")
+        if os.path.isdir(path) and not checkpoint.is_checkpoint_dir(path):
+            return checkpoint.load_latest(path, kind=kinds, template=template).tree
+        return checkpoint.load(path, kind=kinds, template=template).tree
 
 
 def _format_metrics(m: EpochMetrics) -> str:
     line = f"epoch {m.epoch}: step {m.step}, loss {m.loss:.5g}, {m.seconds:.1f} s"
     if not math.isnan(m.val_accuracy):
         line += f", val acc {m.val_accuracy:.4f}, NLL {m.val_nll:.4f}, ECE {m.val_ece:.4f}"
+    if m.skipped:
+        line += f", {m.skipped} non-finite steps skipped"
     return line
+
+
+def _postfix(loss: float, report: NonFiniteReport | None) -> str:
+    """The bar's text: the loss of a recent step, and the non-finite steps skipped so far."""
+    count = 0 if report is None else int(report.count)
+    return f"loss {loss:.4g}" + (f", skipped (non-finite): {count}" if count else "")

@@ -22,7 +22,8 @@
   ``jax.vmap(..., spmd_axis_name=axis)``), :func:`take_sharded` (minibatches of sharded data).
 * :mod:`~jppl.parallel.chains`: :func:`map_chains`, a per-chain function compiled for many
   chains (vectorized, sharded over the ``chain`` axis, or sequential; sharded chains without a
-  mesh run on the trivial :func:`chain_mesh`), :func:`jit_replicated`.
+  mesh run on the trivial :func:`chain_mesh`), :func:`chain_program` (the same, not compiled,
+  for callers that compile it with more around it), :func:`jit_replicated`.
 * :mod:`~jppl.parallel.particles`: :func:`map_particles`, a per-particle function vmapped over
   a batch split along a mesh axis (ELBO particles, augmented minibatches, predictive draws);
   :func:`check_divisible` (a count that must split evenly over a mesh axis).
@@ -50,6 +51,7 @@ likelihood in fixed blocks instead, so its draws are bitwise the same on every m
 from jppl.parallel.chains import (
     CHAIN_METHODS,
     chain_mesh,
+    chain_program,
     check_chain_mesh,
     jit_replicated,
     map_chains,
@@ -87,6 +89,7 @@ __all__ = [
     "axis_size",
     "check_divisible",
     "chain_mesh",
+    "chain_program",
     "check_chain_mesh",
     "collectives",
     "constrain",

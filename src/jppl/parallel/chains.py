@@ -53,6 +53,7 @@ __all__ = [
     "CHAIN_AXIS",
     "CHAIN_METHODS",
     "chain_mesh",
+    "chain_program",
     "check_chain_mesh",
     "jit_replicated",
     "map_chains",
@@ -200,6 +201,68 @@ def _split_chains(tree: Any, mesh: Mesh | None) -> Any:
         return split_leading(tree, CHAIN_AXIS)
 
 
+def chain_program(
+    chain_fn: Callable,
+    method: str,
+    num_chains: int,
+    mesh: Mesh | None = None,
+    *,
+    spmd: bool = True,
+) -> Callable:
+    """``chain_fn(chain_in, shared)`` mapped over a batch of chains, not compiled: the body of
+    :func:`map_chains`'s program, for callers that compile it themselves (e.g. with donated
+    buffers, or with several such steps in one program).
+
+    Args:
+        chain_fn, method, mesh, spmd: as for :func:`map_chains` (``mesh`` is required for
+            ``"sharded"``: see :func:`chain_mesh`).
+        num_chains: the chains of one call: ``C`` for ``"vectorized"`` and ``"sharded"``, 1
+            for ``"sequential"`` (the caller loops over the chains, each on the whole mesh).
+
+    Returns:
+        ``batched(chain_in, shared)`` on leaves with a leading ``num_chains`` dim. With a mesh
+        the inputs must already be on it (e.g. :func:`jppl.parallel.replicate`), and the
+        outputs stay split over ``chain`` (sharded, or vectorized on a mesh).
+    """
+    if method not in CHAIN_METHODS:
+        raise ValueError(f"chain_method must be one of {CHAIN_METHODS}, got {method!r}")
+    if method == "sharded" and mesh is None:
+        raise ValueError("chain_program: sharded chains need a mesh (see chain_mesh).")
+    if method == "sequential":
+        if num_chains != 1:
+            raise ValueError("chain_program: a sequential call runs one chain (num_chains=1).")
+        return _single(chain_fn)
+    if method == "vectorized":
+        if mesh is None and num_chains == 1:
+            return _single(chain_fn)
+        spmd_axis = CHAIN_AXIS if mesh is not None and spmd else None
+        batched = jax.vmap(chain_fn, in_axes=(0, None), spmd_axis_name=spmd_axis)
+
+        def vectorized(chain_in, shared):
+            return _split_chains(batched(_split_chains(chain_in, mesh), shared), mesh)
+
+        return vectorized
+    size = axis_size(mesh, CHAIN_AXIS)
+    padded = -(-num_chains // size) * size
+    per_chain = _single(chain_fn) if padded == size else jax.vmap(chain_fn, (0, None))
+    mapped = jax.shard_map(
+        per_chain,
+        mesh=mesh,
+        in_specs=(P(CHAIN_AXIS), P()),
+        out_specs=P(CHAIN_AXIS),
+        axis_names=frozenset({CHAIN_AXIS}),
+        check_vma=False,
+    )
+
+    def sharded(chain_in, shared):
+        out = mapped(_pad(chain_in, padded), shared)
+        if padded == num_chains:
+            return out
+        return jax.tree.map(lambda x: x[:num_chains], out)
+
+    return sharded
+
+
 def map_chains(
     chain_fn: Callable,
     method: str,
@@ -257,33 +320,7 @@ def map_chains(
             return stack(*_each_chain(single, place(chain_in), shared, num_chains, on_chain))
 
         return run_sequential
-    if method == "vectorized":
-        if mesh is None and num_chains == 1:
-            batched = _single(chain_fn)
-        else:
-            spmd_axis = CHAIN_AXIS if mesh is not None and spmd else None
-            batched = jax.vmap(chain_fn, in_axes=(0, None), spmd_axis_name=spmd_axis)
-
-        def local(chain_in, shared):
-            return _split_chains(batched(_split_chains(chain_in, mesh), shared), mesh)
-
-    else:
-        per_chain = _single(chain_fn) if padded == size else jax.vmap(chain_fn, (0, None))
-        mapped = jax.shard_map(
-            per_chain,
-            mesh=mesh,
-            in_specs=(P(CHAIN_AXIS), P()),
-            out_specs=P(CHAIN_AXIS),
-            axis_names=frozenset({CHAIN_AXIS}),
-            check_vma=False,
-        )
-
-        def local(chain_in, shared):
-            out = mapped(_pad(chain_in, padded), shared)
-            if padded == num_chains:
-                return out
-            return jax.tree.map(lambda x: x[:num_chains], out)
-
+    local = chain_program(chain_fn, method, num_chains, mesh, spmd=spmd)
     compiled = jit_replicated(local, mesh, name)
 
     def run(chain_in, shared):

@@ -17,15 +17,32 @@ from jppl.vi.elbo import (
     particle_keys,
 )
 from jppl.vi.sampling_parallel import SamplingParallelLoss
-from jppl.vi.svi import SVI, SVIRunResult, SVIState, copy_state, load_state, save_state
+from jppl.vi.svi import (
+    SVI,
+    NonFiniteError,
+    NonFiniteReport,
+    NonFiniteWarning,
+    OnNonFinite,
+    StepHealth,
+    SVIRunResult,
+    SVIState,
+    copy_state,
+    load_state,
+    save_state,
+)
 
 __all__ = [
     "ELBO",
     "SVI",
+    "NonFiniteError",
+    "NonFiniteReport",
+    "NonFiniteWarning",
+    "OnNonFinite",
     "RenyiELBO",
     "SVIRunResult",
     "SVIState",
     "SamplingParallelLoss",
+    "StepHealth",
     "TraceMeanField_ELBO",
     "Trace_ELBO",
     "copy_state",

@@ -144,7 +144,7 @@ class Adaptation(NamedTuple):
     """A warm-up procedure bound to a target and a kernel.
 
     ``run`` is the whole warm-up as one ``lax.scan`` (:func:`jppl.mcmc.driver.scan_chain`).
-    The scheme's pieces are exposed too, so that :func:`jppl.mcmc.driver.build_chain` runs
+    The scheme's pieces are exposed too, so that :func:`jppl.mcmc.driver.build_program` runs
     the same loop with the sampling transitions after the warm-up: for transition ``i``
     with the kernel and adaptation keys ``key_i``, ``key_adapt_i`` (the two halves of
     ``split(split(key, num_warmup)[i])``) and flags ``tuple(a[i] for a in schedule)``::

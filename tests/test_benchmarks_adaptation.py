@@ -171,10 +171,22 @@ def test_end_to_end_quick(tmp_path):
 @pytest.mark.slow
 @pytest.mark.parametrize("scheme", ["stan_1000", "nutpie_low_rank_300"])
 def test_run_warmup_matches_mcmc_warmup(scheme):
-    """The benchmark's warm-up (kept diagnostics) adapts the chains as ``MCMC.warmup`` does."""
+    """The benchmark's warm-up (kept diagnostics) adapts the chains as ``MCMC.warmup`` does.
+
+    The two are different XLA programs (``MCMC`` runs its loop in chunks, so the adaptation
+    state crosses program boundaries batched over the chains), which round differently in the
+    last bits, and HMC amplifies such differences exponentially (in float64 on eight schools:
+    1e-13 after 10 transitions, 1e-4 after 30, O(1) after 60). In float64 and over 20
+    transitions (every window of the schedule) the rounding stays far below the tolerance:
+    what is compared is the algorithm."""
+    with jax.enable_x64(True):
+        _run_warmup_matches_mcmc_warmup(scheme)
+
+
+def _run_warmup_matches_mcmc_warmup(scheme):
     from jppl.mcmc import MCMC
 
-    name, num_chains, num_warmup = "kidiq-kidscore_momiq", 2, 60
+    name, num_chains, num_warmup = "kidiq-kidscore_momiq", 2, 20
     spec, data, _ = bench.pdb.import_models().load_posterior(name)
     args, kwargs = spec.load_data(data)
     settings = {**bench.pdb.settings_for(name), "adaptation": bench.SCHEMES[scheme]["adaptation"]}

@@ -259,8 +259,9 @@ class ChainProgram(NamedTuple):
     in chunks (progress, interrupts) with one compiled loop:
 
     * ``start(chain_in, dynamic_args) -> (loop, xs, tail)``: the initial
-      :class:`LoopState` (its ``aux`` a :class:`Progress`), the per-transition inputs
-      :func:`loop_inputs` and ``tail = (sampling key, first step)``;
+      :class:`LoopState` (its ``aux`` a :class:`Progress`), the chain's keys of every
+      transition ``xs`` (``"key"`` and, with a warm-up, ``"key_adapt"``, as
+      :func:`loop_inputs` draws them) and ``tail = (sampling key, first step)``;
     * ``advance((loop, xs), (dynamic_args, t0, n)) -> loop``: transitions ``t0 .. t0 + n - 1``
       (``t0`` and ``n`` traced ``()`` int32, the same for all chains);
     * ``finish((loop, tail), (dynamic_args, done)) -> (state, samples, records, counts)``: the
@@ -319,6 +320,7 @@ def build_program(
         raise ValueError("a continued chain has no warm-up")
     max_depth = sampler.max_tree_depth
     num_sampling = num_draws * thinning
+    num_transitions = num_warmup + num_sampling
 
     def kernel(dynamic_args):
         args, kwargs = rebuild(dynamic_args)
@@ -350,6 +352,11 @@ def build_program(
         keys = jax.vmap(lambda i: jax.random.fold_in(key_sample, i))(steps)
         schedule = adaptation.schedule if astate is not None else ()
         xs = loop_inputs(num_warmup, key_warm, schedule, keys)
+        # Only the keys are the chain's own; the index and the schedule's flags are the same
+        # for every chain and are rebuilt as constants in ``advance``: batched (as outputs of
+        # a vmapped ``start`` would be), the warm-up's conds would become selects that run
+        # both branches on every transition.
+        xs = {k: xs[k] for k in ("key", "key_adapt") if xs.get(k) is not None}
         records = {}
         if num_draws:
             template = jax.eval_shape(
@@ -388,8 +395,16 @@ def build_program(
         warm = warm if num_warmup else None
         body = _loop_body(kstep.step, accept_prob, warm, num_warmup, observe)
 
+        flags = ()
+        if warm is not None:
+            flags = tuple(jnp.asarray(_pad_steps(a, num_transitions)) for a in warm.schedule)
+
         def one(t, loop):
-            return body(loop, jax.tree.map(lambda a: a[t], xs))[0]
+            x = {k: v[t] for k, v in xs.items()}
+            x["t"] = t
+            if warm is not None:
+                x["flags"] = tuple(f[t] for f in flags)
+            return body(loop, x)[0]
 
         return jax.lax.fori_loop(t0, t0 + n, one, loop)
 

@@ -541,8 +541,8 @@ class MCMC:
     def _execute(self, run: _Run) -> tuple:
         """Run ``run``'s remaining transitions, chunk by chunk; returns the stacked outputs
         ``(state, samples, records, counts)`` of ``finish``. On Ctrl-C, stops after the current
-        chunk, keeps ``run`` for :meth:`resume` and raises :class:`_Stopped` with the outputs
-        so far."""
+        chunk and raises :class:`_Stopped` with the outputs so far (``run`` holds where each
+        chain group is, for :meth:`resume`)."""
         programs, mesh = run.programs, run.programs.mesh
         dyn = run.sig.dynamic
         warm, total = run.num_warmup, run.total

@@ -20,7 +20,6 @@ programs are the same.
 from __future__ import annotations
 
 import sys
-import threading
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -48,7 +47,6 @@ class ProgressBar:
     """
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
         self._bar = None
         self._phases: list[tuple[str, int]] = []
         self._current = -1
@@ -62,15 +60,14 @@ class ProgressBar:
     def start(self, phases: Sequence[tuple[str, int]], live: bool, label: str = "") -> None:
         """Open a run going through ``phases`` (``(name, transitions)`` each, in order; phases
         of 0 transitions are skipped); ``live`` draws bars."""
-        with self._lock:
-            self._phases = [(str(name), int(total)) for name, total in phases]
-            self._live = bool(live)
-            self._label = label
-            self._start = time.perf_counter()
-            self._bar = None
-            self._current = -1
-            self._first = True
-            self._open(self._next_phase(-1))
+        self._phases = [(str(name), int(total)) for name, total in phases]
+        self._live = bool(live)
+        self._label = label
+        self._start = time.perf_counter()
+        self._bar = None
+        self._current = -1
+        self._first = True
+        self._open(self._next_phase(-1))
 
     def _next_phase(self, after: int) -> int:
         for i in range(after + 1, len(self._phases)):
@@ -86,7 +83,7 @@ class ProgressBar:
         self._bar = make_bar(total, f"{name}{self._label}")
 
     def _finish(self, summary: str) -> None:
-        """Close the current phase's bar, full (lock held)."""
+        """Close the current phase's bar, full."""
         if self._bar is None:
             return
         total = self._phases[self._current][1]
@@ -107,36 +104,35 @@ class ProgressBar:
         statistic and integration steps of the last transition; ``summary``: the line that
         closes the current phase if it ends here (default: the last step size and the
         phase's divergences)."""
-        with self._lock:
-            if not 0 <= self._current < len(self._phases):
+        if not 0 <= self._current < len(self._phases):
+            return
+        self._last = tuple(float(x) for x in last)
+        self._divergences = tuple(int(d) for d in divergences)
+        offset = sum(total for _, total in self._phases[: self._current])
+        while done > offset + self._phases[self._current][1]:  # moved past this phase
+            offset += self._advance_phase()
+            if self._current >= len(self._phases):
                 return
-            self._last = tuple(float(x) for x in last)
-            self._divergences = tuple(int(d) for d in divergences)
-            offset = sum(total for _, total in self._phases[: self._current])
-            while done > offset + self._phases[self._current][1]:  # moved past this phase
-                offset += self._advance_phase()
-                if self._current >= len(self._phases):
-                    return
-            if self._bar is not None:
-                if self._first:
-                    # the first chunk included compilation: the bar's clock starts after it
-                    self._bar.reset(total=self._phases[self._current][1])
-                    self._first = False
-                step_size, accept_prob, num_steps = self._last
-                parts = [
-                    f"step size {step_size:.2e}",
-                    f"acc. prob {accept_prob:.2f}",
-                    f"{num_steps:.0f} steps",
-                    f"{self._divergences[self._current]} divergences",
-                ]
-                self._bar.set_postfix_str(", ".join(parts), refresh=False)
-                self._bar.update(done - offset - self._bar.n)
-            later = self._next_phase(self._current) < len(self._phases)
-            if later and done == offset + self._phases[self._current][1]:
-                self._advance_phase(summary)  # the next bar's clock starts now
+        if self._bar is not None:
+            if self._first:
+                # the first chunk included compilation: the bar's clock starts after it
+                self._bar.reset(total=self._phases[self._current][1])
+                self._first = False
+            step_size, accept_prob, num_steps = self._last
+            parts = [
+                f"step size {step_size:.2e}",
+                f"acc. prob {accept_prob:.2f}",
+                f"{num_steps:.0f} steps",
+                f"{self._divergences[self._current]} divergences",
+            ]
+            self._bar.set_postfix_str(", ".join(parts), refresh=False)
+            self._bar.update(done - offset - self._bar.n)
+        later = self._next_phase(self._current) < len(self._phases)
+        if later and done == offset + self._phases[self._current][1]:
+            self._advance_phase(summary)  # the next bar's clock starts now
 
     def _advance_phase(self, summary: str | None = None) -> int:
-        """Close the finished current phase, open the next; returns its length (lock held)."""
+        """Close the finished current phase, open the next; returns its length."""
         total = self._phases[self._current][1]
         if summary is None:
             summary = summary_line(self._last[0], self._divergences[self._current])
@@ -148,25 +144,24 @@ class ProgressBar:
         """End the run: finish the open bars with the exact ``summaries`` (one per phase given
         to :meth:`start`), or without a display print one line per phase. ``None``: the run
         was interrupted; the open bar is left where it stopped."""
-        with self._lock:
-            elapsed = time.perf_counter() - self._start
-            if summaries is None:
-                if self._bar is not None:
-                    self._bar.close()
-                    self._bar = None
-            elif self._live:
-                while self._current < len(self._phases):
-                    self._finish(summaries[self._current])
-                    self._open(self._next_phase(self._current))
-            else:
-                shown = [i for i, (_, total) in enumerate(self._phases) if total > 0]
-                for i in shown:
-                    name, total = self._phases[i]
-                    timing = f" [{elapsed:.1f}s]" if i == shown[-1] else ""
-                    print(
-                        f"{name}{self._label}: {total}/{total}{timing} {summaries[i]}",
-                        file=sys.stderr,
-                        flush=True,
-                    )
-            self._current = -1
-            self._phases = []
+        elapsed = time.perf_counter() - self._start
+        if summaries is None:
+            if self._bar is not None:
+                self._bar.close()
+                self._bar = None
+        elif self._live:
+            while self._current < len(self._phases):
+                self._finish(summaries[self._current])
+                self._open(self._next_phase(self._current))
+        else:
+            shown = [i for i, (_, total) in enumerate(self._phases) if total > 0]
+            for i in shown:
+                name, total = self._phases[i]
+                timing = f" [{elapsed:.1f}s]" if i == shown[-1] else ""
+                print(
+                    f"{name}{self._label}: {total}/{total}{timing} {summaries[i]}",
+                    file=sys.stderr,
+                    flush=True,
+                )
+        self._current = -1
+        self._phases = []

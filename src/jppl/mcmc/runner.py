@@ -46,8 +46,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from jax.flatten_util import ravel_pytree
-from jax.sharding import Mesh, NamedSharding
-from jax.sharding import PartitionSpec as P
+from jax.sharding import Mesh
 
 from jppl import diagnostics
 from jppl.mcmc import io
@@ -67,6 +66,7 @@ from jppl.parallel.chains import (
 from jppl.parallel.context import use_mesh
 from jppl.parallel.mesh import axis_size
 from jppl.parallel.sharding import replicate
+from jppl.parallel.state import pin_state, put_state
 from jppl.runloop import Pacer, RunInterrupted, interruptible, is_interactive
 
 __all__ = ["MCMC"]
@@ -518,9 +518,7 @@ class MCMC:
                 loop = advance((loop, xs), shared)
                 # what the host shows after a chunk, summed / averaged over the chains
                 stats = (jnp.sum(loop.aux.divergences, 0), jnp.mean(loop.aux.last, 0))
-                if mesh is not None:
-                    stats = jax.lax.with_sharding_constraint(stats, NamedSharding(mesh, P()))
-                return loop, stats
+                return loop, pin_state(stats, mesh)  # replicated: readable on every process
 
             # The carry's buffers (draws included) are reused from chunk to chunk, unless
             # padding chains (sharded chains not filling the devices) copies them anyway.
@@ -535,9 +533,6 @@ class MCMC:
 
         return self._compiled_fn(key, build)
 
-    def _place(self, tree, mesh: Mesh | None):
-        return tree if mesh is None else replicate(tree, mesh)
-
     def _execute(self, run: _Run) -> tuple:
         """Run ``run``'s remaining transitions, chunk by chunk; returns the stacked outputs
         ``(state, samples, records, counts)`` of ``finish``. On Ctrl-C, stops after the current
@@ -551,7 +546,7 @@ class MCMC:
         outputs: list = [None] * len(run.groups)
 
         def finish(g: _Group, done: int):
-            shared = (dyn, self._place(jnp.asarray(done, jnp.int32), mesh))
+            shared = (dyn, put_state(jnp.asarray(done, jnp.int32), mesh))
             return programs.finish((g.loop, g.tail), shared)
 
         stopped = False
@@ -570,7 +565,7 @@ class MCMC:
                     n = pacer.next()
                     if g.t < warm:  # chunks end at the end of warm-up (its state is kept)
                         n = min(n, warm - g.t)
-                    shared = (dyn, *self._place((np.int32(g.t), np.int32(n)), mesh))
+                    shared = (dyn, *put_state((np.int32(g.t), np.int32(n)), mesh))
                     first = programs.key not in self._rates and not run.compiled
                     tick = time.perf_counter()
                     g.loop, stats = programs.advance(g.loop, g.xs, shared)
@@ -712,7 +707,7 @@ class MCMC:
         programs = self._programs(
             target, sig, fresh=fresh, num_warmup=num_warmup, num_draws=draws, fields=fields
         )
-        chain_in = self._place(chain_in, programs.mesh)
+        chain_in = put_state(chain_in, programs.mesh)
         if self.chain_method == "sequential":
             parts = [
                 jax.tree.map(lambda x, c=c: x[c : c + 1], chain_in) for c in range(self.num_chains)

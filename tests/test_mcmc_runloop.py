@@ -60,16 +60,20 @@ def tiny_chunks(monkeypatch):
     monkeypatch.setattr(runner, "Pacer", functools.partial(Pacer, target=1e-4, growth=2.0))
 
 
-def _full(chain_method, **kwargs):
-    mcmc = MCMC(
+def _mcmc(chain_method, **options):
+    """The run of these tests: 2 chains, 60 warm-up transitions, 40 draws."""
+    return MCMC(
         NUTS(model),
         num_warmup=60,
         num_samples=40,
         num_chains=2,
         chain_method=chain_method,
-        **QUIET,
-        **kwargs,
+        **options,
     )
+
+
+def _full(chain_method):
+    mcmc = _mcmc(chain_method, **QUIET)
     mcmc.run(jax.random.key(3), Y)
     return mcmc
 
@@ -165,14 +169,7 @@ def test_interrupt_during_warmup_resumes_bitwise(
     chain_method, uninterrupted, monkeypatch, tiny_chunks
 ):
     sent = _interrupt_at(monkeypatch, 30)
-    mcmc = MCMC(
-        NUTS(model),
-        num_warmup=60,
-        num_samples=40,
-        num_chains=2,
-        chain_method=chain_method,
-        warn=False,
-    )
+    mcmc = _mcmc(chain_method, warn=False)
     with pytest.raises(RunInterrupted, match="mcmc.resume") as info:
         mcmc.run(jax.random.key(3), Y)
     assert isinstance(info.value, KeyboardInterrupt)
@@ -194,14 +191,7 @@ def test_interrupt_during_sampling_keeps_warmup_and_draws(
     chain_method, uninterrupted, monkeypatch, tiny_chunks
 ):
     sent = _interrupt_at(monkeypatch, 80)
-    mcmc = MCMC(
-        NUTS(model),
-        num_warmup=60,
-        num_samples=40,
-        num_chains=2,
-        chain_method=chain_method,
-        warn=False,
-    )
+    mcmc = _mcmc(chain_method, warn=False)
     with pytest.raises(RunInterrupted) as info:
         mcmc.run(jax.random.key(3), Y)
     assert "60/60 warm-up" in str(info.value)
@@ -214,14 +204,10 @@ def test_interrupt_during_sampling_keeps_warmup_and_draws(
     np.testing.assert_array_equal(mcmc.last_state.step, [kept, kept])
 
     # the adapted chains: sampling from them again gives the uninterrupted draws
-    warm = MCMC(
-        NUTS(model), num_warmup=60, num_samples=40, num_chains=2, chain_method=chain_method, **QUIET
-    )
+    warm = _mcmc(chain_method, **QUIET)
     warm.warmup(jax.random.key(3), Y)
     _equal(mcmc.post_warmup_state, warm.post_warmup_state)
-    again = MCMC(
-        NUTS(model), num_warmup=60, num_samples=40, num_chains=2, chain_method=chain_method, **QUIET
-    )
+    again = _mcmc(chain_method, **QUIET)
     again.post_warmup_state = mcmc.post_warmup_state
     again.run(None, Y)
     _equal(again.get_samples(group_by_chain=True), full)

@@ -28,22 +28,10 @@ from jppl.distributions import constraints
 from jppl.nn import Trainer
 from jppl.runloop import RunInterrupted
 from jppl.vi import SVI, NonFiniteError, NonFiniteReport, NonFiniteWarning, Trace_ELBO
+from test_nn_trainer import D, K, softmax_guide, softmax_model  # the models of those tests
+from test_svi import M0, S0, SIGMA, X, normal_guide, normal_model
 
-M0, S0, SIGMA = 0.5, 2.0, 1.5
-X = jnp.asarray(np.random.default_rng(0).normal(1.3, SIGMA, size=20), jnp.float32)
 THRESHOLD = 2.0  # mu above it makes the loss (and the gradient of "w") NaN
-
-
-def normal_model(x):
-    mu = jppl.sample("mu", dist.Normal(M0, S0))
-    with jppl.plate("data", x.shape[0]):
-        jppl.sample("x", dist.Normal(mu, SIGMA), obs=x)
-
-
-def normal_guide(x):
-    loc = jppl.param("loc", 0.0)
-    scale = jppl.param("scale", 1.0, constraint=constraints.positive)
-    jppl.sample("mu", dist.Normal(loc, scale))
 
 
 def nan_model(x):
@@ -278,20 +266,6 @@ def test_plain_line_of_an_interrupted_run(capsys, monkeypatch, normal_svi):
 # ---------------------------------------------------------------------------------------------
 # Trainer.fit
 # ---------------------------------------------------------------------------------------------
-
-D, K = 4, 3
-
-
-def softmax_model(x, y):
-    w = jppl.sample("w", dist.Normal(0.0, 1.0).expand([D, K]).to_event(2))
-    with jppl.plate("data", x.shape[0], shard="data"):
-        jppl.sample("y", dist.CategoricalLogits(x @ w), obs=y)
-
-
-def softmax_guide(x, y):
-    loc = jppl.param("w_loc", 0.1 * jnp.ones((D, K)))
-    scale = jppl.param("w_scale", 0.3 * jnp.ones((D, K)), constraint=constraints.positive)
-    jppl.sample("w", dist.Normal(loc, scale).to_event(2))
 
 
 def make_data(n=36, nan_row=None):

@@ -19,15 +19,16 @@ SRC = pathlib.Path(__file__).resolve().parents[1] / "src" / "jppl"
 # Bottom to top (ARCHITECTURE.md). A package may import only packages of lower layers, and
 # none of its own layer.
 LAYERS: list[set[str]] = [
-    {"stack", "version", "checkpoint"},
-    {"distributions", "diagnostics", "inference_data", "runloop"},
-    {"primitives"},
+    {"stack", "version", "checkpoint", "ops"},
+    {"distributions", "diagnostics", "inference_data", "runloop", "optim"},
+    {"primitives", "util"},
     {"handlers"},
     {"reparam", "parallel"},
     {"model"},
     {"mcmc", "vi"},
     {"infer"},
     {"nn"},
+    {"contrib"},
     {"__init__"},
 ]
 

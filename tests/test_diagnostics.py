@@ -482,3 +482,105 @@ def test_warn_diagnostics_emits_warnings():
     assert msgs[0].startswith("There were 2 divergent transitions")
     assert "R-hat is above 1.01" in msgs[1] and "stuck" in msgs[1]
     assert record[0].filename == __file__
+
+
+# ------------------------------------------------------------------------------------------
+# NumPyro's names and signatures (issue 15)
+# ------------------------------------------------------------------------------------------
+
+
+def test_numpyro_diagnostic_signatures():
+    import inspect
+
+    def params(fn):
+        return [
+            (p.name, p.default)
+            for p in inspect.signature(fn).parameters.values()
+            if p.kind is not p.KEYWORD_ONLY
+        ]
+
+    empty = inspect.Parameter.empty
+    assert params(diag.gelman_rubin) == [("x", empty)]
+    assert params(diag.split_gelman_rubin) == [("x", empty)]
+    assert params(diag.autocorrelation) == [("x", empty), ("axis", 0), ("bias", True)]
+    assert params(diag.autocovariance) == [("x", empty), ("axis", 0), ("bias", True)]
+    assert params(diag.effective_sample_size) == [("x", empty), ("bias", True)]
+
+
+def test_autocovariance_unbiased_matches_direct_sum():
+    x = np.random.default_rng(3).normal(size=(2, 40, 3))
+    n = x.shape[1]
+    c = x - x.mean(axis=1, keepdims=True)
+    direct = np.stack(
+        [np.sum(c[:, : n - t] * c[:, t:], axis=1) / (n - t) for t in range(n)], axis=1
+    )
+    np.testing.assert_allclose(diag.autocovariance(x, axis=1, bias=False), direct, rtol=1e-10)
+    np.testing.assert_allclose(diag.autocovariance(x, 1, False), direct, rtol=1e-10)
+    # the biased one divides every lag by n
+    counts = np.arange(n, 0, -1)[None, :, None]
+    np.testing.assert_allclose(diag.autocovariance(x, axis=1), direct * counts / n, rtol=1e-10)
+    # autocorrelation: normalized by the (shared) lag 0
+    np.testing.assert_allclose(
+        diag.autocorrelation(x, axis=1, bias=False), direct / direct[:, :1], rtol=1e-10
+    )
+
+
+@pytest.mark.parametrize("bias", [True, False])
+def test_autocorrelation_of_ar1_is_rho_to_the_k(bias):
+    rho = 0.7
+    x = ar1(np.random.default_rng(4), 1, 200_000, rho)[0]
+    acorr = diag.autocorrelation(x, 0, bias)
+    np.testing.assert_allclose(acorr[:8], rho ** np.arange(8), atol=0.01)
+
+
+def _textbook_rhat(x):
+    """BDA3's potential scale reduction factor, written out for (M, N) draws."""
+    m, n = x.shape
+    chain_means = x.mean(axis=1)
+    w = np.mean([np.var(x[j], ddof=1) for j in range(m)])
+    b = n * np.var(chain_means, ddof=1)
+    var_plus = (n - 1) / n * w + b / n
+    return np.sqrt(var_plus / w)
+
+
+@pytest.mark.parametrize("name", ["iid", "ar1", "shifted", "two_chains_odd"])
+def test_gelman_rubin_matches_textbook_and_arviz(name):
+    x = make(name)
+    flat = x.reshape(x.shape[0], x.shape[1], -1)
+    expected = [_textbook_rhat(flat[..., i]) for i in range(flat.shape[-1])]
+    np.testing.assert_allclose(diag.gelman_rubin(x), np.reshape(expected, x.shape[2:]), **TIGHT)
+    np.testing.assert_allclose(
+        diag.gelman_rubin(x), az_stat(az.rhat, x, method="identity"), **TIGHT
+    )
+
+
+@pytest.mark.parametrize("name", ["iid", "ar1", "shifted", "one_chain"])
+def test_split_gelman_rubin_matches_textbook_and_arviz(name):
+    x = make(name)
+    half = x.shape[1] // 2
+    halves = np.concatenate([x[:, :half], x[:, x.shape[1] - half :]], axis=0)
+    np.testing.assert_allclose(diag.split_gelman_rubin(x), _textbook_rhat(halves), **TIGHT)
+    if x.shape[0] > 1:  # ArviZ refuses a single chain
+        np.testing.assert_allclose(
+            diag.split_gelman_rubin(x), az_stat(az.rhat, x, method="split"), **TIGHT
+        )
+
+
+def test_gelman_rubin_errors_and_shapes():
+    with pytest.raises(ValueError, match="at least two chains"):
+        diag.gelman_rubin(np.zeros((1, 10)))
+    x = make("multidim")
+    assert diag.gelman_rubin(x).shape == (3, 2)
+    assert diag.split_gelman_rubin(x).shape == (3, 2)
+
+
+@pytest.mark.parametrize("bias", [True, False])
+def test_effective_sample_size_of_ar1_matches_closed_form(bias):
+    # ESS of the mean of a stationary AR(1): S (1 - rho) / (1 + rho)
+    rho = 0.5
+    x = ar1(np.random.default_rng(5), 4, 20_000, rho)
+    expected = x.shape[0] * x.shape[1] * (1 - rho) / (1 + rho)
+    np.testing.assert_allclose(diag.effective_sample_size(x, bias), expected, rtol=0.05)
+    np.testing.assert_allclose(
+        diag.effective_sample_size(x, bias=True), az_stat(az.ess, x, method="identity"), **TIGHT
+    )

@@ -64,8 +64,13 @@ def test_log_density_scale_and_mask():
         with jppl.handlers.scale(scale=3.0), jppl.plate("N", 5):
             jppl.sample("y", dist.Normal(mu, 1.0), obs=y, obs_mask=jnp.arange(5) < 3)
 
-    lp, _ = log_density(model, (jnp.asarray(Y),), None, {"mu": 0.5})
-    expected = stats.norm(0, 1).logpdf(0.5) + 3 * stats.norm(0.5, 1).logpdf(Y[:3]).sum()
+    u = jnp.linspace(-1.0, 1.0, 5)  # the imputed entries (latent site y_unobserved)
+    lp, _ = log_density(model, (jnp.asarray(Y),), None, {"mu": 0.5, "y_unobserved": u})
+    expected = (
+        stats.norm(0, 1).logpdf(0.5)
+        + 3 * stats.norm(0.5, 1).logpdf(Y[:3]).sum()
+        + 3 * stats.norm(0.5, 1).logpdf(np.asarray(u)).sum()
+    )
     np.testing.assert_allclose(lp, expected, rtol=1e-5)
 
 

@@ -695,7 +695,7 @@ def test_argument_validation():
     with pytest.raises(ValueError, match="exactly one"):
         NUTS()
     with pytest.raises(ValueError, match="chain_method"):
-        MCMC(NUTS(small_model), num_warmup=1, num_samples=1, chain_method="parallel")
+        MCMC(NUTS(small_model), num_warmup=1, num_samples=1, chain_method="pmap")
     with pytest.raises(ValueError, match="adaptation"):
         NUTS(small_model, adaptation="pymc")
     with pytest.raises(ValueError, match="nutpie_low_rank"):

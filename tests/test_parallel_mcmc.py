@@ -512,4 +512,4 @@ def test_bad_mesh_arguments():
     with pytest.raises(ValueError, match=r"give `mesh` or `devices`, not both"):
         MCMC(_sampler(), num_warmup=0, num_samples=1, mesh=mesh, devices=jax.devices()[:2])
     with pytest.raises(ValueError, match=r"chain_method must be one of"):
-        MCMC(_sampler(), num_warmup=0, num_samples=1, chain_method="parallel", mesh=mesh)
+        MCMC(_sampler(), num_warmup=0, num_samples=1, chain_method="pmap", mesh=mesh)

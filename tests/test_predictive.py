@@ -63,9 +63,21 @@ def test_parallel_matches_sequential():
     np.testing.assert_allclose(seq["y"], par["y"], rtol=1e-5)
 
 
-def test_num_samples_mismatch_and_inconsistent_samples():
-    with pytest.raises(ValueError, match="num_samples=4 does not match"):
-        Predictive(regression, _samples(), num_samples=4)
+def test_num_samples_mismatch_warns_and_uses_the_draws():
+    # NumPyro's behaviour: warn, then run once per posterior draw (S = 5 here, not 4).
+    samples = _samples()
+    with pytest.warns(UserWarning, match="num_samples=4 differs from the 5 draws"):
+        pred_obj = Predictive(regression, samples, num_samples=4)
+    assert pred_obj.num_samples == S
+    pred = pred_obj(jax.random.key(1), jnp.asarray(X))
+    assert pred["y"].shape == (S, N)
+    expected = (
+        np.einsum("nd,sd->sn", X, np.asarray(samples["w"])) + np.asarray(samples["b"])[:, None]
+    )
+    np.testing.assert_allclose(pred["mean"], expected, rtol=1e-5, atol=1e-5)
+
+
+def test_inconsistent_samples():
     bad = dict(_samples(), b=jnp.zeros(S + 1))
     with pytest.raises(ValueError, match="leading dims"):
         Predictive(regression, bad)
@@ -164,10 +176,12 @@ def test_log_likelihood_mask_and_missing_latent():
             jppl.sample("y", dist.Normal(mu, 1.0), obs=y, obs_mask=jnp.arange(4) < 2)
 
     y = jnp.array([0.5, -0.5, 9.0, 9.0])
-    ll = log_likelihood(model, {"mu": jnp.array([0.0, 1.0])}, y)
+    samples = {"mu": jnp.array([0.0, 1.0]), "y_unobserved": jnp.zeros((2, 4))}
+    ll = log_likelihood(model, samples, y)
     expected = stats.norm(np.array([[0.0], [1.0]]), 1.0).logpdf(np.asarray(y))
     expected[:, 2:] = 0.0
-    np.testing.assert_allclose(ll["y"], expected, rtol=1e-5)
+    assert set(ll) == {"y_observed"}  # obs_mask splits the site, as NumPyro does
+    np.testing.assert_allclose(ll["y_observed"], expected, rtol=1e-5)
     with pytest.raises(ValueError, match="'mu'.*posterior_samples"):
         log_likelihood(model, {"other": jnp.zeros(2)}, y)
 

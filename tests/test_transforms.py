@@ -327,7 +327,7 @@ def test_zero_sum_isometry():
     x = jax.random.normal(jax.random.key(3), (2, 4))
     y = t(x)
     assert y.shape == (2, 5)
-    assert bool(jnp.all(constraints.zero_sum(y)))
+    assert bool(jnp.all(constraints.zero_sum(event_dim=1)(y)))
     np.testing.assert_allclose(t.inv(y), x, atol=1e-5)
     jac = jax.jit(jax.jacfwd(t))(x[0])
     np.testing.assert_allclose(jac.T @ jac, jnp.eye(4), atol=1e-5)
@@ -405,7 +405,8 @@ BIJECT_CASES = [
     (constraints.scaled_unit_lower_cholesky, (2, 6)),
     (constraints.softplus_lower_cholesky, (2, 6)),
     (constraints.positive_definite, (2, 6)),
-    (constraints.zero_sum, BATCH),
+    (constraints.zero_sum(event_dim=1), BATCH),
+    (constraints.zero_sum(event_dim=2), (2, 3, 4)),
     (constraints.independent(constraints.positive, 1), BATCH),
     (constraints.independent(constraints.simplex, 1), BATCH),
     (constraints.independent(constraints.interval(0.0, 2.0), 2), BATCH),

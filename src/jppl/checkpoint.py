@@ -194,7 +194,11 @@ def _namedtuple_class(entry: dict, where: str) -> type:
             f"checkpoint {where}: NamedTuple {entry['module']}.{entry['name']} is not "
             "available (import its module first, or load with a template)."
         )
-    if "f" in entry and list(cls._fields) != list(entry["f"]):
+    fields, saved = list(cls._fields), list(entry.get("f", cls._fields))
+    # A class may gain trailing fields with defaults (e.g. SVIState.mutable_state): a file
+    # written before still loads, the new fields taking their defaults.
+    added = fields[len(saved) :]
+    if fields[: len(saved)] != saved or any(f not in cls._field_defaults for f in added):
         raise CheckpointError(
             f"checkpoint {where}: NamedTuple {entry['module']}.{entry['name']} has fields "
             f"{list(cls._fields)}, the file {entry['f']}."
@@ -217,7 +221,7 @@ def _decode(entry: dict, leaves: list, where: str) -> Any:
         return dict(zip(entry["k"], children, strict=True))
     if kind == "namedtuple":
         cls = _namedtuple_class(entry, where)
-        if len(children) != len(cls._fields):
+        if len(children) != len(entry.get("f", cls._fields)):
             raise _corrupt(where, f"{len(children)} values for the NamedTuple {cls.__name__}")
         return cls(*children)
     raise _corrupt(where, f"unknown structure entry {kind!r}")

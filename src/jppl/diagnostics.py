@@ -14,6 +14,9 @@ for the effective sample sizes (as Stan's ``posterior`` package reports ``NA``).
 Main entry points:
 
 * :func:`rank_normalized_split_rhat` (the default R-hat of Stan and ArviZ), :func:`split_rhat`;
+* NumPyro's names: :func:`gelman_rubin`, :func:`split_gelman_rubin`, :func:`autocorrelation`,
+  :func:`autocovariance`, :func:`effective_sample_size` (same signatures; the draws' layout
+  is chains first, draws second);
 * :func:`ess_bulk`, :func:`ess_tail`, :func:`effective_sample_size`;
 * :func:`mcse_mean`, :func:`mcse_sd`, :func:`mcse_quantile`;
 * :func:`summary`, :func:`format_summary`, :func:`print_summary` for a table over a dict of
@@ -39,12 +42,14 @@ __all__ = [
     "ess_bulk",
     "ess_tail",
     "format_summary",
+    "gelman_rubin",
     "hpdi",
     "mcse_mean",
     "mcse_quantile",
     "mcse_sd",
     "print_summary",
     "rank_normalized_split_rhat",
+    "split_gelman_rubin",
     "split_rhat",
     "summary",
     "warn_diagnostics",
@@ -155,8 +160,10 @@ def _rhat_core(x: np.ndarray) -> np.ndarray:
         return np.sqrt((between / within + n - 1.0) / n)
 
 
-def _ess_core(x: np.ndarray) -> np.ndarray:
+def _ess_core(x: np.ndarray, bias: bool = True) -> np.ndarray:
     """Multi-chain ESS of (M, N, P) chains as in Stan (no splitting), shape (P,).
+
+    ``bias`` picks the autocovariance estimator (see :func:`autocovariance`).
 
     The autocorrelation at lag t is combined over chains as
     ``rho_t = 1 - (W - mean_c acov_c(t)) / var_plus`` (Gelman et al., BDA3 eq. 11.7), and the
@@ -165,7 +172,7 @@ def _ess_core(x: np.ndarray) -> np.ndarray:
     """
     m, n, p = x.shape
     total = m * n
-    acov = autocovariance(x, axis=1)  # (M, N, P)
+    acov = autocovariance(x, axis=1, bias=bias)  # (M, N, P); lag 0 is the same either way
     mean_var = acov[:, 0].mean(axis=0) * n / (n - 1.0)  # W: mean within-chain variance
     var_plus = mean_var * (n - 1.0) / n
     if m > 1:
@@ -276,15 +283,18 @@ def _mcse_quantile_flat(x: np.ndarray, prob: float) -> np.ndarray:
 # ------------------------------------------------------------------------------------------
 
 
-def autocovariance(x: ArrayLike, axis: int = 0) -> np.ndarray:
-    """Autocovariance at every lag along ``axis``, computed with an FFT.
+def autocovariance(x: ArrayLike, axis: int = 0, bias: bool = True) -> np.ndarray:
+    """Autocovariance at every lag along ``axis``, computed with an FFT (NumPyro's signature).
 
-    Uses the biased estimator ``acov(t) = 1/N sum_{i<N-t} (x_i - mean)(x_{i+t} - mean)`` (the
-    one Geyer's initial sequence estimators assume).
+    With ``bias=True`` (default) the estimator is
+    ``acov(t) = 1/N sum_{i<N-t} (x_i - mean)(x_{i+t} - mean)`` (the one Geyer's initial
+    sequence estimators assume); ``bias=False`` divides lag ``t`` by ``N - t`` instead (the
+    number of terms in its sum; it has large variance at long lags).
 
     Args:
         x: array of any shape; ``x.shape[axis] = N`` is the time dimension.
         axis: the time axis.
+        bias: whether to use the biased estimator.
 
     Returns:
         Array of the same shape as ``x``; index ``t`` along ``axis`` holds lag ``t``.
@@ -300,28 +310,33 @@ def autocovariance(x: ArrayLike, axis: int = 0) -> np.ndarray:
     power = (spectrum * np.conjugate(spectrum)).real
     acov = np.fft.irfft(power, n=size, axis=axis)
     acov = np.take(acov, np.arange(n), axis=axis)
-    return acov / n
+    if bias:
+        return acov / n
+    counts = np.arange(n, 0, -1, dtype=np.float64)  # N - t terms at lag t
+    return acov / counts.reshape((n,) + (1,) * (arr.ndim - 1 - axis))
 
 
-def autocorrelation(x: ArrayLike, axis: int = 0) -> np.ndarray:
+def autocorrelation(x: ArrayLike, axis: int = 0, bias: bool = True) -> np.ndarray:
     """Autocorrelation at every lag along ``axis`` (autocovariance divided by its lag 0).
 
     Args:
         x: array of any shape; ``x.shape[axis]`` is the time dimension.
         axis: the time axis.
+        bias: whether to use the biased autocovariance (see :func:`autocovariance`; lag 0 is
+            the same for both).
 
     Returns:
         Array of the same shape as ``x``; lag 0 is 1 (``nan`` for a constant series).
     """
-    acov = autocovariance(x, axis=axis)
+    acov = autocovariance(x, axis=axis, bias=bias)
     axis = axis % acov.ndim
     lag0 = np.take(acov, [0], axis=axis)
     with np.errstate(invalid="ignore", divide="ignore"):
         return acov / lag0
 
 
-def effective_sample_size(x: ArrayLike, split: bool = False) -> np.ndarray:
-    """Effective sample size of the mean, combining chains as Stan does.
+def effective_sample_size(x: ArrayLike, bias: bool = True, *, split: bool = False) -> np.ndarray:
+    """Effective sample size of the mean, combining chains as Stan does (NumPyro's signature).
 
     The chain-combined autocorrelation is truncated with Geyer's initial monotone sequence.
     With ``split=False`` (default) the chains are used as they are (ArviZ
@@ -331,12 +346,47 @@ def effective_sample_size(x: ArrayLike, split: bool = False) -> np.ndarray:
 
     Args:
         x: draws ``(num_chains, num_draws, *param_shape)``.
+        bias: whether to use the biased autocovariance estimator (see :func:`autocovariance`).
         split: whether to split chains in half first.
 
     Returns:
         ``param_shape`` array.
     """
-    return _per_parameter(lambda arr: _ess_core(_split(arr) if split else arr), x)
+    return _per_parameter(lambda arr: _ess_core(_split(arr) if split else arr, bias), x)
+
+
+def gelman_rubin(x: ArrayLike) -> np.ndarray:
+    """R-hat of Gelman and Rubin (1992) over whole chains, without splitting (NumPyro's name).
+
+    ``sqrt(((N - 1) / N W + B / N) / W)`` with ``W`` the mean within-chain variance and ``B / N``
+    the variance of the chain means (both with ``ddof=1``).
+
+    Args:
+        x: draws ``(num_chains, num_draws, *param_shape)`` with at least two chains and two
+            draws per chain.
+
+    Returns:
+        ``param_shape`` array (``nan`` for constant draws).
+    """
+    arr, shape = _as_draws(x, min_draws=2)
+    if arr.shape[0] < 2:
+        raise ValueError(
+            f"gelman_rubin needs at least two chains, got input of shape {np.shape(x)} "
+            "(num_chains, num_draws, ...); for one chain use split_gelman_rubin."
+        )
+    return _unflatten(np.where(_invalid(arr), np.nan, _rhat_core(arr)), shape)
+
+
+def split_gelman_rubin(x: ArrayLike) -> np.ndarray:
+    """Split R-hat (NumPyro's name for :func:`split_rhat`): each chain is cut in two halves.
+
+    Args:
+        x: draws ``(num_chains, num_draws, *param_shape)`` with at least 4 draws per chain.
+
+    Returns:
+        ``param_shape`` array (``nan`` for constant draws).
+    """
+    return split_rhat(x)
 
 
 def split_rhat(x: ArrayLike) -> np.ndarray:

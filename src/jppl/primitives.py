@@ -12,7 +12,7 @@ Message / trace-site keys (the same as NumPyro's, so code that inspects traces p
 
 ==================== ================================================================
 ``type``             ``"sample"``, ``"param"``, ``"deterministic"``, ``"plate"``,
-                     ``"prng_key"``, ``"subsample"``
+                     ``"mutable"``, ``"prng_key"``, ``"subsample"``
 ``name``             site name (``str``)
 ``fn``               the distribution (sample), or a callable producing the value
 ``args``/``kwargs``  arguments of ``fn``; for sample sites ``kwargs`` holds
@@ -31,7 +31,8 @@ Message / trace-site keys (the same as NumPyro's, so code that inspects traces p
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import ExitStack, contextmanager
 from typing import Any, NamedTuple
 
 import jax
@@ -47,12 +48,15 @@ __all__ = [
     "Messenger",
     "apply_stack",
     "check_obs",
+    "default_process_message",
     "deterministic",
     "factor",
     "get_mask",
+    "mutable",
     "new_message",
     "param",
     "plate",
+    "plate_stack",
     "prng_key",
     "sample",
     "subsample",
@@ -115,9 +119,15 @@ class Messenger:
 
     def __call__(self, *args, **kwargs):
         if self.fn is None:
+            if len(args) == 1 and not kwargs and callable(args[0]):
+                # `handler(**options)(model)`: the handler wraps the model (NumPyro's form).
+                self.fn = args[0]
+                functools.update_wrapper(self, args[0], updated=[])
+                return self
             raise TypeError(
                 f"{type(self).__name__} was created without a function to wrap; use it as a "
-                "context manager, or pass the model as its first argument."
+                "context manager, pass the model as its first argument, or call the handler "
+                "on the model: handler(**options)(model)."
             )
         with self:
             return self.fn(*args, **kwargs)
@@ -154,7 +164,12 @@ def _validate_sample_site(msg: Message) -> None:
             f"the distribution's batch_shape {fn.batch_shape} + event_shape {fn.event_shape}."
         )
     if (fn._validate_args or validation_enabled()) and not isinstance(value, jax.core.Tracer):
-        ok = np.asarray(fn.validate_sample(value))
+        ok = fn.validate_sample(value)
+        # a support with traced parameters (e.g. interval(low, high) of latent bounds) can only
+        # be checked eagerly: initialization re-runs the model outside jit when it fails
+        if isinstance(ok, jax.core.Tracer):
+            return
+        ok = np.asarray(ok)
         if not ok.all():
             bad = np.asarray(value)
             raise ValueError(
@@ -163,7 +178,12 @@ def _validate_sample_site(msg: Message) -> None:
             )
 
 
-def _default_process(msg: Message) -> None:
+def default_process_message(msg: Message) -> None:
+    """The default behaviour of a site whose value no handler set.
+
+    A sample site draws from ``fn`` with the key in ``kwargs["rng_key"]`` (recording the
+    intermediates); a param, mutable, plate or subsample site calls ``fn(*args, **kwargs)``.
+    """
     if msg["value"] is not None:
         return
     kind = msg["type"]
@@ -172,7 +192,7 @@ def _default_process(msg: Message) -> None:
             _raise_no_key(msg)
         value = msg["fn"](*msg["args"], sample_intermediates=True, **msg["kwargs"])
         msg["value"], msg["intermediates"] = value
-    elif kind in ("param", "plate", "subsample"):
+    elif kind in ("param", "plate", "subsample", "mutable"):
         msg["value"] = msg["fn"](*msg["args"], **msg["kwargs"])
 
 
@@ -185,7 +205,7 @@ def apply_stack(msg: Message) -> Message:
         handler.process_message(msg)
         if msg.get("stop"):
             break
-    _default_process(msg)
+    default_process_message(msg)
     if msg["type"] == "sample":
         _validate_sample_site(msg)
     for handler in HANDLER_STACK[len(HANDLER_STACK) - seen :]:
@@ -262,12 +282,23 @@ def sample(
         sample_shape: extra leading dims of the draw.
         infer: inference hints, stored on the site.
         rng_key: key used when no ``seed`` handler provides one.
-        obs_mask: optional boolean mask (batch shape); where False the observation is
-            ignored in the log density.
+        obs_mask: optional boolean array (broadcastable to ``fn.batch_shape``) marking which
+            events of ``obs`` are observed; the others are imputed. As in NumPyro the site
+            becomes three: ``name + "_unobserved"`` (a latent draw from ``fn``, sampled by
+            MCMC or learnt by a guide), ``name + "_observed"`` (log-probability masked by
+            ``obs_mask``) and the deterministic ``name`` holding
+            ``where(obs_mask, obs, unobserved)``, which is returned. Unlike NumPyro: the
+            latent entries at observed positions keep ``fn``'s log-probability instead of
+            none (they are auxiliary draws that integrate out of the joint, whereas a flat
+            improper density there makes NUTS trajectories never turn and a guide's scale
+            diverge); and the observed site's value is ``where(obs_mask, obs, unobserved)``
+            too, so placeholders such as NaN in ``obs`` give no NaN gradient. Needs ``obs``
+            and an empty ``sample_shape``.
 
     Returns:
         the value: ``obs`` if given, else a draw of shape
-        ``sample_shape + fn.batch_shape + fn.event_shape``.
+        ``sample_shape + fn.batch_shape + fn.event_shape``; inside plates ``sample_shape``
+        joins the batch shape and broadcasts with the plates' dims, as in NumPyro.
     """
     _check_name(name, "sample")
     if not isinstance(fn, Distribution):
@@ -277,7 +308,11 @@ def sample(
     if obs is not None:
         obs = check_obs(name, obs)
     if obs_mask is not None:
-        fn = fn.mask(obs_mask)
+        obs_mask = _check_obs_mask(name, obs, obs_mask, sample_shape)
+        if HANDLER_STACK:
+            return _masked_observe(name, fn, obs, obs_mask, rng_key, infer)
+        # Without handlers there is nothing to impute with (as in NumPyro): return the data.
+        return obs
     if not HANDLER_STACK:
         if obs is not None:
             return obs
@@ -294,6 +329,59 @@ def sample(
         infer={} if infer is None else dict(infer),
     )
     return apply_stack(msg)["value"]
+
+
+def _check_obs_mask(name: str, obs, obs_mask, sample_shape):
+    if obs is None:
+        raise ValueError(
+            f"Sample site '{name}': obs_mask marks which entries of obs are observed, so it "
+            "needs obs= as well."
+        )
+    if tuple(sample_shape):
+        raise ValueError(
+            f"Sample site '{name}': obs_mask cannot be combined with sample_shape="
+            f"{tuple(sample_shape)}; put the site inside a plate instead."
+        )
+    if isinstance(obs_mask, bool | np.bool_):
+        return jnp.asarray(obs_mask)
+    if not isinstance(obs_mask, jax.Array | np.ndarray) or obs_mask.dtype != jnp.bool_:
+        raise TypeError(
+            f"Sample site '{name}': obs_mask must be a boolean array, got "
+            f"{getattr(obs_mask, 'dtype', type(obs_mask).__name__)}."
+        )
+    return obs_mask
+
+
+def _masked_observe(name: str, fn: Distribution, obs, obs_mask, rng_key, infer):
+    """Split a partly observed site into imputed, observed and combined sites (see sample)."""
+    infer = {} if infer is None else infer
+    unobserved = apply_stack(
+        new_message(
+            "sample",
+            f"{name}_unobserved",
+            fn=fn,
+            kwargs={"rng_key": rng_key, "sample_shape": ()},
+            infer=dict(infer),
+        )
+    )["value"]
+    # The mask has batch shape; line it up with the batch dims of the values.
+    batch_mask = jnp.reshape(obs_mask, jnp.shape(obs_mask) + (1,) * fn.event_dim)
+    # Placeholders at unobserved entries (often NaN) are replaced by the imputed values: their
+    # log-probability is masked out, but a NaN there would still make its gradient NaN.
+    filled = jnp.where(batch_mask, obs, unobserved)
+    apply_stack(
+        new_message(
+            "sample",
+            f"{name}_observed",
+            fn=fn.mask(obs_mask),
+            kwargs={"rng_key": rng_key, "sample_shape": ()},
+            value=filled,
+            is_observed=True,
+            mask=obs_mask,
+            infer=dict(infer),
+        )
+    )
+    return deterministic(name, filled)
 
 
 def _param_init(init_value, *args, **kwargs):
@@ -342,6 +430,26 @@ def param(name: str, init_value=None, constraint=None, event_dim: int | None = N
         args=args,
         kwargs={"constraint": constraint, "event_dim": event_dim},
     )
+    return apply_stack(msg)["value"]
+
+
+def _identity(value):
+    return value
+
+
+def mutable(name: str, init_value=None):
+    """State that a model reads and updates across runs (e.g. running batch statistics).
+
+    A site of type ``"mutable"``: its value is ``init_value`` (typically a dict the model
+    updates in place) unless a handler provides one, e.g. ``substitute(model,
+    data={name: state})`` with the state recorded by ``trace`` in a previous run (a dict is
+    copied, so the recorded state is not changed by the new run). Outside any handler it
+    returns ``init_value``.
+    """
+    _check_name(name, "mutable")
+    if not HANDLER_STACK:
+        return init_value
+    msg = new_message("mutable", name, fn=_identity, args=(init_value,), value=init_value)
     return apply_stack(msg)["value"]
 
 
@@ -522,21 +630,56 @@ class plate(Messenger):
                 msg["scale"] = ratio if msg["scale"] is None else msg["scale"] * ratio
 
     def _broadcast(self, msg: Message) -> None:
+        # As in NumPyro, `sample_shape` joins the batch shape inside a plate and broadcasts
+        # with the plates' dims (so `sample_shape=(10,)` can fill a plate of size 10).
         fn = msg["fn"]
-        batch_shape = fn.batch_shape
-        n = max(len(batch_shape), -self.dim)
-        padded = (1,) * (n - len(batch_shape)) + tuple(batch_shape)
-        current = padded[self.dim]
-        if current not in (1, self.subsample_size):
-            raise ValueError(
-                f"Sample site '{msg['name']}' inside plate '{self.name}' (size "
-                f"{self.subsample_size} at batch dim {self.dim}) has batch shape {batch_shape}, "
-                f"whose dim {self.dim} has size {current}; expected 1 or {self.subsample_size}."
-            )
-        target = list(padded)
-        target[self.dim] = self.subsample_size
-        if tuple(target) != tuple(batch_shape):
+        sample_shape = tuple(msg["kwargs"].get("sample_shape", ()))
+        batch_shape = sample_shape + tuple(fn.batch_shape)
+        # The batch shape the enclosing plates seen so far (this one included) ask for.
+        frames = msg["cond_indep_stack"]
+        expected = [1] * max(-f.dim for f in frames)
+        for f in frames:
+            expected[f.dim] = f.size
+        n = max(len(batch_shape), len(expected))
+        padded = (1,) * (n - len(batch_shape)) + batch_shape
+        plates = (1,) * (n - len(expected)) + tuple(expected)
+        target = []
+        for have, want in zip(padded, plates, strict=True):
+            if have != want and 1 not in (have, want):
+                raise ValueError(
+                    f"Sample site '{msg['name']}' inside plate '{self.name}' (size "
+                    f"{self.subsample_size} at batch dim {self.dim}): its batch shape "
+                    f"{batch_shape} (sample_shape {sample_shape} + distribution batch shape "
+                    f"{tuple(fn.batch_shape)}) does not broadcast with the plates' shape "
+                    f"{tuple(expected)}."
+                )
+            target.append(max(have, want))
+        if sample_shape:
+            msg["kwargs"]["sample_shape"] = ()
+        if tuple(target) != tuple(fn.batch_shape):
             msg["fn"] = fn.expand(tuple(target))
+
+    def postprocess_message(self, msg: Message) -> None:
+        # A param with an `event_dim` is subsampled along this plate's dim once its (full)
+        # value is known; `trace` further out has already recorded the full value, which is
+        # what an optimizer stores (as in NumPyro).
+        if msg["type"] != "param" or self.subsample_size == self.size:
+            return
+        event_dim = msg["kwargs"].get("event_dim")
+        if event_dim is None:
+            return
+        value = msg["value"]
+        shape = jnp.shape(value)
+        axis = self.dim - event_dim
+        if len(shape) < -axis or shape[axis] == 1:
+            return
+        if shape[axis] != self.size:
+            raise ValueError(
+                f"param site '{msg['name']}' (event_dim={event_dim}) inside plate "
+                f"'{self.name}' (size {self.size}, dim {self.dim}): its value of shape {shape} "
+                f"has size {shape[axis]} at dim {axis}; expected {self.size} (or 1)."
+            )
+        msg["value"] = jnp.take(value, self._indices, axis=axis)
 
     def _subsample(self, msg: Message) -> None:
         data = msg["value"]
@@ -553,6 +696,24 @@ class plate(Messenger):
             msg["value"] = self._sharding.take_sharded(data, self._indices, axis, self.shard)
         else:
             msg["value"] = jnp.take(data, self._indices, axis=axis)
+
+
+@contextmanager
+def plate_stack(prefix: str, sizes: Sequence[int], rightmost_dim: int = -1) -> Iterator[None]:
+    """Contiguous plates ``{prefix}_0, {prefix}_1, ...`` for the batch shape ``sizes``.
+
+    The plate of ``sizes[-1 - i]`` is named ``f"{prefix}_{i}"`` and sits at dim
+    ``rightmost_dim - i``, so the dims ``rightmost_dim - len(sizes) + 1 ... rightmost_dim``
+    have shape ``sizes``.
+    """
+    if isinstance(rightmost_dim, bool) or not isinstance(rightmost_dim, int) or rightmost_dim >= 0:
+        raise ValueError(
+            f"plate_stack '{prefix}': rightmost_dim must be a negative int, got {rightmost_dim!r}"
+        )
+    with ExitStack() as stack:
+        for i, size in enumerate(reversed(list(sizes))):
+            stack.enter_context(plate(f"{prefix}_{i}", size, dim=rightmost_dim - i))
+        yield
 
 
 def _as_int(value, what: str) -> int:

@@ -6,12 +6,23 @@ batch dimensions. ``c.event_dim`` is the number of rightmost dimensions that for
 :mod:`jppl.distributions.transforms` maps the real space onto it.
 
 Names follow NumPyro and PyTorch so that ``constraints.positive`` etc. port unchanged.
+
+Every constraint is a JAX pytree: array parameters (e.g. the bounds of ``interval(lo, hi)``
+given as arrays) are leaves, everything else (Python-number bounds, ``event_dim``, nested
+constraints' static data) is auxiliary data, so constraints can be passed to and returned from
+``jit``/``vmap``. ``c.eq(other)`` is structural equality as in NumPyro (a Python bool, or a
+boolean array when a parameter is traced); ``==`` is its static form.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
+import jax
 import jax.numpy as jnp
 import numpy as np
+
+from jppl.distributions.util import PyTreeObject, is_concrete
 
 __all__ = [
     "Constraint",
@@ -49,14 +60,117 @@ __all__ = [
 ]
 
 
-class Constraint:
-    """Base class. Subclasses implement ``__call__`` and may set ``event_dim``/``is_discrete``."""
+def _array_equiv(a: Any, b: Any, static: bool = False):
+    """Whether two parameter values are equal (same broadcast shape and entries).
+
+    ``static=True`` always gives a Python bool: traced values then compare equal only when they
+    are the same object. Otherwise a concrete comparison gives a bool and a traced one a boolean
+    scalar array. Nested constraints/transforms compare with their ``eq``; sequences elementwise;
+    other static values (ints, tuples of ints, functions) with ``==``.
+    """
+    if a is b:
+        return True
+    if isinstance(a, PyTreeObject) and callable(getattr(a, "eq", None)):
+        return a.eq(b, static=static)
+    if isinstance(a, list | tuple) and isinstance(b, list | tuple):
+        if len(a) != len(b) or type(a) is not type(b):
+            return False
+        result: Any = True
+        for x, y in zip(a, b, strict=True):
+            r = _array_equiv(x, y, static)
+            if static and not r:
+                return False
+            result = result & r
+        return result
+    arraylike = (jax.Array, np.ndarray, np.generic, float, int, bool)
+    if not (isinstance(a, arraylike) and isinstance(b, arraylike)):
+        return bool(a == b)
+    if is_concrete(a) and is_concrete(b):
+        return bool(np.array_equiv(np.asarray(a), np.asarray(b)))
+    if static:
+        return False
+    return jnp.array_equiv(jnp.asarray(a), jnp.asarray(b))
+
+
+def _attributes_equiv(a: object, b: object, static: bool):
+    """Whether two objects of one kind (constraints, transforms) have equal attributes: a
+    Python bool, or with ``static=False`` and traced attributes a boolean array."""
+    mine, theirs = vars(a), vars(b)
+    if mine.keys() != theirs.keys():
+        return False
+    result: Any = True
+    for key, value in mine.items():
+        r = _array_equiv(value, theirs[key], static)
+        if static and not r:
+            return False
+        result = result & r
+    return result
+
+
+class Constraint(PyTreeObject):
+    """Base class. Subclasses implement ``__call__`` and may set ``event_dim``/``is_discrete``.
+
+    ``_eq_as`` (a class attribute) names the class a subclass compares as in :meth:`eq`, so that
+    e.g. ``positive`` equals ``greater_than(0.0)`` (the same set, like NumPyro).
+    """
 
     is_discrete: bool = False
     event_dim: int = 0
 
     def __call__(self, x):
         raise NotImplementedError
+
+    # -- pytree and equality ----------------------------------------------------------------
+    def tree_flatten(self):
+        """``(leaves, aux_data)``: array parameters, and the static rest (NumPyro's method)."""
+        return self._tree_flatten()
+
+    @classmethod
+    def tree_unflatten(cls, aux_data, params):
+        """Rebuild a constraint from :meth:`tree_flatten`'s output."""
+        return cls._tree_unflatten(aux_data, params)
+
+    @classmethod
+    def _tree_unflatten(cls, aux_data, children):
+        obj = super()._tree_unflatten(aux_data, children)
+        # Keep module singletons (real, positive, dependent, ...) identical through jit, since
+        # code compares them with ``is``.
+        single = _SINGLETONS.get(cls)
+        if single is not None and vars(single) == vars(obj):
+            return single
+        return obj
+
+    @classmethod
+    def _eq_family(cls) -> type:
+        return cls.__dict__.get("_eq_as", cls)
+
+    def _canonical(self) -> Constraint:
+        """The form compared by :meth:`eq` (``real_vector`` is ``independent(real, 1)``)."""
+        return self
+
+    def eq(self, other: object, static: bool = False):
+        """Structural equality: the same kind of constraint with equal parameters.
+
+        Returns a Python bool, or (``static=False`` with traced parameters) a boolean array.
+        """
+        if self is other:
+            return True
+        if not isinstance(other, Constraint):
+            return False
+        if self._canonical() is not self or other._canonical() is not other:
+            return self._canonical().eq(other._canonical(), static=static)
+        if self._eq_family() is not other._eq_family():
+            return False
+        return _attributes_equiv(self, other, static)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Constraint):
+            return NotImplemented
+        return bool(self.eq(other, static=True))
+
+    def __hash__(self) -> int:
+        # equal constraints share a canonical family, so this is consistent with ``__eq__``
+        return hash(self._canonical()._eq_family())
 
     def check(self, x):
         """Alias of ``__call__``: a boolean array of shape ``x.shape[:x.ndim - event_dim]``."""
@@ -113,6 +227,8 @@ class _GreaterThanEq(_GreaterThan):
 
 
 class _Positive(_GreaterThan):
+    _eq_as = _GreaterThan
+
     def __init__(self):
         super().__init__(0.0)
 
@@ -121,6 +237,8 @@ class _Positive(_GreaterThan):
 
 
 class _Nonnegative(_GreaterThanEq):
+    _eq_as = _GreaterThanEq
+
     def __init__(self):
         super().__init__(0.0)
 
@@ -178,6 +296,8 @@ class _OpenInterval(_Interval):
 
 
 class _UnitInterval(_Interval):
+    _eq_as = _Interval
+
     def __init__(self):
         super().__init__(0.0, 1.0)
 
@@ -186,6 +306,8 @@ class _UnitInterval(_Interval):
 
 
 class _Circular(_Interval):
+    _eq_as = _Interval
+
     def __init__(self):
         super().__init__(-np.pi, np.pi)
 
@@ -288,6 +410,9 @@ class _RealVector(Constraint):
     def __call__(self, x):
         return jnp.all(jnp.isfinite(x), axis=-1)
 
+    def _canonical(self) -> Constraint:
+        return _Independent(real, 1)
+
     def __repr__(self):
         return "real_vector"
 
@@ -298,18 +423,44 @@ class _RealMatrix(Constraint):
     def __call__(self, x):
         return jnp.all(jnp.isfinite(x), axis=(-2, -1))
 
+    def _canonical(self) -> Constraint:
+        return _Independent(real, 2)
+
     def __repr__(self):
         return "real_matrix"
 
 
 class _ZeroSum(Constraint):
-    event_dim = 1
+    """Arrays that sum to zero along each of their last ``event_dim`` axes (NumPyro's
+    ``zero_sum(event_dim=1)``)."""
 
-    def __call__(self, x, tol=1e-5):
-        return jnp.abs(jnp.sum(x, axis=-1)) < tol * jnp.maximum(1.0, jnp.shape(x)[-1])
+    def __init__(self, event_dim: int = 1):
+        if isinstance(event_dim, bool) or not isinstance(event_dim, int | np.integer):
+            raise TypeError(
+                "zero_sum(event_dim): event_dim must be an int >= 1, got "
+                f"{type(event_dim).__name__} of shape {np.shape(event_dim)}. "
+                "To check a value use zero_sum(event_dim)(value)."
+            )
+        if event_dim < 1:
+            raise ValueError(f"zero_sum(event_dim): event_dim must be >= 1, got {event_dim}.")
+        self.event_dim = int(event_dim)
+
+    def __call__(self, x):
+        """Boolean array of shape ``x.shape[:-event_dim]``."""
+        x = jnp.asarray(x)
+        axes = tuple(range(-self.event_dim, 0))
+        # rounding in a sum of n terms of size <= scale is a few n * eps * scale
+        scale = jnp.maximum(jnp.max(jnp.abs(x), axis=axes, keepdims=True), 1.0)
+        eps = jnp.finfo(jnp.result_type(x, float)).eps
+        ok = jnp.ones(x.shape[: x.ndim - self.event_dim], dtype=bool)
+        for axis in axes:
+            tol = 10.0 * eps * x.shape[axis] * scale
+            close = jnp.abs(jnp.sum(x, axis=axis, keepdims=True)) <= tol
+            ok = ok & jnp.all(close, axis=axes)
+        return ok
 
     def __repr__(self):
-        return "zero_sum"
+        return f"zero_sum(event_dim={self.event_dim})"
 
 
 class _LowerCholesky(Constraint):
@@ -453,7 +604,6 @@ softplus_lower_cholesky = _SoftplusLowerCholesky()
 corr_cholesky = _CorrCholesky()
 corr_matrix = _CorrMatrix()
 positive_definite = _PositiveDefinite()
-zero_sum = _ZeroSum()
 nonnegative_integer = _IntegerGreaterThan(0)
 positive_integer = _IntegerGreaterThan(1)
 dependent = _Dependent()
@@ -467,3 +617,15 @@ integer_interval = _IntegerInterval
 integer_greater_than = _IntegerGreaterThan
 multinomial = _Multinomial
 independent = _Independent
+zero_sum = _ZeroSum
+
+# instances that ``tree_unflatten`` returns as they are (see ``Constraint._tree_unflatten``)
+_SINGLETONS: dict[type, Constraint] = {
+    type(c): c
+    for c in (
+        real, real_vector, real_matrix, boolean, positive, nonnegative, softplus_positive,
+        unit_interval, circular, simplex, ordered_vector, positive_ordered_vector,
+        lower_cholesky, scaled_unit_lower_cholesky, softplus_lower_cholesky, corr_cholesky,
+        corr_matrix, positive_definite, dependent,
+    )
+}  # fmt: skip

@@ -11,8 +11,10 @@ the determinant is that of the square map from the input onto the output's free 
 this is what inference uses to run in unconstrained space. New constraints can be added with
 ``@biject_to.register(MyConstraintClass)``.
 
-Every transform is a JAX pytree (array parameters are leaves), so transforms can be passed
-through ``jit`` and ``vmap`` and their parameters may be traced.
+Every transform is a JAX pytree (array parameters are leaves, static configuration is
+auxiliary data), so transforms can be passed through ``jit`` and ``vmap`` and their parameters
+may be traced. ``t.eq(other)`` is structural equality as in NumPyro (a Python bool, or a
+boolean array when a parameter is traced); ``==`` is its static form.
 """
 
 from __future__ import annotations
@@ -148,6 +150,33 @@ class Transform(PyTreeObject):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"
+
+    # -- pytree and equality ----------------------------------------------------------------
+    def tree_flatten(self):
+        """``(leaves, aux_data)``: array parameters, and the static rest (NumPyro's method)."""
+        return self._tree_flatten()
+
+    @classmethod
+    def tree_unflatten(cls, aux_data, params):
+        """Rebuild a transform from :meth:`tree_flatten`'s output."""
+        return cls._tree_unflatten(aux_data, params)
+
+    def eq(self, other: object, static: bool = False):
+        """Structural equality: the same transform class with equal parameters (domains and
+        parts included). A Python bool, or a boolean array when a parameter is traced."""
+        if self is other:
+            return True
+        if type(other) is not type(self):
+            return False
+        return constraints._attributes_equiv(self, other, static)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Transform):
+            return NotImplemented
+        return bool(self.eq(other, static=True))
+
+    def __hash__(self) -> int:
+        return hash(type(self))  # equal transforms have the same class
 
 
 class _InverseTransform(Transform):
@@ -756,11 +785,19 @@ class OrderedTransform(Transform):
 
 class ZeroSumTransform(Transform):
     """Unconstrained ``(..., n-1)`` -> zero-sum ``(..., n)`` along each of the last
-    ``transform_ndims`` axes, by an isometry (a Householder reflection taking the last basis
-    vector onto the normalized ones-vector), so the log-det is zero."""
+    ``transform_ndims`` axes (the map of PyMC and NumPyro, so unconstrained values carry over).
+
+    Along one axis, with ``s = sum(x)``: ``y = [x - s / (sqrt(n) (1 + sqrt(n))), -s / sqrt(n)]``.
+    This is an isometry onto the zero-sum subspace (its Jacobian ``J`` has ``J^T J = I``), so
+    the log-det, taken with respect to the volume on that subspace, is zero (as in NumPyro).
+    """
 
     def __init__(self, transform_ndims: int = 1):
         self.transform_ndims = int(transform_ndims)
+        if self.transform_ndims < 1:
+            raise ValueError(
+                f"ZeroSumTransform: transform_ndims must be >= 1, got {transform_ndims}."
+            )
 
     @property
     def domain(self):  # type: ignore[override]
@@ -768,27 +805,22 @@ class ZeroSumTransform(Transform):
 
     @property
     def codomain(self):  # type: ignore[override]
-        if self.transform_ndims == 1:
-            return constraints.zero_sum
-        return constraints.independent(constraints.real, self.transform_ndims)
+        return constraints.zero_sum(self.transform_ndims)
 
     @staticmethod
     def _extend(x, axis):
-        n = x.shape[axis] + 1
-        rn = math.sqrt(n)
+        rn = math.sqrt(x.shape[axis] + 1)
         s = jnp.sum(x, axis=axis, keepdims=True)
-        body = x - s / (rn * (rn - 1.0))
-        return jnp.concatenate([body, s / rn], axis=axis)
+        return jnp.concatenate([x - s / (rn * (1.0 + rn)), -s / rn], axis=axis)
 
     @staticmethod
     def _reduce(y, axis):
         n = y.shape[axis]
         rn = math.sqrt(n)
-        last = jnp.take(y, jnp.array([n - 1]), axis=axis)
-        # <v, y> with v = e_n - 1/sqrt(n); the sum term vanishes on the zero-sum subspace.
-        vy = last - jnp.sum(y, axis=axis, keepdims=True) / rn
+        # on the subspace the last entry is -s / sqrt(n), which gives back s
+        s = -rn * jax.lax.slice_in_dim(y, n - 1, n, axis=axis % y.ndim)
         body = jax.lax.slice_in_dim(y, 0, n - 1, axis=axis % y.ndim)
-        return body + vy / (rn - 1.0)
+        return body + s / (rn * (1.0 + rn))
 
     def __call__(self, x):
         x = jnp.asarray(x, dtype=_float_dtype(x))
@@ -1149,8 +1181,20 @@ def _to_softplus_positive(constraint):
     return SoftplusTransform()
 
 
+def _check_finite_bounds(constraint, *bounds) -> None:
+    """Raise when a concrete bound is infinite: exp/sigmoid maps would send every point there."""
+    for bound in bounds:
+        if is_concrete(bound) and not np.all(np.isfinite(np.asarray(bound))):
+            raise ValueError(
+                f"biject_to({constraint!r}): the bounds must be finite; a bound of +-inf would "
+                "map every unconstrained point onto it. For a set bounded on one side use "
+                "greater_than(low) or less_than(high); for no bound use real."
+            )
+
+
 @biject_to.register(constraints._GreaterThan)
 def _to_greater_than(constraint):
+    _check_finite_bounds(constraint, constraint.lower_bound)
     # also serves greater_than_eq: the image of exp is open, which lies inside both.
     return ComposeTransform(
         [ExpTransform(), AffineTransform(constraint.lower_bound, 1.0, domain=constraints.positive)]
@@ -1159,6 +1203,7 @@ def _to_greater_than(constraint):
 
 @biject_to.register(constraints._LessThan)
 def _to_less_than(constraint):
+    _check_finite_bounds(constraint, constraint.upper_bound)
     return ComposeTransform(
         [ExpTransform(), AffineTransform(constraint.upper_bound, -1.0, domain=constraints.positive)]
     )
@@ -1167,6 +1212,7 @@ def _to_less_than(constraint):
 @biject_to.register(constraints._Interval)
 def _to_interval(constraint):
     lo, hi = constraint.lower_bound, constraint.upper_bound
+    _check_finite_bounds(constraint, lo, hi)
     if isinstance(constraint, constraints._OpenInterval):
         unit = constraints.open_interval(0.0, 1.0)
     else:
@@ -1231,7 +1277,7 @@ def _to_positive_definite(constraint):
 
 @biject_to.register(constraints._ZeroSum)
 def _to_zero_sum(constraint):
-    return ZeroSumTransform(1)
+    return ZeroSumTransform(constraint.event_dim)
 
 
 @biject_to.register(constraints._Independent)

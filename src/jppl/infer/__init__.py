@@ -34,16 +34,20 @@ from jppl.model.initialization import (
 )
 from jppl.runloop import RunInterrupted
 from jppl.vi import (
+    ELBO,
     SVI,
     NonFiniteError,
     NonFiniteWarning,
     RenyiELBO,
     SVIState,
     Trace_ELBO,
+    TraceGraph_ELBO,
     TraceMeanField_ELBO,
+    psis_diagnostic,
 )
 
 __all__ = [
+    "ELBO",
     "HMC",
     "MCMC",
     "NUTS",
@@ -56,6 +60,7 @@ __all__ = [
     "RenyiELBO",
     "RunInterrupted",
     "SVIState",
+    "TraceGraph_ELBO",
     "TraceMeanField_ELBO",
     "Trace_ELBO",
     "compute_log_probs",
@@ -72,6 +77,7 @@ __all__ = [
     "log_density",
     "log_likelihood",
     "potential_energy",
+    "psis_diagnostic",
     "site_log_prob",
     "transform_fn",
     "unconstrain_fn",

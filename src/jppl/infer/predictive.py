@@ -8,6 +8,7 @@ by ``jax.lax.map`` (one draw at a time). Either way the model is traced once.
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -38,7 +39,8 @@ class Predictive:
         guide: a guide to draw the latent sites from instead (with ``params`` substituted).
         params: values of ``param`` sites (e.g. from SVI), substituted into model and guide.
         num_samples: number of draws; required without ``posterior_samples`` (or with
-            ``batch_ndims=0``), otherwise inferred from the samples and checked if given.
+            ``batch_ndims=0``), otherwise taken from the samples: a different value given
+            here is ignored with a ``UserWarning`` (as in NumPyro).
         return_sites: names of the sites to return. Default: every sample site that is not in
             ``posterior_samples`` (so observed sites and new latent sites) plus every
             deterministic site.
@@ -105,10 +107,14 @@ class Predictive:
             batch_shape = batch_shape_of(params, batch_ndims, "params")
         if batch_shape is not None:
             if num_samples is not None and num_samples != math.prod(batch_shape):
+                # NumPyro warns and uses the draws' number: a port keeps running the same way.
                 source = "posterior_samples" if batched_samples else "params"
-                raise ValueError(
-                    f"Predictive: num_samples={num_samples} does not match the {source}, which "
-                    f"hold {math.prod(batch_shape)} draws (batch shape {batch_shape})."
+                warnings.warn(
+                    f"Predictive: num_samples={num_samples} differs from the "
+                    f"{math.prod(batch_shape)} draws in {source} (batch shape {batch_shape}); "
+                    f"using {math.prod(batch_shape)}.",
+                    UserWarning,
+                    stacklevel=2,
                 )
         else:
             if num_samples is None:

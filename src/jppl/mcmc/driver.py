@@ -285,6 +285,7 @@ def build_program(
     thinning: int,
     fields: tuple[str, ...],
     block_mask: np.ndarray | None,
+    warmup_draws: int = 0,
 ) -> ChainProgram:
     """The per-chain program of an MCMC run, as a :class:`ChainProgram`.
 
@@ -305,6 +306,9 @@ def build_program(
         num_warmup, num_draws, thinning: static lengths.
         fields: statistics to keep per draw (see :data:`DEFAULT_FIELDS`; ``"z"``: position).
         block_mask: ``(d, d)`` mask for block-dense mass matrices, or ``None``.
+        warmup_draws: also keep this many warm-up draws (NumPyro's ``collect_warmup``; at most
+            ``num_warmup // thinning``, the last transition of each block of ``thinning``),
+            stored before the ``num_draws`` sampling draws.
 
     ``finish`` returns, after ``done`` transitions:
         ``state``: the :class:`MCMCState` after the last of them (``step`` counts the sampling
@@ -320,6 +324,9 @@ def build_program(
         raise ValueError("a continued chain has no warm-up")
     max_depth = sampler.max_tree_depth
     num_sampling = num_draws * thinning
+    if not 0 <= warmup_draws <= num_warmup // thinning:
+        raise ValueError(f"warmup_draws must be in [0, num_warmup // thinning], got {warmup_draws}")
+    num_kept = warmup_draws + num_draws
     num_transitions = num_warmup + num_sampling
 
     def kernel(dynamic_args):
@@ -358,13 +365,13 @@ def build_program(
         # both branches on every transition.
         xs = {k: xs[k] for k in ("key", "key_adapt") if xs.get(k) is not None}
         records = {}
-        if num_draws:
+        if num_kept:
             template = jax.eval_shape(
                 lambda: _record(
                     kstate, kstep.step(key_sample, kstate, *params, False)[1], params[0], fields
                 )
             )
-            records = jax.tree.map(lambda s: jnp.zeros((num_draws,) + s.shape, s.dtype), template)
+            records = jax.tree.map(lambda s: jnp.zeros((num_kept,) + s.shape, s.dtype), template)
         zeros = jnp.zeros((), jnp.int32)
         aux = Progress(jnp.zeros(2, jnp.int32), zeros, records, jnp.zeros(3, jnp.float32))
         return LoopState(kstate, params, astate, aux), xs, (key_sample, first_step)
@@ -377,9 +384,17 @@ def build_program(
         if max_depth is not None:
             hit = (info["tree_depth"] >= max_depth) & ~warming
             n_depth = n_depth + hit.astype(jnp.int32)
-        if num_draws:
+        if warmup_draws:
+            # warm-up draws first (transitions t < num_warmup), then the sampling draws
+            index = jnp.where(warming, t, sample_index)
+            keep = index % thinning == thinning - 1
+            keep = keep & (~warming | (t // thinning < warmup_draws))
+            j = jnp.where(warming, t // thinning, warmup_draws + sample_index // thinning)
+            j = jnp.clip(j, 0, num_kept - 1)
+        elif num_draws:
             keep = ~warming & (sample_index % thinning == thinning - 1)
             j = jnp.clip(sample_index // thinning, 0, num_draws - 1)
+        if num_kept:
             new = _record(new_kstate, info, step_size, fields)
             records = jax.tree.map(
                 lambda buf, v: buf.at[j].set(jnp.where(keep, v, buf[j])), records, new
@@ -416,13 +431,13 @@ def build_program(
         n_div, n_depth, records, _ = loop.aux
         samples: Any = {}
         records = dict(records)
-        if num_draws:
+        if num_kept:
             draws = records.pop("z")
             if "z" in fields:
                 records["z"] = draws
             if "inverse_mass_matrix" in fields:
                 records["inverse_mass_matrix"] = jnp.broadcast_to(
-                    params[1], (num_draws,) + params[1].shape
+                    params[1], (num_kept,) + params[1].shape
                 )
             postprocess = target.make_postprocess(args, kwargs)
             samples = jax.vmap(lambda z: postprocess(target.unravel(z)))(draws)

@@ -100,7 +100,11 @@ def build_kernel(
     if not 1 <= max_tree_depth <= 30:
         raise ValueError(f"max_tree_depth must be between 1 and 30, got {max_tree_depth}")
 
-    def step(key: jax.Array, state: NUTSState, params: NUTSParams) -> tuple[NUTSState, NUTSInfo]:
+    def step(
+        key: jax.Array, state: NUTSState, params: NUTSParams, depth_limit: ArrayLike | None = None
+    ) -> tuple[NUTSState, NUTSInfo]:
+        """One transition; ``depth_limit`` (``()`` int, at most ``max_tree_depth``, may be
+        traced) stops the doublings earlier (e.g. another depth during warm-up)."""
         metric = gaussian_euclidean(
             jnp.asarray(params.inverse_mass_matrix, dtype=state.position.dtype)
         )
@@ -116,6 +120,7 @@ def build_kernel(
             key_trajectory,
             max_tree_depth=max_tree_depth,
             divergence_threshold=divergence_threshold,
+            depth_limit=depth_limit,
         )
         proposal = traj.proposal
         new_state = NUTSState(proposal.position, proposal.logdensity, proposal.logdensity_grad)

@@ -49,6 +49,7 @@ from jax.flatten_util import ravel_pytree
 from jax.sharding import Mesh
 
 from jppl import diagnostics
+from jppl.handlers import seed
 from jppl.mcmc import io
 from jppl.mcmc.driver import DEFAULT_FIELDS, FIELD_ALIASES, build_program
 from jppl.mcmc.progress import ProgressBar, summary_line
@@ -92,6 +93,34 @@ def _traced_under(mesh: Mesh | None, fn: Callable) -> Callable:
             return fn(*args)
 
     return traced
+
+
+_CONCRETE_ERRORS = (
+    jax.errors.ConcretizationTypeError,
+    jax.errors.TracerArrayConversionError,
+    jax.errors.TracerBoolConversionError,
+    jax.errors.TracerIntegerConversionError,
+    jax.errors.NonConcreteBooleanIndexError,
+)
+
+
+def _concrete_error(model: Callable, sig, mesh: Mesh | None) -> Exception | None:
+    """The error raised when ``model`` runs (seeded, abstractly: nothing is computed) on
+    traced array arguments because it needs their concrete values, or ``None``. Other errors
+    are left for the run itself to raise."""
+
+    def run(dynamic):
+        args, kwargs = sig.rebuild(dynamic)
+        with use_mesh(mesh):
+            seed(model, rng_seed=0)(*args, **kwargs)
+
+    try:
+        jax.eval_shape(run, sig.dynamic)
+    except _CONCRETE_ERRORS as e:
+        return e
+    except Exception:  # noqa: BLE001 - reported by the run, with its own context
+        return None
+    return None
 
 
 def _jit(fn: Callable, name: str, donate: bool = False) -> Callable:
@@ -151,6 +180,7 @@ class _Run:
     args: tuple
     kwargs: dict
     compiled: bool = False
+    warmup_draws: int = 0
 
 
 class _Stopped(Exception):
@@ -173,11 +203,14 @@ class MCMC:
             are kept (the last of each block of ``thinning`` transitions).
         num_chains: number of chains.
         thinning: keep one draw in ``thinning``.
-        chain_method: ``"vectorized"`` (``vmap`` over chains; a single chain runs without
-            ``vmap``), ``"sharded"`` (chains spread over the devices of a 1-d ``"chain"`` mesh,
-            :func:`jppl.parallel.chain_mesh`, with ``shard_map``; padded to a multiple of the
-            devices used, the padding is dropped) or ``"sequential"`` (a Python loop over
-            chains reusing one compiled single-chain program). Default (``None``):
+        chain_method: ``"parallel"`` (NumPyro's name: ``"sharded"``, one chain per device;
+            with fewer devices than chains it warns and runs them ``"sequential"``), a callable
+            transform such as ``jax.vmap`` applied to the per-chain program (no mesh; a single
+            chain runs without it), ``"vectorized"`` (``vmap`` over chains; a single chain runs
+            without ``vmap``), ``"sharded"`` (chains spread over the devices of a 1-d
+            ``"chain"`` mesh, :func:`jppl.parallel.chain_mesh`, with ``shard_map``; padded to a
+            multiple of the devices used, the padding is dropped) or ``"sequential"`` (a
+            Python loop over chains reusing one compiled single-chain program). Default (``None``):
             ``"sharded"`` when there are at least as many devices (``jax.devices()``) as
             chains and more than one chain (each device then runs one chain with the
             single-chain program, faster than the batched one on CPU), otherwise
@@ -186,8 +219,14 @@ class MCMC:
             phase (step size, acceptance, trajectory length, divergences so far, rate),
             updated between the compiled chunks; otherwise one line per phase after it ends.
             ``False``: no output. The compiled programs are the same either way.
-        jit_model_args: also trace Python ``int``/``float`` model arguments (array arguments
-            are always traced, see :func:`jppl.mcmc.state.split_model_args`).
+        jit_model_args: ``False`` (NumPyro's default): the model arguments are constants of
+            the compiled programs when the model needs their values (e.g. ``np.unique(data)``,
+            ``int(data.max())``: found by tracing the model once with abstract arguments), and
+            then a ``run`` with other values compiles again; otherwise array arguments are
+            traced, so new data of the same shapes reuses the compiled programs. ``True``:
+            array and Python ``int``/``float`` arguments are always traced (new values of the
+            same shapes never compile again; a model that needs concrete argument values
+            raises). See :func:`jppl.mcmc.state.split_model_args`.
         warn: after ``run``, emit :class:`jppl.diagnostics.ConvergenceWarning`\\ s for
             divergences, maximum tree depth hits, R-hat > 1.01 and low bulk/tail ESS.
         devices: deprecated, to be removed after one release; choose devices with ``mesh``
@@ -228,7 +267,7 @@ class MCMC:
         num_samples: int,
         num_chains: int = 1,
         thinning: int = 1,
-        chain_method: str | None = None,
+        chain_method: str | Callable | None = None,
         progress_bar: bool = True,
         jit_model_args: bool = False,
         warn: bool = True,
@@ -249,14 +288,35 @@ class MCMC:
                 DeprecationWarning,
                 stacklevel=2,
             )
-        if mesh is not None:
+        available = len(devices) if devices is not None else jax.device_count()
+        if chain_method == "parallel":  # NumPyro's name for one chain per device
+            chain_method = "sharded"
+            if mesh is None and available < int(num_chains):
+                warnings.warn(
+                    f"chain_method='parallel' needs a device per chain: {num_chains} chains but "
+                    f"{available} device(s), so the chains run sequentially. On CPU, expose more "
+                    "devices before JAX starts (XLA_FLAGS=--xla_force_host_platform_device_count"
+                    f"={num_chains}); check with jax.device_count().",
+                    UserWarning,
+                    stacklevel=2,
+                )
+                chain_method = "sequential"
+        if callable(chain_method):
+            if mesh is not None:
+                raise ValueError(
+                    "MCMC: a callable chain_method (e.g. jax.vmap) runs without a mesh; with a "
+                    f"mesh use one of {CHAIN_METHODS}."
+                )
+        elif mesh is not None:
             chain_method = check_chain_mesh(mesh, int(num_chains), chain_method, what="MCMC")
         elif chain_method is None:
-            available = len(devices) if devices is not None else jax.device_count()
             many = 1 < int(num_chains) <= available
             chain_method = "sharded" if many else "vectorized"
-        if chain_method not in CHAIN_METHODS:
-            raise ValueError(f"chain_method must be one of {CHAIN_METHODS}, got {chain_method!r}")
+        if not callable(chain_method) and chain_method not in CHAIN_METHODS:
+            raise ValueError(
+                f"chain_method must be one of {CHAIN_METHODS}, 'parallel' or a callable "
+                f"transform such as jax.vmap, got {chain_method!r}"
+            )
         self._sampler = sampler
         self.num_warmup = num_warmup
         self.num_samples = num_samples
@@ -276,12 +336,15 @@ class MCMC:
         self.post_warmup_state: MCMCState | None = None
         self._last_state: MCMCState | None = None
         self._samples: Any = None
+        self._warmup_draws = 0  # leading warm-up draws in _samples (collect_warmup)
         self._fields: dict[str, jax.Array] | None = None
         self._counts: dict[str, int] = {}
         self._target: Target | None = None
         self._args: tuple = ()
         self._kwargs: dict = {}
         self._targets: dict = {}
+        # signature key -> the error of the model on traced arguments (None: it traces)
+        self._needs_constants: dict = {}
         self._compiled: dict = {}
         self._rates: dict = {}  # measured seconds per transition of each compiled program
         self._interrupted: _Run | None = None
@@ -414,6 +477,15 @@ class MCMC:
     def _initial_positions(self, target, sig, keys, init_params) -> jax.Array:
         c = self.num_chains
         if init_params is not None:
+            if isinstance(init_params, dict) and isinstance(target.prototype, dict):
+                missing = sorted(set(target.prototype) - set(init_params))
+                unknown = sorted(set(init_params) - set(target.prototype))
+                if missing or unknown:
+                    raise ValueError(
+                        f"init_params must give every latent site's unconstrained value: "
+                        f"missing site(s) {missing}, unknown site(s) {unknown}; the latent "
+                        f"sites are {sorted(target.prototype)}."
+                    )
             proto_shapes = [np.shape(x) for x in jax.tree.leaves(target.prototype)]
             leaves = [jnp.asarray(x) for x in jax.tree.leaves(init_params)]
             if [x.shape for x in leaves] == proto_shapes:
@@ -448,6 +520,8 @@ class MCMC:
         positions, valid = init_fn(keys, sig.dynamic)
         if not bool(np.all(np.asarray(valid))):
             bad = np.flatnonzero(~np.asarray(valid)).tolist()
+            if target.explain_init is not None:  # raises the cause, naming the site, if found
+                target.explain_init(keys[bad[0]], *sig.rebuild(sig.dynamic))
             raise RuntimeError(
                 f"Cannot find valid initial parameters for chain(s) {bad}: the potential energy "
                 "or its gradient is not finite at every initial point drawn. Check the model, or "
@@ -484,14 +558,16 @@ class MCMC:
                 "pass data_blocks=0."
             )
 
-    def _programs(self, target, sig, *, fresh: bool, num_warmup: int, num_draws: int, fields):
+    def _programs(
+        self, target, sig, *, fresh: bool, num_warmup: int, num_draws: int, fields, warmup_draws=0
+    ):
         """The compiled ``start``, ``advance`` and ``finish`` of a run (see
         :class:`~jppl.mcmc.driver.ChainProgram`), compiled on first use and cached."""
         c, thin = self.num_chains, self.thinning
         group = 1 if self.chain_method == "sequential" else c
         mesh = self._chain_mesh()
         key = ("chain", sig.key, c, self.chain_method, self.devices, fresh, num_warmup)
-        key += (num_draws, thin, fields, self.mesh)
+        key += (num_draws, thin, fields, self.mesh, warmup_draws)
 
         def build() -> _Programs:
             program = build_program(
@@ -504,6 +580,7 @@ class MCMC:
                 thinning=thin,
                 fields=fields,
                 block_mask=self.sampler.block_mask(target) if fresh else None,
+                warmup_draws=warmup_draws,
             )
 
             def mapped(fn):
@@ -639,11 +716,23 @@ class MCMC:
         """Run only the warm-up and set :attr:`post_warmup_state` (and :attr:`last_state`),
         so that the next :meth:`run` samples from the adapted chains.
 
-        ``extra_fields`` is accepted for NumPyro compatibility and ignored; collecting the
-        warm-up draws (``collect_warmup=True``) is not supported.
+        With ``collect_warmup=True`` the warm-up draws are kept as NumPyro does:
+        :meth:`get_samples` returns ``num_warmup // thinning`` draws per chain (the last
+        transition of each block of ``thinning``) and :meth:`get_extra_fields` their
+        statistics (with ``extra_fields`` as in :meth:`run`); they are draws of a chain being
+        adapted, not of the posterior. Without it, ``extra_fields`` is ignored.
         """
         if collect_warmup:
-            raise NotImplementedError("collect_warmup=True is not supported.")
+            self._prepare(
+                rng_key,
+                args,
+                kwargs,
+                init_params,
+                sample=False,
+                extra_fields=extra_fields,
+                collect_warmup=True,
+            )
+            return
         self._prepare(rng_key, args, kwargs, init_params, sample=False)
 
     def run(
@@ -652,6 +741,7 @@ class MCMC:
         *args: Any,
         extra_fields: Sequence[str] = (),
         init_params: Any = None,
+        collect_warmup: bool = False,
         **kwargs: Any,
     ) -> None:
         """Run warm-up (unless :attr:`post_warmup_state` is set) and sampling.
@@ -670,17 +760,57 @@ class MCMC:
             init_params: initial unconstrained values (dict of latent sites for a model, the
                 potential_fn's pytree otherwise), optionally with a leading ``num_chains`` dim.
                 Ignored when :attr:`post_warmup_state` is set.
+            collect_warmup: also keep the warm-up draws: :meth:`get_samples` then holds
+                ``num_warmup // thinning`` warm-up draws followed by the ``num_samples //
+                thinning`` draws per chain (the convergence warnings look at the latter only).
+                NumPyro's own way, ``warmup(..., collect_warmup=True)``, works too. No effect
+                when :attr:`post_warmup_state` is set (no warm-up).
 
         Raises:
             jppl.runloop.RunInterrupted: on Ctrl-C, after the current chunk; the draws made
                 so far, ``last_state`` and (after the warm-up) ``post_warmup_state`` are kept,
                 and :meth:`resume` finishes the run.
         """
-        self._prepare(rng_key, args, kwargs, init_params, sample=True, extra_fields=extra_fields)
+        self._prepare(
+            rng_key,
+            args,
+            kwargs,
+            init_params,
+            sample=True,
+            extra_fields=extra_fields,
+            collect_warmup=collect_warmup,
+        )
 
-    def _prepare(self, rng_key, args, kwargs, init_params, *, sample, extra_fields=()):
-        fields, aliases = self._field_names(extra_fields)
+    def _signature(self, args: tuple, kwargs: dict):
+        """The :class:`~jppl.mcmc.state.ArgSignature` of the model arguments: traced array
+        leaves, or (``jit_model_args=False`` and a model that needs their values) constants.
+
+        Raises:
+            ValueError: ``jit_model_args=True`` and the model needs concrete argument values.
+        """
         sig = split_model_args(args, kwargs, self.jit_model_args)
+        model = self.sampler.model
+        if model is None or not sig.dynamic:
+            return sig
+        if sig.key not in self._needs_constants:
+            self._needs_constants[sig.key] = _concrete_error(model, sig, self.mesh)
+        error = self._needs_constants[sig.key]
+        if error is None:
+            return sig
+        if self.jit_model_args:
+            raise ValueError(
+                "MCMC(jit_model_args=True) traces the model arguments, but the model needs "
+                f"their concrete values ({type(error).__name__}: "
+                f"{str(error).splitlines()[0]}); pass jit_model_args=False (NumPyro's default) "
+                "to make them constants of the compiled programs."
+            ) from error
+        return split_model_args(args, kwargs, constants=True)
+
+    def _prepare(
+        self, rng_key, args, kwargs, init_params, *, sample, extra_fields=(), collect_warmup=False
+    ):
+        fields, aliases = self._field_names(extra_fields)
+        sig = self._signature(args, kwargs)
         resume = self.post_warmup_state
         bind_key = jax.random.key(0) if rng_key is None else as_typed_key(rng_key)
         if bind_key.ndim > 0:
@@ -704,8 +834,15 @@ class MCMC:
             if rng_key is not None:
                 chain_in = chain_in._replace(rng_key=chain_keys(rng_key, self.num_chains))
             fresh, num_warmup = False, 0
+        warmup_draws = num_warmup // self.thinning if collect_warmup else 0
         programs = self._programs(
-            target, sig, fresh=fresh, num_warmup=num_warmup, num_draws=draws, fields=fields
+            target,
+            sig,
+            fresh=fresh,
+            num_warmup=num_warmup,
+            num_draws=draws,
+            fields=fields,
+            warmup_draws=warmup_draws,
         )
         chain_in = put_state(chain_in, programs.mesh)
         if self.chain_method == "sequential":
@@ -727,6 +864,7 @@ class MCMC:
             aliases,
             args,
             kwargs,
+            warmup_draws=warmup_draws,
         )
         self._continue(run, "run" if sample else "warmup", stacklevel=6)
 
@@ -752,7 +890,8 @@ class MCMC:
     def _interrupt_message(self, run: _Run, what: str) -> str:
         done = min(g.t for g in run.groups)
         warm = min(done, run.num_warmup)
-        drawn = self.get_samples(group_by_chain=True) if run.sample else {}
+        collected = run.sample or run.warmup_draws
+        drawn = self.get_samples(group_by_chain=True) if collected else {}
         num = int(np.shape(jax.tree.leaves(drawn)[0])[1]) if jax.tree.leaves(drawn) else 0
         kept = (
             "post_warmup_state (the adapted chains), "
@@ -772,6 +911,7 @@ class MCMC:
             "warmup_num_divergent": int(np.sum(np.asarray(counts.pop("warmup_num_divergent"))))
         }
         self._last_state = state
+        self._warmup_draws = run.warmup_draws
         if interrupted:
             warmed = all(g.t >= run.num_warmup for g in run.groups)
             if run.fresh and run.num_warmup and warmed:
@@ -782,12 +922,15 @@ class MCMC:
                     self.post_warmup_state = state
             done = min(g.t for g in run.groups)
             kept = max(0, done - run.num_warmup) // self.thinning
+            if run.warmup_draws:
+                kept = min(done, run.num_warmup) // self.thinning + kept
             samples = jax.tree.map(lambda x: x[:, :kept], samples)
             records = {k: v[:, :kept] for k, v in records.items()}
         elif not run.sample:
             self.post_warmup_state = state
-            return
-        if not run.sample:
+            if not run.warmup_draws:
+                return
+        if not (run.sample or run.warmup_draws):
             return
         for alias, canonical in run.aliases.items():
             records[alias] = records[canonical]
@@ -821,7 +964,7 @@ class MCMC:
         return state
 
     def _warn_diagnostics(self, stacklevel: int) -> None:
-        samples = self._latent_samples()
+        samples = {k: v[:, self._warmup_draws :] for k, v in self._latent_samples().items()}
         diagnostics.warn_diagnostics(
             samples,
             num_divergent=self._counts.get("num_divergent", 0),
@@ -911,11 +1054,18 @@ class MCMC:
         return io.write_checkpoint(
             path,
             self.last_state,
-            settings={name: getattr(self, name) for name in io.SETTINGS},
+            settings={name: self._setting(name) for name in io.SETTINGS},
             sampler_config=self.sampler.config(),
             samples=samples,
             extra_fields=fields,
         )
+
+    def _setting(self, name: str) -> Any:
+        """The saved value of a setting: a callable chain_method is saved as "vectorized"."""
+        value = getattr(self, name)
+        if name == "chain_method" and callable(value):
+            return "vectorized"
+        return value
 
     @classmethod
     def load(cls, path: str | os.PathLike, sampler: Sampler, **overrides: Any) -> MCMC:
@@ -967,6 +1117,7 @@ class MCMC:
         self._last_state = state
         self.post_warmup_state = state
         if samples:
+            self._warmup_draws = 0
             self._samples = samples
             self._fields = dict(extra_fields or {})
 

@@ -40,7 +40,9 @@ from jppl.mcmc import hmc, nuts
 from jppl.model.blocked import potential_with_blocks, sharded_sites
 from jppl.model.density import (
     constrain_fn,
+    explain_invalid_init,
     find_valid_initial_params,
+    forward_mode_gradient,
     initialize_model,
 )
 from jppl.model.initialization import init_to_uniform
@@ -77,6 +79,10 @@ class Target(NamedTuple):
             ``None`` (plain).
         make_plain_logdensity: with ``blocks``, ``make_logdensity`` without them (used to
             check the blocked one once); else ``None``.
+        explain_init: ``(key, args, kwargs) -> None`` with concrete arguments: raises the
+            cause (naming the site) when no valid initial position was found, by running the
+            model once eagerly (:func:`jppl.model.density.explain_invalid_init`); ``None`` for
+            a potential_fn.
     """
 
     dim: int
@@ -91,6 +97,7 @@ class Target(NamedTuple):
     deterministic_sites: tuple[str, ...]
     blocks: BlockPlan | None = None
     make_plain_logdensity: Callable | None = None
+    explain_init: Callable | None = None
 
 
 class KernelStep(NamedTuple):
@@ -211,6 +218,9 @@ class _HamiltonianSampler:
         adaptation: str = adapt.DEFAULT_ADAPTATION,
         divergence_threshold: float = 1000.0,
         adaptation_options: dict | None = None,
+        find_heuristic_step_size: bool = True,
+        forward_mode_differentiation: bool = False,
+        regularize_mass_matrix: bool = True,
     ):
         if (model is None) == (potential_fn is None):
             raise ValueError("Give exactly one of `model` and `potential_fn`.")
@@ -253,6 +263,14 @@ class _HamiltonianSampler:
         self.adaptation = adaptation
         self.divergence_threshold = float(divergence_threshold)
         self.adaptation_options = dict(adaptation_options or {})
+        if adaptation != "stan" and not (find_heuristic_step_size and regularize_mass_matrix):
+            raise ValueError(
+                "find_heuristic_step_size=False and regularize_mass_matrix=False apply to "
+                f"Stan's windowed warm-up (adaptation='stan'), not to adaptation={adaptation!r}."
+            )
+        self.find_heuristic_step_size = bool(find_heuristic_step_size)
+        self.forward_mode_differentiation = bool(forward_mode_differentiation)
+        self.regularize_mass_matrix = bool(regularize_mass_matrix)
 
     # -- description ---------------------------------------------------------------------------
 
@@ -269,6 +287,12 @@ class _HamiltonianSampler:
             "dense_mass": dense,
             "adaptation": self.adaptation,
         }
+
+    def _differentiable(self, logdensity: Callable) -> Callable:
+        """``logdensity`` with its gradient in forward mode if ``forward_mode_differentiation``."""
+        if self.forward_mode_differentiation:
+            return forward_mode_gradient(logdensity)
+        return logdensity
 
     def _is_block_dense(self) -> bool:
         return not isinstance(self.dense_mass, bool)
@@ -316,6 +340,7 @@ class _HamiltonianSampler:
     def _bind_model(self, rng_key, model_args, model_kwargs, blocks) -> Target:
         model = self.model
         init_strategy = self.init_strategy
+        forward_mode = self.forward_mode_differentiation
         found: dict[str, Any] = {}
 
         def abstract_init(key):
@@ -326,6 +351,7 @@ class _HamiltonianSampler:
                 model_args=model_args,
                 model_kwargs=model_kwargs,
                 dynamic_args=True,
+                forward_mode_differentiation=forward_mode,
             )
             sites = info.model_trace.items()
             found["deterministic"] = tuple(n for n, s in sites if s["type"] == "deterministic")
@@ -338,7 +364,17 @@ class _HamiltonianSampler:
 
         # Tracing (no compilation, no eager op-by-op run) finds the latent structure and raises
         # the model's errors (e.g. discrete latent sites that need marginalizing).
-        shapes = jax.eval_shape(abstract_init, rng_key)
+        def explain_init(key, args, kwargs):
+            explain_invalid_init(
+                key, model, init_strategy=init_strategy, model_args=args, model_kwargs=kwargs
+            )
+
+        try:
+            shapes = jax.eval_shape(abstract_init, rng_key)
+        except (jax.errors.JAXTypeError, jax.errors.JAXIndexError):
+            # e.g. a validation check that needs concrete values: the eager run names the cause
+            explain_init(rng_key, model_args, model_kwargs)
+            raise
         if blocks is not None:
             observed, latent = found["sharded"]
             if found["subsampled"] or latent or not observed:
@@ -352,6 +388,7 @@ class _HamiltonianSampler:
                 model_args=model_args,
                 model_kwargs=model_kwargs,
                 dynamic_args=True,
+                forward_mode_differentiation=forward_mode,
             )
             potential_gen, postprocess_gen = info.potential_fn, info.postprocess_fn
             fixed_model = _plates_fixed(model, info.model_trace)
@@ -363,8 +400,6 @@ class _HamiltonianSampler:
                 return partial(constrain_fn, model, args, kwargs, return_deterministic=True)
 
         prototype = jax.tree.map(lambda t: jnp.zeros(t.shape, t.dtype), shapes)
-        if not jax.tree.leaves(prototype):
-            raise ValueError("The model has no continuous latent sample site to sample.")
         flat, unravel = ravel_pytree(prototype)
         names, index = _site_index(prototype)
 
@@ -391,8 +426,10 @@ class _HamiltonianSampler:
                 model_args=args,
                 model_kwargs=kwargs,
                 prototype_params=prototype,
+                forward_mode_differentiation=forward_mode,
             )
-            positions = jax.vmap(lambda t: ravel_pytree(t)[0])(z)
+            # axis_size: a model without latent sites has an empty z (d = 0)
+            positions = jax.vmap(lambda t: ravel_pytree(t)[0], axis_size=keys.shape[0])(z)
             return positions, is_valid
 
         return Target(
@@ -408,6 +445,7 @@ class _HamiltonianSampler:
             deterministic_sites=found["deterministic"],
             blocks=blocks,
             make_plain_logdensity=make_plain_logdensity,
+            explain_init=explain_init,
         )
 
     def _bind_potential(self, init_params) -> Target:
@@ -490,12 +528,18 @@ class _HamiltonianSampler:
             num_warmup: number of warm-up transitions (static).
             block_mask: ``(d, d)`` mask for block-dense mass matrices (see the module doc).
         """
+        logdensity = self._differentiable(logdensity)
         options = dict(
             target_accept_prob=self.target_accept_prob,
             initial_step_size=self.step_size,
             adapt_step_size=self.adapt_step_size,
             adapt_mass_matrix=self.adapt_mass_matrix,
         )
+        if self.adaptation == "stan":
+            options.update(
+                regularize_mass_matrix=self.regularize_mass_matrix,
+                find_heuristic_step_size=self.find_heuristic_step_size,
+            )
         options.update(
             {k: v for k, v in self.adaptation_options.items() if k not in _KERNEL_OPTIONS}
         )
@@ -537,6 +581,21 @@ class NUTS(_HamiltonianSampler):
         divergence_threshold: energy error counted as a divergence.
         adaptation_options: extra keyword arguments for the adaptation function (e.g.
             ``init_buffer``, ``switch_freq``).
+        trajectory_length: accepted for NumPyro compatibility; as in NumPyro it has no effect
+            on NUTS (the trajectory length is chosen by the U-turn criterion).
+        max_tree_depth: an int, or NumPyro's ``(warmup, sampling)`` pair of depths (the
+            warm-up transitions use the first; the tree-depth counts and warnings the second).
+        find_heuristic_step_size: (``adaptation="stan"``) search a step size with the
+            doubling/halving heuristic before the first warm-up transition and after each
+            mass-matrix update, as Stan's warm-up does (jppl's default, unlike NumPyro's
+            ``False``); ``False``: NumPyro's default behaviour, dual averaging starts and
+            restarts there from the current step size, unsearched.
+        forward_mode_differentiation: compute the gradient of the log density in forward
+            mode (``jax.jacfwd``), as NumPyro: for models that reverse mode cannot
+            differentiate (e.g. with ``lax.while_loop``); costs one JVP per coordinate.
+        regularize_mass_matrix: (``adaptation="stan"``) shrink each window's covariance
+            estimate towards ``1e-3`` times the identity, ``(n / (n + 5)) * cov + 1e-3 * (5 /
+            (n + 5))`` (Stan's and NumPyro's default); ``False``: the plain sample estimate.
     """
 
     kernel_name = "nuts"
@@ -553,11 +612,15 @@ class NUTS(_HamiltonianSampler):
         adapt_mass_matrix: bool = True,
         dense_mass: bool | Sequence[Sequence[str]] = False,
         target_accept_prob: float = 0.8,
-        max_tree_depth: int = 10,
+        trajectory_length: float | None = None,
+        max_tree_depth: int | tuple[int, int] = 10,
         init_strategy: Callable = init_to_uniform,
         adaptation: str = adapt.DEFAULT_ADAPTATION,
         divergence_threshold: float = 1000.0,
         adaptation_options: dict | None = None,
+        find_heuristic_step_size: bool = True,
+        forward_mode_differentiation: bool = False,
+        regularize_mass_matrix: bool = True,
     ):
         super().__init__(
             model,
@@ -571,21 +634,35 @@ class NUTS(_HamiltonianSampler):
             adaptation=adaptation,
             divergence_threshold=divergence_threshold,
             adaptation_options=adaptation_options,
+            find_heuristic_step_size=find_heuristic_step_size,
+            forward_mode_differentiation=forward_mode_differentiation,
+            regularize_mass_matrix=regularize_mass_matrix,
         )
-        max_tree_depth = int(max_tree_depth)
-        if not 1 <= max_tree_depth <= 30:
-            raise ValueError(f"max_tree_depth must be between 1 and 30, got {max_tree_depth}")
-        self._max_tree_depth = max_tree_depth
+        self.trajectory_length = None if trajectory_length is None else float(trajectory_length)
+        pair = tuple(max_tree_depth) if isinstance(max_tree_depth, (tuple, list)) else None
+        if pair is not None and len(pair) != 2:
+            raise ValueError(
+                f"max_tree_depth must be an int or a (warmup, sampling) pair, got {max_tree_depth}"
+            )
+        depths = tuple(int(d) for d in (pair or (max_tree_depth, max_tree_depth)))
+        for depth in depths:
+            if not 1 <= depth <= 30:
+                raise ValueError(f"max_tree_depth must be between 1 and 30, got {max_tree_depth}")
+        self._depths = depths  # (warm-up, sampling)
+        self._max_tree_depth = depths if pair is not None else depths[0]
 
     @property
     def max_tree_depth(self) -> int:
-        return self._max_tree_depth
+        """The sampling transitions' tree-depth limit (the second of a pair)."""
+        return self._depths[1]
 
     def config(self) -> dict:
-        return {**super().config(), "max_tree_depth": self._max_tree_depth}
+        depth = self._max_tree_depth
+        saved = list(depth) if isinstance(depth, tuple) else depth  # JSON has no tuples
+        return {**super().config(), "max_tree_depth": saved}
 
     def _kernel_options(self, step_size: float) -> dict:
-        return {"max_tree_depth": self._max_tree_depth}
+        return {"max_tree_depth": self._depths[0]}
 
     def _warmup_kernel(self, logdensity: Callable, options: dict) -> adapt.TunableKernel:
         return adapt.nuts_kernel(
@@ -595,14 +672,20 @@ class NUTS(_HamiltonianSampler):
         )
 
     def transition(self, logdensity: Callable) -> KernelStep:
+        warm_depth, sample_depth = self._depths
         kernel = nuts.build_kernel(
-            logdensity,
-            max_tree_depth=self._max_tree_depth,
+            self._differentiable(logdensity),
+            max_tree_depth=max(warm_depth, sample_depth),
             divergence_threshold=self.divergence_threshold,
         )
 
         def step(key, state, step_size, inverse_mass_matrix, warming):
-            state, info = kernel(key, state, nuts.NUTSParams(step_size, inverse_mass_matrix))
+            params = nuts.NUTSParams(step_size, inverse_mass_matrix)
+            if warm_depth == sample_depth:
+                state, info = kernel(key, state, params)
+            else:  # the same kernel, its doublings stopped at the phase's depth
+                depth = jnp.where(warming, warm_depth, sample_depth)
+                state, info = kernel(key, state, params, depth_limit=depth)
             return state, {
                 "diverging": info.is_divergent,
                 "accept_prob": info.acceptance_rate,
@@ -630,6 +713,8 @@ class HMC(_HamiltonianSampler):
             from each chain's adapted step size during sampling.
         trajectory_length: integration time used when ``num_steps`` is ``None``.
         max_num_steps: upper bound on the derived number of leapfrog steps.
+        find_heuristic_step_size, forward_mode_differentiation, regularize_mass_matrix: as
+            for :class:`NUTS`.
     """
 
     kernel_name = "hmc"
@@ -653,6 +738,9 @@ class HMC(_HamiltonianSampler):
         adaptation: str = adapt.DEFAULT_ADAPTATION,
         divergence_threshold: float = 1000.0,
         adaptation_options: dict | None = None,
+        find_heuristic_step_size: bool = True,
+        forward_mode_differentiation: bool = False,
+        regularize_mass_matrix: bool = True,
     ):
         super().__init__(
             model,
@@ -666,6 +754,9 @@ class HMC(_HamiltonianSampler):
             adaptation=adaptation,
             divergence_threshold=divergence_threshold,
             adaptation_options=adaptation_options,
+            find_heuristic_step_size=find_heuristic_step_size,
+            forward_mode_differentiation=forward_mode_differentiation,
+            regularize_mass_matrix=regularize_mass_matrix,
         )
         if num_steps is not None and int(num_steps) < 1:
             raise ValueError(f"num_steps must be >= 1, got {num_steps}")
@@ -702,7 +793,9 @@ class HMC(_HamiltonianSampler):
         )
 
     def transition(self, logdensity: Callable) -> KernelStep:
-        kernel = hmc.build_kernel(logdensity, divergence_threshold=self.divergence_threshold)
+        kernel = hmc.build_kernel(
+            self._differentiable(logdensity), divergence_threshold=self.divergence_threshold
+        )
         warmup_steps = self._warmup_kernel_options()["num_integration_steps"]
 
         def step(key, state, step_size, inverse_mass_matrix, warming):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -83,7 +84,18 @@ def _aval_key(leaf: Any) -> tuple:
     return ("scalar", type(leaf).__name__)
 
 
+def _content_key(leaf: Any) -> tuple:
+    """A key of an array's values (shape, dtype and a digest of its bytes): a model closing
+    over the array as a constant compiles again for new values, even for the same object
+    changed in place."""
+    value = np.asarray(leaf)
+    digest = hashlib.blake2b(np.ascontiguousarray(value).tobytes(), digest_size=16).hexdigest()
+    return ("const", value.shape, str(value.dtype), digest)
+
+
 def _static_key(leaf: Any) -> tuple:
+    if isinstance(leaf, (jax.Array, np.ndarray, np.generic)):
+        return _content_key(leaf)
     try:
         hash(leaf)
     except TypeError:
@@ -105,16 +117,23 @@ class ArgSignature(NamedTuple):
     rebuild: Callable[[Any], tuple[tuple, dict]]
 
 
-def split_model_args(args: tuple, kwargs: dict, jit_model_args: bool = False) -> ArgSignature:
+def split_model_args(
+    args: tuple, kwargs: dict, jit_model_args: bool = False, *, constants: bool = False
+) -> ArgSignature:
     """Split ``(args, kwargs)`` into traced array leaves and static leaves.
 
-    Array leaves (JAX and NumPy arrays, NumPy scalars) are always traced, so new data of the
-    same shapes reuses the compiled functions; with ``jit_model_args=True`` Python ``int`` and
+    Array leaves (JAX and NumPy arrays, NumPy scalars) are traced, so new data of the same
+    shapes reuses the compiled functions; with ``jit_model_args=True`` Python ``int`` and
     ``float`` leaves are traced too (``bool`` never is). Other leaves (``None``, strings,
     functions, Python numbers by default) are static: a new value compiles again.
+
+    With ``constants=True`` every leaf is static (the compiled functions close over the
+    arguments, as NumPyro does with ``jit_model_args=False``, so a model may use their concrete
+    values, e.g. ``np.unique(data)``); array leaves are then keyed by their values, so new
+    values compile again.
     """
     leaves, treedef = jax.tree.flatten((tuple(args), dict(kwargs)))
-    dynamic_mask = [_is_dynamic(leaf, jit_model_args) for leaf in leaves]
+    dynamic_mask = [not constants and _is_dynamic(leaf, jit_model_args) for leaf in leaves]
     dynamic = [leaf for leaf, d in zip(leaves, dynamic_mask, strict=True) if d]
     static = [leaf for leaf, d in zip(leaves, dynamic_mask, strict=True) if not d]
     key = (

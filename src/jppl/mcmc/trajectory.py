@@ -222,6 +222,7 @@ def build_trajectory(
     key: jax.Array,
     max_tree_depth: int = 10,
     divergence_threshold: float = 1000.0,
+    depth_limit: ArrayLike | None = None,
 ) -> Trajectory:
     """Grow a NUTS trajectory from ``initial`` by doubling and sample one of its states.
 
@@ -233,6 +234,8 @@ def build_trajectory(
         key: PRNG key (directions, within-subtree and merge sampling).
         max_tree_depth: static maximum number of doublings.
         divergence_threshold: energy error above which a step counts as divergent.
+        depth_limit: ``()`` int (may be traced), ``<= max_tree_depth``: stop doubling at this
+            depth instead (the checkpoints stay sized by ``max_tree_depth``).
 
     Returns:
         The final :class:`Trajectory`; ``proposal`` is the next state of the Markov chain.
@@ -263,7 +266,8 @@ def build_trajectory(
 
     def cond_fn(carry: tuple[jax.Array, Trajectory]) -> jax.Array:
         _, traj = carry
-        return (traj.depth < max_tree_depth) & ~traj.is_diverging & ~traj.is_turning
+        limit = max_tree_depth if depth_limit is None else depth_limit
+        return (traj.depth < limit) & ~traj.is_diverging & ~traj.is_turning
 
     def body_fn(carry: tuple[jax.Array, Trajectory]) -> tuple[jax.Array, Trajectory]:
         key, traj = carry

@@ -21,7 +21,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jppl.distributions import constraints
+from jppl.distributions import constraints, enable_validation, validation_enabled
 from jppl.distributions.util import sum_rightmost
 from jppl.handlers import seed, substitute, trace
 from jppl.model.batch import batch_shape_of, flatten_batch, map_batch
@@ -35,7 +35,9 @@ __all__ = [
     "ParamInfo",
     "compute_log_probs",
     "constrain_fn",
+    "explain_invalid_init",
     "find_valid_initial_params",
+    "forward_mode_gradient",
     "get_model_transforms",
     "initialize_model",
     "log_density",
@@ -373,6 +375,27 @@ def _latent_values(model_trace: Trace) -> dict:
     }
 
 
+def forward_mode_gradient(fn: Callable[[Any], jax.Array]) -> Callable[[Any], jax.Array]:
+    """``fn`` (a scalar function of a pytree) whose reverse-mode gradient (``jax.grad``,
+    ``jax.value_and_grad``) is computed in forward mode (``jax.jacfwd``: one JVP per input
+    coordinate), for functions that reverse mode cannot differentiate, e.g. a
+    ``lax.while_loop`` in a model (NumPyro's ``forward_mode_differentiation=True``)."""
+
+    @jax.custom_vjp
+    def wrapped(x):
+        return fn(x)
+
+    def forward(x):
+        grad, value = jax.jacfwd(lambda y: (fn(y), fn(y)), has_aux=True)(x)
+        return value, grad
+
+    def backward(grad, cotangent):
+        return (jax.tree.map(lambda g: cotangent * g, grad),)
+
+    wrapped.defvjp(forward, backward)
+    return wrapped
+
+
 def find_valid_initial_params(
     rng_key,
     model: Callable,
@@ -382,6 +405,7 @@ def find_valid_initial_params(
     model_kwargs: dict | None = None,
     prototype_params: dict,
     max_tries: int = 100,
+    forward_mode_differentiation: bool = False,
 ) -> tuple[tuple[dict, jax.Array, dict], jax.Array]:
     """Draw initial points with ``init_strategy`` until potential and gradient are finite.
 
@@ -390,6 +414,8 @@ def find_valid_initial_params(
 
     Args:
         prototype_params: unconstrained values with the right structure and shapes.
+        forward_mode_differentiation: compute the gradient in forward mode
+            (:func:`forward_mode_gradient`).
 
     Returns:
         ``((z, potential_energy, z_grad), is_valid)``; with a batch of keys, every leaf has a
@@ -397,6 +423,8 @@ def find_valid_initial_params(
     """
     model_kwargs = {} if model_kwargs is None else model_kwargs
     potential_fn = partial(potential_energy, model, model_args, model_kwargs)
+    if forward_mode_differentiation:
+        potential_fn = forward_mode_gradient(potential_fn)
 
     def draw(key):
         init_model = substitute(seed(model, rng_seed=key), substitute_fn=init_strategy)
@@ -461,6 +489,50 @@ def _nonfinite_report(model, model_args, model_kwargs, z) -> str:
     return (" At the last try: " + "; ".join(parts) + ".") if parts else ""
 
 
+def explain_invalid_init(
+    rng_key,
+    model: Callable,
+    *,
+    init_strategy: Callable = init_to_uniform,
+    model_args: tuple = (),
+    model_kwargs: dict | None = None,
+) -> None:
+    """Raise the error that makes initialization fail, found by running ``model`` once eagerly
+    (outside ``jit``, with distribution validation on); return if none is found.
+
+    Compiled initialization only sees a non-finite potential energy; this names the cause:
+    an invalid distribution parameter or an observation outside the support (the model's own
+    validation error, naming the site), or an ``init_strategy`` value outside a latent site's
+    support.
+
+    Args:
+        rng_key: a single PRNG key for the one run.
+        model, init_strategy, model_args, model_kwargs: as for :func:`initialize_model`, with
+            concrete arguments.
+
+    Raises:
+        ValueError: the cause, naming the site.
+    """
+    model_kwargs = {} if model_kwargs is None else model_kwargs
+    was_enabled = validation_enabled()
+    enable_validation(True)
+    try:
+        init_model = substitute(seed(model, rng_seed=rng_key), substitute_fn=init_strategy)
+        model_trace = trace(init_model).get_trace(*model_args, **model_kwargs)
+    finally:
+        enable_validation(was_enabled)
+    for name, value in _latent_values(model_trace).items():
+        support = model_trace[name]["fn"].support
+        inside = np.asarray(support(jnp.asarray(value)))
+        if not inside.all():
+            bad = np.asarray(value)
+            raise ValueError(
+                f"Latent site '{name}': the initial value from init_strategy is outside its "
+                f"support {support!r} (e.g. {np.ravel(bad)[: min(5, bad.size)]}); give a value "
+                "inside the support (init_to_value takes constrained values)."
+            )
+
+
 def initialize_model(
     rng_key,
     model: Callable,
@@ -470,6 +542,7 @@ def initialize_model(
     model_kwargs: dict | None = None,
     max_tries: int = 100,
     dynamic_args: bool = False,
+    forward_mode_differentiation: bool = False,
 ) -> ModelInfo:
     """Find an initial point of ``model`` and build its potential and postprocess functions.
 
@@ -482,6 +555,8 @@ def initialize_model(
         dynamic_args: if True, ``potential_fn(*args, **kwargs)`` and
             ``postprocess_fn(*args, **kwargs)`` return the functions for those model
             arguments instead.
+        forward_mode_differentiation: the initial search computes gradients in forward mode
+            (:func:`forward_mode_gradient`; for models with a ``lax.while_loop``).
 
     Returns:
         :class:`ModelInfo` with ``param_info = (z, potential_energy, z_grad)`` (unconstrained
@@ -510,6 +585,7 @@ def initialize_model(
         model_kwargs=model_kwargs,
         prototype_params=prototype,
         max_tries=max_tries,
+        forward_mode_differentiation=forward_mode_differentiation,
     )
     if _is_concrete(is_valid) and not bool(np.all(np.asarray(is_valid))):
         z_last = z if _is_single_key(rng_key) else jax.tree_util.tree_map(lambda x: x[0], z)

@@ -23,12 +23,20 @@ Parameter pytrees
 
 Other variables
     Non-parameter collections (Linen ``batch_stats`` and the like; NNX variables other than
-    ``nnx.Param`` and the RNG streams, e.g. ``nnx.BatchStat``) go to a second ``param`` site
-    ``f"{name}$state"``. The model sees them through ``jax.lax.stop_gradient``, so gradient
-    based optimizers leave them at their initial values. With ``mutable=...`` the module runs
-    in Flax's mutable mode; each call feeds the state updated by the previous call of the same
-    ``net`` (within one model run), and ``net.state`` holds the latest one. jppl's ``SVI`` does
-    not write that state back into its parameters.
+    ``nnx.Param`` and the RNG streams, e.g. ``nnx.BatchStat``) go to a second site
+    ``f"{name}$state"``; the module sees them through ``jax.lax.stop_gradient``.
+
+    * With ``mutable=...`` (e.g. ``["batch_stats"]``) it is a ``mutable`` site, as in NumPyro:
+      the module runs in Flax's mutable mode and each call updates the site's dict in place
+      (``net.state`` is that dict), so ``trace`` records the state after the run and
+      :class:`~jppl.vi.SVI` keeps it from step to step in ``SVIState.mutable_state``. To run
+      the trained model (``Predictive``, ``substitute``) give both sites:
+      ``{**svi.get_params(state), **state.mutable_state}``; a ``$params`` value without a
+      ``$state`` value (or the reverse) is an error, so the initial statistics are never used
+      by mistake.
+    * Without it, it is a second ``param`` site that no gradient reaches (a jppl addition:
+      NumPyro drops these collections), so gradient based optimizers leave it at its initial
+      value.
 """
 
 from __future__ import annotations
@@ -84,6 +92,13 @@ def _lazy_param(name: str, init: Callable[[], PyTree]) -> PyTree:
         args=(init,),
         kwargs={"constraint": constraints.real, "event_dim": None},
     )
+    return apply_stack(msg)["value"]
+
+
+def _lazy_mutable(name: str, init: Callable[[], PyTree]) -> PyTree:
+    """A ``mutable`` site whose initial value ``init()`` is computed only if nothing sets it
+    (like :func:`_lazy_param`)."""
+    msg = new_message("mutable", name, fn=lambda init: init(), args=(init,))
     return apply_stack(msg)["value"]
 
 
@@ -225,18 +240,31 @@ class _BoundModule:
     def __call__(self, *args, **kwargs):
         state = None if self.state is None else jax.lax.stop_gradient(self.state)
         out, new_state = self._adapter.apply(self.params, state, args, kwargs)
-        if self._adapter.mutable:
-            self.state = new_state
+        if self._adapter.mutable and self.state is not None:
+            # In place: the dict is the value of the `$state` mutable site, which `trace`
+            # (and so SVI) reads after the run, as in NumPyro.
+            self.state.update(jax.lax.stop_gradient(new_state))
         return out
 
     def __repr__(self) -> str:
         return f"<jppl flax module '{self._adapter.name}'>"
 
 
-def _state_site(adapter, name: str, has_state: bool, key) -> PyTree | None:
+def _state_site(adapter, name: str, has_state: bool, init: Callable[[], PyTree]) -> PyTree | None:
+    """The ``$state`` site (initial value ``init()``): ``mutable`` with ``adapter.mutable``,
+    else a ``param`` site."""
     if not has_state:
         return None
-    return _lazy_param(f"{name}$state", lambda: adapter.initial_state(key))
+    if adapter.mutable:
+        # A fresh dict: the module's calls update it in place.
+        state = _lazy_mutable(f"{name}$state", lambda: dict(init()))
+        if not isinstance(state, dict):
+            raise TypeError(
+                f"flax_module '{name}': the mutable site '{name}$state' must hold a dict of "
+                f"the module's non-parameter variables, got {type(state).__name__}."
+            )
+        return state
+    return _lazy_param(f"{name}$state", init)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -282,15 +310,42 @@ def flax_module(
 
     Sites:
         ``f"{name}$params"``: ``param`` site holding the parameter pytree (see module doc).
-        ``f"{name}$state"``: ``param`` site holding non-parameter variables (e.g. batch
-        statistics), only if the module has any; used under ``stop_gradient``.
+        ``f"{name}$state"``: only if the module has non-parameter variables (e.g. batch
+        statistics), used under ``stop_gradient``: with ``mutable``, a ``mutable`` site whose
+        dict each call updates in place (kept by ``SVI`` in ``SVIState.mutable_state``, as in
+        NumPyro); without, a ``param`` site.
     """
     adapter = _adapter(name, nn_module, input_shape, apply_rng, mutable, kwargs)
     key = prng_key() if isinstance(adapter, _LinenAdapter) else None
-    params = _lazy_param(f"{name}$params", lambda: adapter.initial_params(key))
-    has_state = _has_state(adapter)
-    state = _state_site(adapter, name, has_state, key)
+    initialised = []  # which sites took their initial value (no handler gave one)
+
+    def init_params():
+        initialised.append("params")
+        return adapter.initial_params(key)
+
+    def init_state():
+        if adapter.mutable and not initialised:
+            _raise_half_given(name, "params", "state")
+        initialised.append("state")
+        return adapter.initial_state(key)
+
+    params = _lazy_param(f"{name}$params", init_params)
+    state = None
+    if _has_state(adapter):
+        state = _state_site(adapter, name, True, init_state)
+        if adapter.mutable and initialised == ["params"]:
+            _raise_half_given(name, "state", "params")
     return _BoundModule(adapter, params, state)
+
+
+def _raise_half_given(name: str, given: str, missing: str) -> None:
+    # As NumPyro's flax_module (an assertion there): with `mutable`, parameters and state
+    # come together, so trained parameters never run with the initial statistics.
+    raise ValueError(
+        f"flax_module '{name}': the site '{name}${given}' has a value but '{name}${missing}' "
+        "has none; give both (after SVI, e.g. Predictive(..., params={**svi.get_params(state), "
+        "**state.mutable_state})) or neither."
+    )
 
 
 def _has_state(adapter) -> bool:
@@ -419,5 +474,5 @@ def random_flax_module(
             continue
         leaves.append(sample(f"{name}/{path}", _leaf_distribution(d, path, tuple(leaf.shape))))
     params = jax.tree_util.tree_unflatten(treedef, leaves)
-    state = _state_site(adapter, name, state_shapes is not None, key)
+    state = _state_site(adapter, name, state_shapes is not None, lambda: adapter.initial_state(key))
     return _BoundModule(adapter, params, state)

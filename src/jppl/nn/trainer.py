@@ -407,7 +407,8 @@ class Trainer:
                 )
 
             fn = self._eval_cache[cache_key] = jax.jit(fn)
-        params = self.svi.get_params(state)
+        # mutable sites (e.g. BatchNorm statistics) are read by the network like params
+        params = {**self.svi.get_params(state), **(state.mutable_state or {})}
         acc, nll, ece = fn(params, jnp.asarray(x), jnp.asarray(y), rng_key)
         return {"accuracy": float(acc), "nll": float(nll), "ece": float(ece)}
 

@@ -17,6 +17,9 @@ data). :func:`map_chains` compiles it for ``C`` chains in one of :data:`CHAIN_ME
   and the padding is dropped from the outputs.
 * ``"sequential"``: one compiled single-chain program called in a Python loop (on a mesh, each
   chain on the whole mesh: its ``chain`` axis must have size 1).
+* a callable transform such as ``jax.vmap`` (NumPyro's ``chain_method=jax.vmap``): the batch
+  is ``transform(lambda chain_in: chain_fn(chain_in, shared))(chain_in)`` (``shared`` closed
+  over), on one device; a single chain runs without it.
 
 Sharded chains always run on a mesh: without one, on the trivial chain-only mesh
 :func:`chain_mesh` (one axis ``chain`` over as few devices as ``ceil(C / devices)`` chains per
@@ -68,6 +71,24 @@ CHAIN_METHODS = ("vectorized", "sharded", "sequential")
 OnChain = Callable[[int], contextlib.AbstractContextManager[Callable[[Any], None]]]
 
 
+def _check_method(method: Any) -> None:
+    if not callable(method) and method not in CHAIN_METHODS:
+        raise ValueError(
+            f"chain_method must be one of {CHAIN_METHODS} or a callable transform such as "
+            f"jax.vmap, got {method!r}"
+        )
+
+
+def _transformed(chain_fn: Callable, transform: Callable) -> Callable:
+    """``chain_fn`` batched by a user's transform (e.g. ``jax.vmap``) over ``chain_in``, with
+    ``shared`` closed over (a transform need not take ``in_axes``)."""
+
+    def batched(chain_in, shared):
+        return transform(lambda one: chain_fn(one, shared))(chain_in)
+
+    return batched
+
+
 def check_chain_mesh(
     mesh: Any, num_chains: int, chain_method: str | None, what: str = "map_chains"
 ) -> str:
@@ -96,7 +117,10 @@ def check_chain_mesh(
         )
     method = "sharded" if chain_method is None else chain_method
     if method not in CHAIN_METHODS:
-        raise ValueError(f"chain_method must be one of {CHAIN_METHODS}, got {chain_method!r}")
+        raise ValueError(
+            f"{what}: with a mesh, chain_method must be one of {CHAIN_METHODS}, got "
+            f"{chain_method!r}"
+        )
     size = axis_size(mesh, CHAIN_AXIS)
     if num_chains % size:
         raise ValueError(
@@ -203,7 +227,7 @@ def _split_chains(tree: Any, mesh: Mesh | None) -> Any:
 
 def chain_program(
     chain_fn: Callable,
-    method: str,
+    method: str | Callable,
     num_chains: int,
     mesh: Mesh | None = None,
     *,
@@ -224,8 +248,11 @@ def chain_program(
         the inputs must already be on it (e.g. :func:`jppl.parallel.replicate`), and the
         outputs stay split over ``chain`` (sharded, or vectorized on a mesh).
     """
-    if method not in CHAIN_METHODS:
-        raise ValueError(f"chain_method must be one of {CHAIN_METHODS}, got {method!r}")
+    _check_method(method)
+    if callable(method):
+        if mesh is not None:
+            raise ValueError("chain_program: a callable chain_method runs without a mesh.")
+        return _single(chain_fn) if num_chains == 1 else _transformed(chain_fn, method)
     if method == "sharded" and mesh is None:
         raise ValueError("chain_program: sharded chains need a mesh (see chain_mesh).")
     if method == "sequential":
@@ -265,7 +292,7 @@ def chain_program(
 
 def map_chains(
     chain_fn: Callable,
-    method: str,
+    method: str | Callable,
     num_chains: int,
     mesh: Mesh | None = None,
     *,
@@ -277,7 +304,8 @@ def map_chains(
 
     Args:
         chain_fn: the per-chain program.
-        method: one of :data:`CHAIN_METHODS`.
+        method: one of :data:`CHAIN_METHODS`, or a callable transform (e.g. ``jax.vmap``;
+            no mesh).
         num_chains: number of chains ``C``.
         mesh: the mesh to run the chains on (with a ``chain`` axis; see
             :func:`check_chain_mesh`), or ``None``: one device, or for ``"sharded"`` the
@@ -300,8 +328,7 @@ def map_chains(
         ValueError: an unknown ``method``, or a mesh that does not suit it (see
             :func:`check_chain_mesh`; sharded chains are padded instead).
     """
-    if method not in CHAIN_METHODS:
-        raise ValueError(f"chain_method must be one of {CHAIN_METHODS}, got {method!r}")
+    _check_method(method)
     if method == "sharded" and mesh is None:
         mesh = chain_mesh(num_chains)
     size = axis_size(mesh, CHAIN_AXIS)

@@ -12,9 +12,11 @@ from jppl.vi.elbo import (
     ELBO,
     RenyiELBO,
     Trace_ELBO,
+    TraceGraph_ELBO,
     TraceMeanField_ELBO,
     get_importance_traces,
     particle_keys,
+    psis_diagnostic,
 )
 from jppl.vi.sampling_parallel import SamplingParallelLoss
 from jppl.vi.svi import (
@@ -43,6 +45,7 @@ __all__ = [
     "SVIState",
     "SamplingParallelLoss",
     "StepHealth",
+    "TraceGraph_ELBO",
     "TraceMeanField_ELBO",
     "Trace_ELBO",
     "copy_state",
@@ -52,5 +55,6 @@ __all__ = [
     "minibatches",
     "num_batches",
     "particle_keys",
+    "psis_diagnostic",
     "save_state",
 ]

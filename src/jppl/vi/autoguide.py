@@ -31,6 +31,12 @@ holding the unconstrained vector, and then each model site as a ``Delta`` at its
 value whose ``log_density`` is ``-log|det J|`` of the map from the unconstrained value, so the
 guide's log density counts the Jacobian exactly once.
 
+As in NumPyro, ``median(params)`` and ``sample_posterior(...)`` return the latent sites and
+also the model's deterministic sites computed from them, including the sites that a
+``reparam`` handler rebuilds (e.g. ``x`` from ``x_decentered`` under ``LocScaleReparam``): the
+model runs with the latent values substituted and every plate at its full size.
+``quantiles`` returns the latent sites only (a function of quantiles is not a quantile).
+
 Only continuous latent sites are supported; a discrete latent site raises a ``ValueError``
 naming it (marginalize it out, or hide it with ``block`` and guide it by hand).
 
@@ -70,6 +76,7 @@ from jppl.model.density import potential_energy
 from jppl.model.initialization import init_to_median
 from jppl.primitives import (
     CondIndepStackFrame,
+    Messenger,
     get_mask,
     param,
     plate,
@@ -162,6 +169,57 @@ def _discrete_error(owner: str, site: dict) -> ValueError:
         f"block(model, hide=['{name}']) and guide it by hand (combine guides with "
         "AutoGuideList)."
     )
+
+
+class _full_plates(Messenger):
+    """Run every plate at its full size (no minibatch), to rebuild sites from full-size latents."""
+
+    def resize_plate(self, name: str, size: int, subsample_size: int, shard: str | None):
+        return size, size, shard
+
+
+def _with_deterministic(
+    model: Callable,
+    params: Params,
+    latents: dict[str, jax.Array],
+    args: tuple,
+    kwargs: dict,
+    sample_shape: tuple[int, ...],
+) -> dict[str, jax.Array]:
+    """``latents`` plus the model's deterministic sites computed from them.
+
+    The deterministic sites include the sites a ``reparam`` handler rebuilds from auxiliary
+    latents (e.g. ``x`` from ``x_decentered``). The model runs with its latent sites
+    substituted by ``latents`` (``sample_shape + site shape`` each, full plate sizes) and its
+    ``param`` sites by ``params``, every plate at its full size.
+
+    Returns ``{site name: array of shape sample_shape + site shape}``.
+    """
+
+    def one(values):
+        def value_of(site):
+            # Only sample and param sites: a guide parameter never overrides another site.
+            if site["type"] == "param":
+                return params.get(site["name"])
+            return values.get(site["name"]) if site["type"] == "sample" else None
+
+        with block():
+            model_trace = trace(
+                _full_plates(seed(substitute(model, substitute_fn=value_of), rng_seed=0))
+            ).get_trace(*args, **kwargs)
+        return {
+            name: site["value"]
+            for name, site in model_trace.items()
+            if site["type"] == "deterministic" and name not in latents
+        }
+
+    if not sample_shape:
+        return {**latents, **one(latents)}
+    n = math.prod(sample_shape)
+    flat = {k: jnp.reshape(v, (n,) + jnp.shape(v)[len(sample_shape) :]) for k, v in latents.items()}
+    out = jax.vmap(one)(flat)
+    out = {k: jnp.reshape(v, sample_shape + jnp.shape(v)[1:]) for k, v in out.items()}
+    return {**latents, **out}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -361,17 +419,52 @@ class AutoGuide:
         Args:
             rng_key: a PRNG key.
             params: the guide's (constrained) parameters, e.g. ``svi.get_params(state)``.
-            *args, **kwargs: the model's arguments (used only if the guide was never run).
+            *args, **kwargs: the model's arguments (default: those of the guide's first
+                call); they set up the guide if it was never run, and the model runs with
+                them to compute its deterministic sites.
             sample_shape: leading shape of the draws.
 
         Returns:
-            ``{site name: array of shape sample_shape + site shape}`` (full plate sizes).
+            ``{site name: array of shape sample_shape + site shape}`` (full plate sizes) for
+            the latent sites and, as in NumPyro, the model's deterministic sites (including
+            sites rebuilt by ``reparam``, e.g. ``x`` from ``x_decentered``) computed from them.
         """
-        raise NotImplementedError
+        self._ensure_setup(rng_key, args, kwargs)
+        sample_shape = tuple(sample_shape)
+        latents = self._sample_latents(rng_key, params, sample_shape)
+        return self._add_deterministic(params, latents, args, kwargs, sample_shape)
 
     def median(self, params: Params) -> dict[str, jax.Array]:
-        """The posterior median of each latent site: ``{site name: array of site shape}``."""
+        """The posterior median of each latent site: ``{site name: array of site shape}``,
+        plus the model's deterministic sites (including sites rebuilt by ``reparam``) at it,
+        computed with the model arguments of the guide's first call."""
+        self._require_setup("median")
+        return self._add_deterministic(params, self._median_latents(params), (), {}, ())
+
+    def _sample_latents(
+        self, rng_key, params: Params, sample_shape: tuple[int, ...]
+    ) -> dict[str, jax.Array]:
+        """Draws of the latent sites only: ``sample_shape + site shape`` each."""
+        raise NotImplementedError(f"{type(self).__name__} does not implement sample_posterior().")
+
+    def _median_latents(self, params: Params) -> dict[str, jax.Array]:
+        """The median of the latent sites only."""
         raise NotImplementedError(f"{type(self).__name__} does not implement median().")
+
+    def _add_deterministic(
+        self,
+        params: Params,
+        latents: dict[str, jax.Array],
+        args: tuple,
+        kwargs: dict,
+        sample_shape: tuple[int, ...],
+    ) -> dict[str, jax.Array]:
+        """``latents`` plus the model's deterministic sites (none to compute: ``latents``)."""
+        if not any(s["type"] == "deterministic" for s in self.prototype_trace.values()):
+            return latents
+        if not args and not kwargs:
+            args, kwargs = self._model_args, self._model_kwargs
+        return _with_deterministic(self.model, params, latents, args, kwargs, sample_shape)
 
     def quantiles(self, params: Params, quantiles) -> dict[str, jax.Array]:
         """Marginal posterior quantiles: ``{site name: array of shape q.shape + site shape}``."""
@@ -382,6 +475,17 @@ class AutoGuide:
 
     def get_posterior(self, params: Params) -> Distribution:
         raise NotImplementedError(f"{type(self).__name__} does not implement get_posterior().")
+
+
+def _minibatch(value: jax.Array, full_shape: tuple[int, ...], event_dim: int) -> jax.Array:
+    """The minibatch slice of a full-size parameter inside the site's plates.
+
+    A ``param`` with an ``event_dim`` inside a subsampled plate comes back already sliced
+    where the plates slice params (as NumPyro's do); otherwise slice it here.
+    """
+    if tuple(jnp.shape(value)) != tuple(full_shape):
+        return value
+    return subsample(value, event_dim=event_dim)
 
 
 def _split_keys(rng_key, n: int):
@@ -442,8 +546,8 @@ class AutoNormal(AutoGuide):
                     constraint=self.scale_constraint,
                     event_dim=event_dim,
                 )
-                loc = subsample(loc, event_dim=event_dim)
-                scale = subsample(scale, event_dim=event_dim)
+                loc = _minibatch(loc, site.unconstrained_shape, event_dim)
+                scale = _minibatch(scale, site.unconstrained_shape, event_dim)
                 fn: Distribution = Normal(loc, scale).to_event(event_dim)
                 if not site.is_identity:
                     fn = TransformedDistribution(fn, site.transform)
@@ -455,21 +559,19 @@ class AutoNormal(AutoGuide):
         scales = {k: params[self._site_param_name(k, "scale")] for k in self._sites}
         return locs, scales
 
-    def sample_posterior(
-        self, rng_key, params: Params, *args, sample_shape: Sequence[int] = (), **kwargs
+    def _sample_latents(
+        self, rng_key, params: Params, sample_shape: tuple[int, ...]
     ) -> dict[str, jax.Array]:
-        self._ensure_setup(rng_key, args, kwargs)
         locs, scales = self._locs_scales(params)
         keys = _split_keys(rng_key, max(len(locs), 1))
         out = {}
         for key, (name, site) in zip(keys, self._sites.items(), strict=False):
             loc, scale = locs[name], scales[name]
-            eps = jax.random.normal(key, tuple(sample_shape) + jnp.shape(loc), jnp.result_type(loc))
+            eps = jax.random.normal(key, sample_shape + jnp.shape(loc), jnp.result_type(loc))
             out[name] = site.transform(loc + scale * eps)
         return out
 
-    def median(self, params: Params) -> dict[str, jax.Array]:
-        self._require_setup("median")
+    def _median_latents(self, params: Params) -> dict[str, jax.Array]:
         locs, _ = self._locs_scales(params)
         return {name: site.transform(locs[name]) for name, site in self._sites.items()}
 
@@ -510,30 +612,29 @@ class AutoDelta(AutoGuide):
                     constraint=site.support,
                     event_dim=site.event_dim,
                 )
-                value = subsample(value, event_dim=site.event_dim)
+                value = _minibatch(value, site.shape, site.event_dim)
                 result[name] = sample(name, Delta(value, event_dim=site.event_dim))
         return result
 
-    def sample_posterior(
-        self, rng_key, params: Params, *args, sample_shape: Sequence[int] = (), **kwargs
+    def _sample_latents(
+        self, rng_key, params: Params, sample_shape: tuple[int, ...]
     ) -> dict[str, jax.Array]:
-        self._ensure_setup(rng_key, args, kwargs)
         out = {}
         for name in self._sites:
             value = jnp.asarray(params[self._site_param_name(name, "loc")])
-            out[name] = jnp.broadcast_to(value, tuple(sample_shape) + value.shape)
+            out[name] = jnp.broadcast_to(value, sample_shape + value.shape)
         return out
 
-    def median(self, params: Params) -> dict[str, jax.Array]:
-        self._require_setup("median")
+    def _median_latents(self, params: Params) -> dict[str, jax.Array]:
         return {name: params[self._site_param_name(name, "loc")] for name in self._sites}
 
     def quantiles(self, params: Params, quantiles) -> dict[str, jax.Array]:
         """Every quantile of a point mass is the point: ``q.shape + site shape``."""
+        self._require_setup("quantiles")
         q = jnp.asarray(quantiles)
         return {
             name: jnp.broadcast_to(v, q.shape + jnp.shape(v))
-            for name, v in self.median(params).items()
+            for name, v in self._median_latents(params).items()
         }
 
 
@@ -631,15 +732,13 @@ class AutoContinuous(AutoGuide):
     def _loc(self, params: Params) -> jax.Array:
         return params[self._param_name("loc")]
 
-    def sample_posterior(
-        self, rng_key, params: Params, *args, sample_shape: Sequence[int] = (), **kwargs
+    def _sample_latents(
+        self, rng_key, params: Params, sample_shape: tuple[int, ...]
     ) -> dict[str, jax.Array]:
-        self._ensure_setup(rng_key, args, kwargs)
-        latent = self.get_posterior(params).sample(rng_key, tuple(sample_shape))
+        latent = self.get_posterior(params).sample(rng_key, sample_shape)
         return self._unpack_and_constrain(latent)
 
-    def median(self, params: Params) -> dict[str, jax.Array]:
-        self._require_setup("median")
+    def _median_latents(self, params: Params) -> dict[str, jax.Array]:
         return self._unpack_and_constrain(self._loc(params))
 
     def quantiles(self, params: Params, quantiles) -> dict[str, jax.Array]:
@@ -884,9 +983,16 @@ class AutoLaplaceApproximation(AutoContinuous):
         self, rng_key, params: Params, *args, sample_shape: Sequence[int] = (), **kwargs
     ) -> dict[str, jax.Array]:
         self._ensure_setup(rng_key, args, kwargs)
+        sample_shape = tuple(sample_shape)
         posterior = self.get_posterior(params, *args, **kwargs)
-        latent = posterior.sample(rng_key, tuple(sample_shape))
-        return self._unpack_and_constrain(latent)
+        latents = self._unpack_and_constrain(posterior.sample(rng_key, sample_shape))
+        return self._add_deterministic(params, latents, args, kwargs, sample_shape)
+
+    def _sample_latents(
+        self, rng_key, params: Params, sample_shape: tuple[int, ...]
+    ) -> dict[str, jax.Array]:
+        posterior = self.get_posterior(params)
+        return self._unpack_and_constrain(posterior.sample(rng_key, sample_shape))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -935,6 +1041,10 @@ class AutoGuideList(AutoGuide):
     def __call__(self, *args, **kwargs) -> dict[str, jax.Array]:
         if not self._guides:
             raise ValueError("AutoGuideList: no guides were appended.")
+        if self.prototype_trace is None:
+            # The model's own arguments, for the deterministic sites of `median`.
+            self._model_args, self._model_kwargs = args, dict(kwargs)
+            self.prototype_trace = {}
         result: dict[str, jax.Array] = {}
         for part in self._guides:
             out = part(*args, **kwargs)
@@ -951,17 +1061,32 @@ class AutoGuideList(AutoGuide):
     def sample_posterior(
         self, rng_key, params: Params, *args, sample_shape: Sequence[int] = (), **kwargs
     ) -> dict[str, jax.Array]:
+        """Draws of every part's latent sites, and the deterministic sites of the whole model
+        (including sites rebuilt by ``reparam``) computed from them."""
         sample_shape = tuple(sample_shape)
         keys = _split_keys(rng_key, max(len(self._guides), 1))
-        out: dict[str, jax.Array] = {}
+        latents: dict[str, jax.Array] = {}
         for key, part in zip(keys, self._guides, strict=False):
             if isinstance(part, AutoGuide):
-                out.update(
-                    part.sample_posterior(key, params, *args, sample_shape=sample_shape, **kwargs)
-                )
+                part._ensure_setup(key, args, kwargs)
+                latents.update(part._sample_latents(key, params, sample_shape))
             else:
-                out.update(_sample_callable(part, key, params, args, kwargs, sample_shape))
-        return out
+                latents.update(_sample_callable(part, key, params, args, kwargs, sample_shape))
+        return self._add_deterministic(params, latents, args, kwargs, sample_shape)
+
+    def _add_deterministic(
+        self,
+        params: Params,
+        latents: dict[str, jax.Array],
+        args: tuple,
+        kwargs: dict,
+        sample_shape: tuple[int, ...],
+    ) -> dict[str, jax.Array]:
+        # Each part sees only its (blocked) view of the model: the deterministic sites come
+        # from the whole model, with the latents of all parts.
+        if not args and not kwargs:
+            args, kwargs = self._model_args, self._model_kwargs
+        return _with_deterministic(self.model, params, latents, args, kwargs, sample_shape)
 
     def _auto_parts(self, what: str) -> list[AutoGuide]:
         for part in self._guides:
@@ -973,10 +1098,12 @@ class AutoGuideList(AutoGuide):
         return self._guides  # type: ignore[return-value]
 
     def median(self, params: Params) -> dict[str, jax.Array]:
-        out: dict[str, jax.Array] = {}
+        """Every part's median, and the whole model's deterministic sites at it."""
+        latents: dict[str, jax.Array] = {}
         for part in self._auto_parts("median"):
-            out.update(part.median(params))
-        return out
+            part._require_setup("median")
+            latents.update(part._median_latents(params))
+        return self._add_deterministic(params, latents, (), {}, ())
 
     def quantiles(self, params: Params, quantiles) -> dict[str, jax.Array]:
         out: dict[str, jax.Array] = {}

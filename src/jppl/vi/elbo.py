@@ -21,7 +21,11 @@ Structure (shared by all ELBOs), written so that a mesh layer can shard particle
   callers that split particles themselves (e.g. under ``shard_map``);
 * :meth:`ELBO.reduce_particles` combines the per-particle values into the loss; its optional
   ``axis_name`` names a mapped axis over which the particles are split (``psum``/``pmax``
-  collectives are then used for the cross-particle sums).
+  collectives are then used for the cross-particle sums);
+* :meth:`ELBO.loss_with_mutable_state` is :meth:`ELBO.loss` that also returns the values of
+  the ``mutable`` sites after the run (NumPyro's ``SVIState.mutable_state``): the
+  per-particle function returns them beside its loss (it stays pure), and they are kept only
+  with ``num_particles=1``.
 
 Meshes (:mod:`jppl.parallel`): under an active mesh whose ``sample`` axis has size ``D > 1``,
 :meth:`ELBO.loss` splits the particle axis over ``sample`` (each device runs
@@ -34,7 +38,14 @@ Non-reparameterizable latent sites of the guide (``not fn.has_rsample``: discret
 ...) get a score-function (REINFORCE) term: the surrogate ``stop_gradient(cost - baseline) *
 log q(z)`` with a leave-one-out baseline (the mean of the other particles' costs) when
 ``num_particles > 1``. Their values are drawn without gradient. The *value* of the returned
-loss is always the plain negative ELBO estimate.
+loss is always the plain negative ELBO estimate. :class:`TraceGraph_ELBO` narrows each such
+site's cost to the terms downstream of it (a dataflow pass over the traced model and guide)
+and to its own plate elements (Rao-Blackwellization).
+
+``vectorize_particles=False`` (or a map callable) maps the particles with ``jax.lax.map``
+instead of one ``jax.vmap``; only the vmap is split over a mesh. ``log q`` counts every sample
+site of the guide, observed ones included. :func:`psis_diagnostic` gives the Pareto k-hat of
+a guide's importance weights.
 
 Subsampling: a ``plate(..., subsample_size=B)`` scales the log densities inside it by
 ``size / B``. Model and guide plates with the same name must have the same sizes; the guide's
@@ -46,10 +57,12 @@ subsampled plate but the guide does not (a local latent sampled without the plat
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable
 from typing import Any
 
 import jax
+import jax.extend
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
@@ -63,10 +76,15 @@ from jppl.primitives import Message, Messenger
 __all__ = [
     "ELBO",
     "RenyiELBO",
+    "TraceGraph_ELBO",
     "TraceMeanField_ELBO",
     "Trace_ELBO",
+    "fit_generalized_pareto",
     "get_importance_traces",
+    "log_importance_weight",
     "particle_keys",
+    "psis_diagnostic",
+    "psis_khat",
     "same_scale",
 ]
 
@@ -124,6 +142,39 @@ class _require_guide_values(Messenger):
                 "in the guide; the guide must sample every latent site of the model (under the "
                 "same name), or the site must be observed."
             )
+
+
+class _record_mutable(Messenger):
+    """Record the values of the ``mutable`` sites of the first run of ``fn`` (in ``values``).
+
+    A site's value is the object that the run may update in place (e.g. a dict of running
+    statistics), so after the run it holds the updated state. Later runs (e.g. the dataflow
+    pass of :class:`TraceGraph_ELBO`) are not recorded: their values may be tracers of an
+    inner transformation. ``after_first_run(values)`` is called when the first run ends.
+    """
+
+    def __init__(self, fn, after_first_run: Callable[[dict], Any] | None = None):
+        self.values: dict[str, Any] | None = None
+        self.after_first_run = after_first_run
+        self._recording = False
+        super().__init__(fn)
+
+    def __enter__(self):
+        self._recording = self.values is None
+        if self._recording:
+            self.values = {}
+        return super().__enter__()
+
+    def __exit__(self, exc_type, exc_value, traceback):
+        result = super().__exit__(exc_type, exc_value, traceback)
+        if self._recording and exc_type is None and self.after_first_run is not None:
+            self.after_first_run(self.values)
+        self._recording = False
+        return result
+
+    def postprocess_message(self, msg: Message) -> None:
+        if self._recording and msg["type"] == "mutable":
+            self.values[msg["name"]] = msg["value"]
 
 
 def _check_plates(model_trace: Trace, guide_trace: Trace) -> None:
@@ -295,14 +346,37 @@ class ELBO:
     :meth:`reduce_particles` (how particles are combined). The default reduction averages
     ``elbo_particle`` over particles and adds the score-function term for
     non-reparameterizable guide sites.
+
+    Args:
+        num_particles: number of particles (draws from the guide) of the estimate.
+        vectorize_particles: how the particles are mapped, as in NumPyro: ``True``: one
+            ``jax.vmap`` (split over the ``sample`` axis of an active mesh, see
+            :func:`jppl.parallel.map_particles`); ``False``: ``jax.lax.map`` (one particle
+            at a time: less memory, nothing split over a mesh); or a callable
+            ``map_fn(f, xs)`` applying ``f`` to each leading-dim slice of the pytree ``xs``
+            and stacking the results (e.g. ``functools.partial(jax.lax.map,
+            batch_size=4)``). ``xs`` is the ``(num_particles,)`` batch of particle keys, or
+            ``(keys, args)`` when each particle has its own model arguments
+            (:meth:`particle_args`).
     """
 
-    def __init__(self, num_particles: int = 1):
-        if isinstance(num_particles, bool) or not isinstance(num_particles, int):
+    #: Whether the ELBO gives unbiased gradients for discrete latent sites of the guide
+    #: (``Trace_ELBO``, ``TraceMeanField_ELBO`` and ``TraceGraph_ELBO`` do: they add a
+    #: score-function term for them).
+    can_infer_discrete: bool = False
+
+    def __init__(self, num_particles: int = 1, vectorize_particles: bool | Callable = True):
+        if isinstance(num_particles, bool) or not isinstance(num_particles, int | np.integer):
             raise TypeError(f"num_particles must be an int, got {num_particles!r}")
         if num_particles < 1:
             raise ValueError(f"num_particles must be >= 1, got {num_particles}")
-        self.num_particles = num_particles
+        if not (isinstance(vectorize_particles, bool) or callable(vectorize_particles)):
+            raise ValueError(
+                "vectorize_particles must be a bool (True: jax.vmap, False: jax.lax.map) or a "
+                f"callable map_fn(f, xs), got {vectorize_particles!r}"
+            )
+        self.num_particles = int(num_particles)
+        self.vectorize_particles = vectorize_particles
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(num_particles={self.num_particles})"
@@ -356,20 +430,29 @@ class ELBO:
         return jax.vmap(one, spmd_axis_name=spmd_axis_name)(keys)
 
     def reduce_particles(
-        self, elbo_particles: jax.Array, surrogates: Any, axis_name: str | None = None
-    ) -> jax.Array:
+        self, elbo_particles: Any, surrogates: Any, axis_name: str | None = None
+    ) -> Any:
         """Combine all ``num_particles`` particles into the scalar loss (negative ELBO).
 
         Args:
-            elbo_particles: ``(S_local,)`` per-particle ELBO estimates.
+            elbo_particles: ``(S_local,)`` per-particle ELBO estimates, or a dict of them per
+                site (``sum_sites=False``).
             surrogates: ``(S_local,)`` per-particle ``log q`` of non-reparameterizable sites.
             axis_name: the mapped axis across which the particles are split (``None``: all
                 ``num_particles`` are here).
 
         Returns:
             scalar: value ``-mean(elbo_particles)``; gradient the unbiased surrogate
-            gradient (with the leave-one-out baseline when ``num_particles > 1``).
+            gradient (with the leave-one-out baseline when ``num_particles > 1``). For a dict
+            of per-site estimates, the dict of per-site losses: each carries the
+            score-function term of its own cost, so their sum is the summed loss, gradient
+            included.
         """
+        return jax.tree_util.tree_map(
+            lambda e: self._reduce_one(e, surrogates, axis_name), elbo_particles
+        )
+
+    def _reduce_one(self, elbo_particles, surrogates, axis_name):
         n = self.num_particles
         elbo = _psum(jnp.sum(elbo_particles), axis_name) / n
         cost = lax.stop_gradient(elbo_particles)
@@ -414,36 +497,245 @@ class ELBO:
         """
         keys = particle_keys(rng_key, jnp.arange(self.num_particles))
         batch, batch_axis = self.particle_args(rng_key, args)
-
-        def one(key, particle_args):
-            return self.particle_loss(key, param_map, model, guide, particle_args, kwargs)
-
-        elbos, surrogates = map_particles(
-            one, keys, batch, in_axes=(0, batch_axis), what=f"{type(self).__name__}: num_particles"
+        elbos, surrogates = self.map_particles(
+            lambda key, particle_args: self.particle_loss(
+                key, param_map, model, guide, particle_args, kwargs
+            ),
+            keys,
+            batch,
+            batch_axis,
         )
         return self.reduce_particles(elbos, surrogates)
+
+    def loss_with_mutable_state(
+        self,
+        rng_key: jax.Array,
+        param_map: dict[str, Any],
+        model: Callable,
+        guide: Callable,
+        *args,
+        **kwargs,
+    ) -> dict[str, Any]:
+        """:meth:`loss`, and the values of the ``mutable`` sites after the run (as NumPyro).
+
+        The state of a ``mutable`` site (e.g. running batch statistics) is given in
+        ``param_map`` under the site's name (``SVI`` passes ``SVIState.mutable_state`` there,
+        under ``stop_gradient``); the guide runs first and the model then sees the guide's
+        updated value of a site of the same name. The returned state is the value of each
+        site after the first run of guide and model (the model's where both have it), which
+        the model may have updated in place.
+
+        Returns:
+            ``{"loss": loss, "mutable_state": {site name: value} or None}`` (``None`` when
+            the model and guide have no ``mutable`` site with a value).
+
+        Raises:
+            ValueError: mutable sites with ``num_particles > 1`` (each particle would update
+                the state differently; NumPyro warns and drops the state), or in the model
+                with ``multi_sample_guide=True``.
+        """
+        keys = particle_keys(rng_key, jnp.arange(self.num_particles))
+        batch, batch_axis = self.particle_args(rng_key, args)
+
+        def one(key, particle_args):
+            # Local to the particle: the guide's updated state is written into this copy of
+            # param_map, so the model's substitute gives it to the model's site of that name.
+            local = dict(param_map)
+            guide_run = _record_mutable(guide, after_first_run=local.update)
+            model_run = _record_mutable(model)
+            elbo, surrogate = self.particle_loss(
+                key, local, model_run, guide_run, particle_args, kwargs
+            )
+            if model_run.values and getattr(self, "multi_sample_guide", False):
+                raise ValueError(
+                    f"{type(self).__name__}(multi_sample_guide=True): the model has mutable "
+                    f"sites {sorted(model_run.values)}; mutable state in the model is not "
+                    "supported with a multi-sample guide."
+                )
+            state = {**(guide_run.values or {}), **(model_run.values or {})}
+            state = {
+                name: jax.tree_util.tree_map(jnp.asarray, value)
+                for name, value in state.items()
+                if jax.tree_util.tree_leaves(value)
+            }
+            return elbo, surrogate, state
+
+        elbos, surrogates, state = self.map_particles(one, keys, batch, batch_axis)
+        if not state:
+            state = None
+        elif self.num_particles > 1:
+            raise ValueError(
+                f"{self!r}: the model or guide has mutable sites {sorted(state)}, whose state "
+                "is kept only with num_particles=1 (each particle would update it "
+                "differently); use num_particles=1."
+            )
+        else:
+            state = jax.tree_util.tree_map(lambda x: x[0], state)
+        return {"loss": self.reduce_particles(elbos, surrogates), "mutable_state": state}
+
+    def map_particles(
+        self, one: Callable, keys: jax.Array, batch: Any, batch_axis: int | None
+    ) -> Any:
+        """``one(key, args)`` for each particle, by ``vectorize_particles`` (see the class).
+
+        Args:
+            one: the per-particle function.
+            keys: ``(S,)`` particle keys.
+            batch, batch_axis: the particles' model arguments (:meth:`particle_args`).
+
+        Returns:
+            ``one``'s outputs stacked along a leading dim ``S``.
+        """
+        what = f"{type(self).__name__}: num_particles"
+        if self.vectorize_particles is True:
+            return map_particles(one, keys, batch, in_axes=(0, batch_axis), what=what)
+        map_fn = jax.lax.map if self.vectorize_particles is False else self.vectorize_particles
+        if batch_axis is None:
+            return map_fn(lambda key: one(key, batch), keys)
+        return map_fn(lambda xs: one(*xs), (keys, batch))
 
 
 class Trace_ELBO(ELBO):
     """The standard ELBO ``E_q[log p(x, z) - log q(z)]``, estimated by Monte Carlo.
 
-    Reparameterized latent sites are differentiated through their samples; others get a
-    score-function term with a leave-one-out baseline (``num_particles > 1``).
+    ``log q`` is the guide's log density at all its sample sites, observed ones included (as
+    in NumPyro). Reparameterized latent sites are differentiated through their samples;
+    others get a score-function term with a leave-one-out baseline (``num_particles > 1``).
+
+    Args:
+        num_particles, vectorize_particles: see :class:`ELBO`.
+        multi_sample_guide: the guide draws several samples itself: each of its sample sites
+            has a leading dim ``N`` (the same for all), and its ``log q`` is that of all
+            ``N`` samples jointly. The model is run once per sample (with the guide's plate
+            indices) and its log densities are summed over the ``N`` samples, as in NumPyro:
+            one particle's estimate is ``sum_n log p(x, z_n) - log q(z_1..N)``.
+        sum_sites: ``True``: :meth:`~ELBO.loss` is the scalar loss. ``False``: a dict
+            ``{site name: loss term}`` (``-mean`` over particles of ``log p - log q`` at that
+            site, ``0`` for the density a site lacks in model or guide) whose sum is the
+            loss (also in its gradient); for inspection: ``SVI`` needs the scalar.
     """
 
+    can_infer_discrete = True
+
+    def __init__(
+        self,
+        num_particles: int = 1,
+        vectorize_particles: bool | Callable = True,
+        multi_sample_guide: bool = False,
+        sum_sites: bool = True,
+    ):
+        super().__init__(num_particles, vectorize_particles)
+        self.multi_sample_guide = bool(multi_sample_guide)
+        self.sum_sites = bool(sum_sites)
+
     def particle_loss(self, rng_key, param_map, model, guide, args, kwargs):
-        model_trace, guide_trace = get_importance_traces(
-            rng_key, param_map, model, guide, args, kwargs
-        )
+        if self.multi_sample_guide:
+            log_p, log_q, guide_trace = _multi_sample_log_probs(
+                rng_key, param_map, model, guide, args, kwargs
+            )
+        else:
+            model_trace, guide_trace = get_importance_traces(
+                rng_key, param_map, model, guide, args, kwargs
+            )
+            log_p = {
+                name: jnp.sum(site_log_prob(site))
+                for name, site in model_trace.items()
+                if site["type"] == "sample"
+            }
+            log_q = {
+                name: jnp.sum(_guide_log_prob(name, site, model_trace))
+                for name, site in guide_trace.items()
+                if site["type"] == "sample"
+            }
+        surrogate = _score_log_prob(guide_trace)
+        if not self.sum_sites:
+            return _site_terms(log_p, log_q), surrogate
         elbo = jnp.zeros(())
-        for site in model_trace.values():
-            if site["type"] == "sample":
-                elbo = elbo + jnp.sum(site_log_prob(site))
-        for name, site in guide_trace.items():
-            if _is_latent(site):
-                log_q = site_log_prob(site, scaled=False)
-                elbo = elbo - jnp.sum(_mul_scale(log_q, _guide_scale(name, site, model_trace)))
-        return elbo, _score_log_prob(guide_trace)
+        for value in log_p.values():
+            elbo = elbo + value
+        for value in log_q.values():
+            elbo = elbo - value
+        return elbo, surrogate
+
+
+def _guide_log_prob(name: str, site: Message, model_trace: Trace) -> jax.Array:
+    """``log q`` at a guide sample site, scaled (a latent site also by the subsampled model
+    plates that the guide lacks, see :func:`_guide_scale`)."""
+    if site["is_observed"]:
+        return site_log_prob(site)
+    return _mul_scale(site_log_prob(site, scaled=False), _guide_scale(name, site, model_trace))
+
+
+def _site_terms(log_p: dict, log_q: dict) -> dict[str, jax.Array]:
+    """``{site: log p - log q}`` over the sites of model and guide (0 where one lacks it)."""
+    zero = jnp.zeros(())
+    return {name: log_p.get(name, zero) - log_q.get(name, zero) for name in {**log_p, **log_q}}
+
+
+def _multi_sample_log_probs(
+    rng_key: jax.Array,
+    param_map: dict[str, Any],
+    model: Callable,
+    guide: Callable,
+    args: tuple,
+    kwargs: dict,
+) -> tuple[dict[str, jax.Array], dict[str, jax.Array], Trace]:
+    """Per-site ``log p`` and ``log q`` of one particle of a guide drawing ``N`` samples itself.
+
+    The guide runs once; the model runs (vmapped) once per sample ``n`` with every guide
+    sample and deterministic site substituted by its entry ``n`` and the guide's plate
+    indices; model log densities are summed over the ``N`` samples.
+
+    Returns:
+        ``({model site: scalar log p}, {guide site: scalar log q}, guide_trace)``.
+    """
+    guide_key, model_key = jax.random.split(rng_key)
+    guide_run = _detach_nonreparam(seed(substitute(guide, data=param_map), rng_seed=guide_key))
+    guide_trace = trace(guide_run).get_trace(*args, **kwargs)
+    sizes = {
+        name: jnp.shape(site["value"])[0] if jnp.ndim(site["value"]) else None
+        for name, site in guide_trace.items()
+        if _is_latent(site)
+    }
+    if not sizes:
+        raise ValueError(
+            "Trace_ELBO(multi_sample_guide=True): the guide has no latent sample site."
+        )
+    num_samples = next(iter(sizes.values()))
+    for name, size in sizes.items():
+        if size != num_samples:
+            raise ValueError(
+                f"Trace_ELBO(multi_sample_guide=True): guide sample site '{name}' has leading "
+                f"dim {size}, but the first sample site has {num_samples}; every sample site "
+                "of a multi-sample guide must have the leading dim of the number of samples."
+            )
+    latents = {
+        name: site["value"]
+        for name, site in guide_trace.items()
+        if (_is_latent(site) or site["type"] == "deterministic") and jnp.size(site["value"]) > 0
+    }
+    plates = {name: site["value"] for name, site in guide_trace.items() if site["type"] == "plate"}
+
+    def model_terms(key, latent):
+        data = {**param_map, **plates, **latent}
+        run = seed(_require_guide_values(substitute(model, data=data)), rng_seed=key)
+        model_trace = trace(run).get_trace(*args, **kwargs)
+        return {
+            name: jnp.sum(site_log_prob(site))
+            for name, site in model_trace.items()
+            if site["type"] == "sample"
+        }
+
+    keys = jax.random.split(model_key, num_samples)
+    model_sums = jax.tree_util.tree_map(
+        lambda x: jnp.sum(x, axis=0), jax.vmap(model_terms)(keys, latents)
+    )
+    log_q = {
+        name: jnp.sum(site_log_prob(site))
+        for name, site in guide_trace.items()
+        if site["type"] == "sample"
+    }
+    return model_sums, log_q, guide_trace
 
 
 class TraceMeanField_ELBO(ELBO):
@@ -453,36 +745,63 @@ class TraceMeanField_ELBO(ELBO):
     same log-probability scale, and for whose distribution pair ``kl_divergence`` is
     registered, ``scale * KL`` replaces the Monte Carlo term ``log p(z) - log q(z)``; other
     sites fall back to Monte Carlo. Exact in expectation when the guide is mean-field (each
-    guide site independent of the others), with lower variance.
+    guide site independent of the others), with lower variance. Observed guide sites count
+    ``-log q`` as in :class:`Trace_ELBO` (NumPyro skips it for an observed guide site whose
+    name is also a model site; this estimator then matches :class:`Trace_ELBO`).
+
+    Args:
+        num_particles, vectorize_particles: see :class:`ELBO`.
+        sum_sites: ``False``: :meth:`~ELBO.loss` returns ``{site name: loss term}`` (see
+            :class:`Trace_ELBO`).
     """
+
+    can_infer_discrete = True
+
+    def __init__(
+        self,
+        num_particles: int = 1,
+        vectorize_particles: bool | Callable = True,
+        sum_sites: bool = True,
+    ):
+        super().__init__(num_particles, vectorize_particles)
+        self.sum_sites = bool(sum_sites)
 
     def particle_loss(self, rng_key, param_map, model, guide, args, kwargs):
         model_trace, guide_trace = get_importance_traces(
             rng_key, param_map, model, guide, args, kwargs
         )
         elbo = jnp.zeros(())
+        terms: dict[str, jax.Array] = {}
         for name, site in model_trace.items():
             if site["type"] != "sample":
                 continue
             log_p = jnp.sum(site_log_prob(site))
             if site["is_observed"]:
                 elbo = elbo + log_p
+                terms[name] = log_p
                 continue
             guide_site = guide_trace[name]
             g_scale = _guide_scale(name, guide_site, model_trace)
             kl = self._analytic_kl(site, guide_site, g_scale)
             if kl is not None:
-                elbo = elbo - jnp.sum(_mul_scale(kl, site["scale"]))
+                term = -jnp.sum(_mul_scale(kl, site["scale"]))
+                elbo = elbo + term
             else:
-                log_q = site_log_prob(guide_site, scaled=False)
-                elbo = elbo + log_p - jnp.sum(_mul_scale(log_q, g_scale))
+                log_q = jnp.sum(_mul_scale(site_log_prob(guide_site, scaled=False), g_scale))
+                elbo = elbo + log_p - log_q
+                term = log_p - log_q
+            terms[name] = term
         for name, site in guide_trace.items():
-            if _is_latent(site) and (
-                name not in model_trace or model_trace[name]["type"] != "sample"
+            if site["type"] == "sample" and (
+                site["is_observed"]
+                or name not in model_trace
+                or model_trace[name]["type"] != "sample"
             ):
-                log_q = site_log_prob(site, scaled=False)
-                elbo = elbo - jnp.sum(_mul_scale(log_q, _guide_scale(name, site, model_trace)))
-        return elbo, _score_log_prob(guide_trace)
+                log_q = jnp.sum(_guide_log_prob(name, site, model_trace))
+                elbo = elbo - log_q
+                terms[name] = terms.get(name, jnp.zeros(())) - log_q
+        surrogate = _score_log_prob(guide_trace)
+        return (elbo if self.sum_sites else terms), surrogate
 
     @staticmethod
     def _analytic_kl(model_site: Message, guide_site: Message, guide_scale):
@@ -508,7 +827,8 @@ class RenyiELBO(ELBO):
     allowed: use :class:`Trace_ELBO`). As in NumPyro, the bound is computed separately for
     each element of the plates that enclose every sample site of model and guide (e.g. a data
     plate around the whole model) and summed; subsampling is only allowed in such plates.
-    All latent guide sites must be reparameterizable.
+    All latent guide sites must be reparameterizable. ``log q`` includes observed guide
+    sites, as in NumPyro.
     """
 
     def __init__(self, alpha: float = 0.0, num_particles: int = 2):
@@ -538,7 +858,9 @@ class RenyiELBO(ELBO):
                 )
         sites = [
             (site, "model", name) for name, site in model_trace.items() if site["type"] == "sample"
-        ] + [(site, "guide", name) for name, site in guide_trace.items() if _is_latent(site)]
+        ] + [
+            (site, "guide", name) for name, site in guide_trace.items() if site["type"] == "sample"
+        ]
         frames = [set(site["cond_indep_stack"]) for site, _, _ in sites]
         indep = set.intersection(*frames) if frames else set()
         for frame in set().union(*frames) if frames else set():
@@ -556,7 +878,8 @@ class RenyiELBO(ELBO):
         total = jnp.zeros(())
         for site, kind, name in sites:
             log_prob = site_log_prob(site, scaled=False)
-            scale = site["scale"] if kind == "model" else _guide_scale(name, site, model_trace)
+            own_scale = kind == "model" or site["is_observed"]
+            scale = site["scale"] if own_scale else _guide_scale(name, site, model_trace)
             log_prob = _mul_scale(log_prob, scale)
             if indep_scale != 1.0:
                 log_prob = log_prob / indep_scale
@@ -583,3 +906,339 @@ class RenyiELBO(ELBO):
         log_mean = jnp.log(sum_exp) + shift - jnp.log(n)
         bound = jnp.sum(log_mean) / (1.0 - self.alpha)
         return -(surrogates[0] * bound)
+
+
+# ---------------------------------------------------------------------------------------------
+# TraceGraph_ELBO: which cost terms depend on each non-reparameterizable site
+# ---------------------------------------------------------------------------------------------
+
+
+class _provenance_values(Messenger):
+    """Set the non-reparameterizable guide sites to given values that also carry (by a ``0 *``
+    term) the dependencies of the site's distribution, for the dataflow of the jaxpr."""
+
+    def __init__(self, fn, values: dict[str, jax.Array]):
+        self.values = values
+        super().__init__(fn)
+
+    def process_message(self, msg: Message) -> None:
+        if msg["type"] != "sample" or msg["name"] not in self.values:
+            return
+        value = self.values[msg["name"]]
+        leaves = [
+            jnp.sum(jnp.asarray(leaf, jnp.float32))
+            for leaf in jax.tree_util.tree_leaves(msg["fn"])
+            if isinstance(leaf, int | float | np.ndarray | jax.Array)
+            and not jax.dtypes.issubdtype(jnp.result_type(leaf), jax.dtypes.prng_key)
+        ]
+        dep = 0.0 * sum(leaves, start=jnp.zeros((), jnp.float32))
+        msg["value"] = value + dep.astype(jnp.result_type(value))
+
+
+def _jaxpr_deps(jaxpr: jax.extend.core.Jaxpr, in_deps: list[frozenset]) -> list[frozenset]:
+    """Which inputs each output of ``jaxpr`` depends on (sets of labels): a forward dataflow
+    pass; inside calls with a sub-jaxpr (``pjit``, custom derivatives) per output, other
+    higher-order primitives (loops, conds) conservatively every input to every output."""
+    env: dict = {}
+    for var, deps in zip(jaxpr.invars, in_deps, strict=True):
+        env[var] = deps
+
+    def read(v) -> frozenset:
+        return env.get(v, frozenset()) if isinstance(v, jax.extend.core.Var) else frozenset()
+
+    for eqn in jaxpr.eqns:
+        ins = [read(v) for v in eqn.invars]
+        outs = None
+        for sub in eqn.params.values():
+            inner = getattr(sub, "jaxpr", sub)
+            if (
+                isinstance(inner, jax.extend.core.Jaxpr)
+                and len(inner.invars) == len(ins)
+                and len(inner.outvars) == len(eqn.outvars)
+            ):
+                outs = _jaxpr_deps(inner, ins)
+                break
+        if outs is None:
+            union = frozenset().union(*ins)
+            outs = [union] * len(eqn.outvars)
+        for var, deps in zip(eqn.outvars, outs, strict=True):
+            env[var] = deps
+    return [read(v) for v in jaxpr.outvars]
+
+
+def _nonreparam_deps(
+    rng_key: jax.Array,
+    param_map: dict[str, Any],
+    model: Callable,
+    guide: Callable,
+    args: tuple,
+    kwargs: dict,
+    values: dict[str, jax.Array],
+) -> tuple[dict[str, frozenset], dict[str, frozenset]]:
+    """``(model_deps, guide_deps)``: for each sample site of model and guide, the
+    non-reparameterizable guide sites (keys of ``values``) that its log density depends on,
+    through values or distribution parameters (traced once, on abstract values)."""
+    names = list(values)
+
+    def log_probs(*nr_values):
+        subs = dict(zip(names, nr_values, strict=True))
+        guide_key, model_key = jax.random.split(rng_key)
+        guide_run = seed(_provenance_values(substitute(guide, data=param_map), subs), guide_key)
+        guide_trace = trace(guide_run).get_trace(*args, **kwargs)
+        model_run = seed(replay(substitute(model, data=param_map), trace=guide_trace), model_key)
+        model_trace = trace(model_run).get_trace(*args, **kwargs)
+        return _site_log_probs(model_trace, guide_trace)
+
+    specs = [jax.ShapeDtypeStruct(jnp.shape(values[n]), jnp.result_type(values[n])) for n in names]
+    closed, out_shape = jax.make_jaxpr(log_probs, return_shape=True)(*specs)
+    # Constants (param values, data) depend on no site: unknown variables read as empty sets.
+    out_deps = _jaxpr_deps(closed.jaxpr, [frozenset([n]) for n in names])
+    model_deps, guide_deps = jax.tree_util.tree_unflatten(
+        jax.tree_util.tree_structure(out_shape), out_deps
+    )
+    return model_deps, guide_deps
+
+
+def _site_log_probs(model_trace: dict, guide_trace: dict) -> tuple[dict, dict]:
+    """``({model sample site: log p}, {guide sample site: log q})``, scaled and masked."""
+    model_lp = {
+        name: site_log_prob(site) for name, site in model_trace.items() if site["type"] == "sample"
+    }
+    guide_lp = {
+        name: _guide_log_prob(name, site, model_trace)
+        for name, site in guide_trace.items()
+        if site["type"] == "sample"
+    }
+    return model_lp, guide_lp
+
+
+def _sum_to(cost: jax.Array, cost_frames, target_frames, ndim: int) -> jax.Array:
+    """Sum a cost term over every dim but the plate dims it shares with the target site,
+    and shape it to broadcast against the target's ``ndim``-dim log density."""
+    keep = {f.dim for f in cost_frames if f in target_frames and -ndim <= f.dim}
+    cdim = jnp.ndim(cost)
+    axes = tuple(a for a in range(cdim) if a - cdim not in keep)
+    cost = jnp.sum(cost, axis=axes, keepdims=True)
+    if cdim > ndim:
+        cost = jnp.reshape(cost, jnp.shape(cost)[cdim - ndim :])
+    return cost
+
+
+class TraceGraph_ELBO(ELBO):
+    """The ELBO with a Rao-Blackwellized score-function estimator for non-reparameterizable
+    sites (Schulman et al. 2015, *Gradient estimation using stochastic computation graphs*).
+
+    As :class:`Trace_ELBO` in value. Each non-reparameterizable latent guide site ``z`` (e.g.
+    a discrete one) gets the surrogate term ``sum(log q(z) * stop_gradient(cost_z))``, where
+    ``cost_z`` holds only the terms ``log p - log q`` of the sites *downstream* of ``z``
+    (whose value or distribution depends on ``z``, found by a dataflow pass over the traced
+    computation), summed over every plate dim that is not one of ``z``'s plates (so element
+    ``i`` of a plate only sees the costs of element ``i``). ``log q(z)`` is not scaled by
+    subsampling in that term (the costs are), as in Pyro. With ``num_particles > 1`` each
+    ``cost_z`` has a leave-one-out baseline (the mean of the other particles' costs: no
+    bias, less variance). Reparameterized sites are differentiated through their samples.
+
+    Args:
+        num_particles, vectorize_particles: see :class:`ELBO`.
+    """
+
+    can_infer_discrete = True
+
+    def __init__(self, num_particles: int = 1, vectorize_particles: bool | Callable = True):
+        super().__init__(num_particles, vectorize_particles)
+
+    def particle_loss(self, rng_key, param_map, model, guide, args, kwargs):
+        """One particle: ``(elbo, {site: (log q unscaled, downstream cost)})``."""
+        model_trace, guide_trace = get_importance_traces(
+            rng_key, param_map, model, guide, args, kwargs
+        )
+        model_lp, guide_lp = _site_log_probs(model_trace, guide_trace)
+        elbo = jnp.zeros(())
+        for value in model_lp.values():
+            elbo = elbo + jnp.sum(value)
+        nonreparam = {
+            name: site["value"]
+            for name, site in guide_trace.items()
+            if _is_latent(site) and not site["fn"].has_rsample
+        }
+        for name, value in guide_lp.items():
+            # The direct gradient of log q at a non-reparameterized site has mean 0: its
+            # score-function term carries the gradient.
+            value = jnp.sum(value)
+            elbo = elbo - (lax.stop_gradient(value) if name in nonreparam else value)
+        if not nonreparam:
+            return elbo, {}
+        model_deps, guide_deps = _nonreparam_deps(
+            rng_key, param_map, model, guide, args, kwargs, nonreparam
+        )
+        terms = [(model_trace[n], lp, model_deps[n]) for n, lp in model_lp.items()]
+        terms += [(guide_trace[n], -lp, guide_deps[n]) for n, lp in guide_lp.items()]
+        surrogates = {}
+        for node in nonreparam:
+            site = guide_trace[node]
+            log_q = site_log_prob(site, scaled=False)
+            cost = jnp.zeros(())
+            for other, lp, deps in terms:
+                if node in deps:
+                    cost = cost + _sum_to(
+                        lp, other["cond_indep_stack"], site["cond_indep_stack"], jnp.ndim(log_q)
+                    )
+            surrogates[node] = (log_q, lax.stop_gradient(jnp.broadcast_to(cost, jnp.shape(log_q))))
+        return elbo, surrogates
+
+    def reduce_particles(self, elbo_particles, surrogates, axis_name=None):
+        """``-mean(elbo)`` plus, for each non-reparameterizable site, the zero-valued
+        score-function term with the leave-one-out baseline (``num_particles > 1``)."""
+        n = self.num_particles
+        elbo = _psum(jnp.sum(elbo_particles), axis_name) / n
+        score = jnp.zeros(())
+        for log_q, cost in surrogates.values():
+            if n > 1:
+                mean_cost = _psum(jnp.sum(cost, axis=0), axis_name) / n
+                advantage = (n / (n - 1)) * (cost - mean_cost)
+            else:
+                advantage = cost
+            score = score + _psum(jnp.sum(advantage * log_q), axis_name) / n
+        return -(elbo + (score - lax.stop_gradient(score)))
+
+
+# ---------------------------------------------------------------------------------------------
+# PSIS diagnostic
+# ---------------------------------------------------------------------------------------------
+
+
+def fit_generalized_pareto(x: np.ndarray) -> tuple[float, float]:
+    """Shape ``k`` and scale ``sigma`` of a generalized Pareto fit to exceedances ``x``.
+
+    The empirical Bayes estimate of Zhang & Stephens (2009, *Technometrics* 51(3)) with the
+    weakly informative prior on ``k`` of Vehtari et al. (2024, *JMLR* 25(72), appendix G:
+    ``k`` shrunk towards 0.5 with weight 10 / (n + 10)), as in PSIS.
+
+    Args:
+        x: ``(n,)`` positive exceedances over the tail threshold, ``n >= 2`` (host array).
+
+    Returns:
+        ``(k, sigma)``, floats.
+    """
+    x = np.sort(np.asarray(x, dtype=np.float64))
+    n = x.shape[0]
+    if x.ndim != 1 or n < 2:
+        raise ValueError(f"fit_generalized_pareto: expected (n,) with n >= 2, got {x.shape}")
+    with np.errstate(divide="ignore", over="ignore", invalid="ignore"):
+        prior = 3.0
+        m = 30 + int(np.sqrt(n))
+        # Grid of theta = -k / sigma candidates around the scale of the data (Zhang & Stephens).
+        theta = 1.0 / x[-1] + (1.0 - np.sqrt(m / (np.arange(1, m + 1) - 0.5))) / (
+            prior * x[int(n / 4 + 0.5) - 1]
+        )
+        k_theta = np.mean(np.log1p(-theta[:, None] * x), axis=1)
+        profile = n * (np.log(-theta / k_theta) - k_theta - 1.0)
+        # Posterior weights of the grid points: 1 / sum_j exp(L_j - L_i).
+        weights = 1.0 / np.sum(np.exp(profile[None, :] - profile[:, None]), axis=1)
+        keep = weights >= 10 * np.finfo(float).eps
+        weights, theta = weights[keep], theta[keep]
+        weights = weights / np.sum(weights)
+        theta_hat = np.sum(theta * weights)
+        k = float(np.mean(np.log1p(-theta_hat * x)))
+        sigma = float(-k / theta_hat)
+    a = 10.0
+    k = k * n / (n + a) + a * 0.5 / (n + a)
+    return k, sigma
+
+
+def psis_khat(log_weights: np.ndarray) -> float:
+    """Pareto ``k``-hat of importance weights (Vehtari et al. 2024, algorithm 1).
+
+    Fits a generalized Pareto distribution (:func:`fit_generalized_pareto`) to the largest
+    ``M = ceil(min(0.2 S, 3 sqrt(S)))`` of the ``S`` weights, minus the threshold (the next
+    largest).
+
+    Args:
+        log_weights: ``(S,)`` log importance weights (host array; any additive constant).
+
+    Returns:
+        ``k``-hat; ``inf`` (with a warning) when fewer than 5 weights lie above the threshold.
+    """
+    lw = np.sort(np.asarray(log_weights, dtype=np.float64).ravel())
+    lw = lw - lw[-1]
+    s = lw.shape[0]
+    m = math.ceil(min(0.2 * s, 3.0 * math.sqrt(s)))
+    cutoff = max(np.log(np.finfo(float).tiny), lw[-(m + 1)])
+    tail = lw[lw > cutoff]
+    if tail.shape[0] < 5:
+        warnings.warn(
+            f"psis_diagnostic: only {tail.shape[0]} of {s} weights above the tail threshold "
+            "(5 needed); k-hat is not reliable: use more particles. Returning inf.",
+            UserWarning,
+            stacklevel=3,
+        )
+        return float("inf")
+    k, _ = fit_generalized_pareto(np.exp(tail) - np.exp(cutoff))
+    return k
+
+
+def log_importance_weight(
+    rng_key: jax.Array,
+    param_map: dict[str, Any],
+    model: Callable,
+    guide: Callable,
+    args: tuple,
+    kwargs: dict,
+) -> jax.Array:
+    """``log p(x, z) - log q(z)`` at one draw ``z ~ q`` (all sample sites, scaled): ``()``."""
+    model_trace, guide_trace = get_importance_traces(rng_key, param_map, model, guide, args, kwargs)
+    log_w = jnp.zeros(())
+    for site in model_trace.values():
+        if site["type"] == "sample":
+            log_w = log_w + jnp.sum(site_log_prob(site))
+    for name, site in guide_trace.items():
+        if site["type"] == "sample":
+            log_w = log_w - jnp.sum(_guide_log_prob(name, site, model_trace))
+    return log_w
+
+
+def psis_diagnostic(
+    rng_key: jax.Array,
+    param_map: dict[str, Any],
+    model: Callable,
+    guide: Callable,
+    *args,
+    num_particles: int = 1000,
+    chunk_size: int | None = None,
+    **kwargs,
+) -> float:
+    """Pareto ``k``-hat of the importance weights ``p(x, z) / q(z)``, ``z ~ guide``.
+
+    The diagnostic of Yao et al. (2018), *Yes, but did it work?*: ``k < 0.5``: the guide's
+    importance weights have finite variance; ``0.5 <= k < 0.7``: finite mean; ``k >= 0.7``:
+    the guide is a poor fit (importance sampling with it is unreliable).
+
+    Args:
+        rng_key: PRNG key; particle ``i`` uses ``fold_in(rng_key, i)``.
+        param_map: ``{param site name: constrained value}`` (e.g. ``svi_result.params``).
+        model, guide: the model and guide; ``*args, **kwargs`` are passed to both.
+        num_particles: number of draws from the guide (at least 2; several hundred or more).
+        chunk_size: draws evaluated at once (``None``: all).
+
+    Returns:
+        ``k``-hat (a float; ``inf`` when too few weights are in the tail).
+    """
+    if isinstance(num_particles, bool) or not isinstance(num_particles, int | np.integer):
+        raise TypeError(f"psis_diagnostic: num_particles must be an int, got {num_particles!r}")
+    if num_particles < 2:
+        raise ValueError(f"psis_diagnostic: num_particles must be >= 2, got {num_particles}")
+    chunk = num_particles if chunk_size is None else int(chunk_size)
+    if chunk < 1:
+        raise ValueError(f"psis_diagnostic: chunk_size must be >= 1, got {chunk_size}")
+
+    @jax.jit
+    def weights(keys):
+        return jax.vmap(
+            lambda key: log_importance_weight(key, param_map, model, guide, args, kwargs)
+        )(keys)
+
+    parts = [
+        np.asarray(jax.device_get(weights(particle_keys(rng_key, jnp.arange(i, i + chunk)))))
+        for i in range(0, num_particles, chunk)
+    ]
+    return psis_khat(np.concatenate(parts)[:num_particles])

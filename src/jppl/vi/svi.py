@@ -8,9 +8,12 @@
     svi.run(key, 1000, x, y, init_state=result.state)   # continues exactly where it stopped
 
 The state is an :class:`SVIState` pytree holding the *unconstrained* parameters
-(``biject_to(constraint).inv(value)`` of each ``param`` site), the optax state, the PRNG key
-and the step counter. Step ``t`` uses the key ``fold_in(state.rng_key, t)``, so a run that is
-stopped and resumed follows the same trajectory as an uninterrupted one.
+(``biject_to(constraint).inv(value)`` of each ``param`` site), the optax state, the PRNG key,
+the step counter and, as in NumPyro, the values of the ``mutable`` sites (e.g. running batch
+statistics of ``flax_module(..., mutable=["batch_stats"])``): each step gives them to the
+model and guide (without gradient) and keeps their values after the step. Step ``t`` uses
+the key ``fold_in(state.rng_key, t)``, so a run that is stopped and resumed follows the same
+trajectory as an uninterrupted one.
 
 Long runs (:meth:`SVI.run`) are safe to interrupt and guarded against NaN:
 
@@ -51,6 +54,7 @@ from jppl.distributions import constraints
 from jppl.distributions.transforms import biject_to
 from jppl.handlers import replay, seed, substitute, trace
 from jppl.parallel import pin_state, put_state, state_placement, use_mesh
+from jppl.primitives import Messenger
 from jppl.runloop import Pacer, RunInterrupted, StepBar, interruptible, is_interactive
 from jppl.vi.elbo import ELBO
 
@@ -77,12 +81,17 @@ class SVIState(NamedTuple):
         optim_state: the optax optimizer state for ``params``.
         rng_key: PRNG key of the run; step ``t`` uses ``fold_in(rng_key, t)``.
         step: ``()`` int32, number of updates done so far.
+        mutable_state: ``{mutable site name: value}`` of the model and guide (a pytree of
+            arrays per site, e.g. a dict of running statistics), or ``None`` when they have no
+            ``mutable`` site. Each step runs the model and guide with these values (under
+            ``stop_gradient``) and stores their values after the run.
     """
 
     params: dict[str, jax.Array]
     optim_state: Any
     rng_key: jax.Array
     step: jax.Array
+    mutable_state: dict[str, Any] | None = None
 
 
 class SVIRunResult(NamedTuple):
@@ -256,8 +265,11 @@ class SVI:
         guide: the guide: it samples every latent site of the model, and its ``param`` sites
             (with their ``constraint``) are what is optimized (``param`` sites of the model are
             optimized too).
-        optimizer: an ``optax.GradientTransformation`` (applied in the unconstrained space).
+        optim: an ``optax.GradientTransformation`` (applied in the unconstrained space).
         loss: an :class:`~jppl.vi.elbo.ELBO` (e.g. ``Trace_ELBO()``).
+        **static_kwargs: keyword arguments given to the model and the guide on every call
+            (``init``, ``update``, ``run``, ``evaluate``), as in NumPyro; they are constants of
+            the compiled steps. A keyword argument of a call must not repeat one of them.
         mesh: optional ``jax.sharding.Mesh`` (:func:`jppl.parallel.make_mesh`): particles are
             split over its ``sample`` axis, sharded plates over their axis (``data``), and the
             state is replicated. ``None``: plain single-device code. For a fixed key the losses
@@ -284,18 +296,17 @@ class SVI:
         self,
         model: Callable,
         guide: Callable,
-        optimizer: optax.GradientTransformation,
+        optim: optax.GradientTransformation,
         loss: ELBO,
         *,
         mesh: Mesh | None = None,
         shard_state: bool = False,
+        **static_kwargs,
     ):
         if not callable(model) or not callable(guide):
             raise TypeError("SVI: model and guide must be callables.")
-        if not (hasattr(optimizer, "init") and hasattr(optimizer, "update")):
-            raise TypeError(
-                f"SVI: optimizer must be an optax.GradientTransformation, got {optimizer!r}"
-            )
+        if not (hasattr(optim, "init") and hasattr(optim, "update")):
+            raise TypeError(f"SVI: optim must be an optax.GradientTransformation, got {optim!r}")
         if not hasattr(loss, "loss"):
             raise TypeError(f"SVI: loss must be an ELBO (e.g. Trace_ELBO()), got {loss!r}")
         if mesh is not None and not isinstance(mesh, Mesh):
@@ -308,10 +319,14 @@ class SVI:
         self.shard_state = bool(shard_state)
         self.model = model
         self.guide = guide
-        self.optimizer = optimizer
+        self.optim = optim
+        self.optimizer = optim  # the name of earlier jppl versions
         self.loss = loss
+        self.static_kwargs = dict(static_kwargs)
         self.constraints: dict[str, constraints.Constraint] | None = None
         self.transforms: dict[str, Any] | None = None
+        # Names of the mutable sites with a value (known with the param sites).
+        self._mutable_names: list[str] = []
         self.last_result: SVIRunResult | None = None
         self._chunk_cache: dict = {}
         # Seconds per step of each compiled chunk loop (and argument shapes), measured by a
@@ -319,18 +334,60 @@ class SVI:
         self._chunk_rates: dict = {}
 
     # -- parameters ---------------------------------------------------------------------------
+    def _call_kwargs(self, kwargs: dict) -> dict:
+        """``kwargs`` of a call plus the constructor's ``static_kwargs``."""
+        if not self.static_kwargs:
+            return kwargs
+        repeated = sorted(set(kwargs) & set(self.static_kwargs))
+        if repeated:
+            raise TypeError(
+                f"SVI: keyword arguments {repeated} were given to the call and as static "
+                "keyword arguments of SVI(...); give each once."
+            )
+        return {**kwargs, **self.static_kwargs}
+
     def _trace_params(
         self, rng_key, args: tuple, kwargs: dict, init_params: dict | None
-    ) -> dict[str, Any]:
-        """Run guide then model once; record param sites' values and constraints."""
+    ) -> tuple[dict[str, Any], dict[str, Any] | None]:
+        """Run guide then model once; record param sites' values and constraints.
+
+        The model's ``param`` sites read the guide's values of the same name (so a model
+        ``param("w")`` without an initial value shares the guide's ``w``), as in NumPyro.
+
+        Returns:
+            ``(param values, mutable state)``: the values of the ``mutable`` sites after the
+            run (the guide's where both have one; ``None`` if there is none), as NumPyro's
+            ``SVI.init``.
+        """
+        kwargs = self._call_kwargs(kwargs)
         init_params = {} if init_params is None else dict(init_params)
         guide_key, model_key = jax.random.split(rng_key)
         guide_trace = trace(
-            seed(substitute(self.guide, data=init_params), rng_seed=guide_key)
+            seed(_require_param_values(substitute(self.guide, data=init_params)), guide_key)
         ).get_trace(*args, **kwargs)
-        model_trace = trace(
-            seed(replay(substitute(self.model, data=init_params), trace=guide_trace), model_key)
-        ).get_trace(*args, **kwargs)
+        shared = {
+            name: site["value"] for name, site in guide_trace.items() if site["type"] == "param"
+        }
+        shared.update(init_params)
+        model = substitute(self.model, data=shared)
+        if getattr(self.loss, "multi_sample_guide", False):
+            # The model sees one of the guide's samples (the first), as each loss evaluation does.
+            first = {
+                name: site["value"][0]
+                for name, site in guide_trace.items()
+                if site["type"] == "sample"
+                and not site["is_observed"]
+                and jnp.size(site["value"]) > 0
+            }
+            model = substitute(model, data=first)
+        else:
+            model = replay(model, trace=guide_trace)
+        model_trace = trace(seed(_require_param_values(model), model_key)).get_trace(
+            *args, **kwargs
+        )
+        _warn_guide_only_sites(model_trace, guide_trace)
+        mutable_state = self._collect_mutable(model_trace, guide_trace)
+        self._mutable_names = [] if mutable_state is None else sorted(mutable_state)
         values: dict[str, Any] = {}
         site_constraints: dict[str, constraints.Constraint] = {}
         for tr in (guide_trace, model_trace):
@@ -347,7 +404,39 @@ class SVI:
             )
         self.constraints = site_constraints
         self.transforms = {name: biject_to(c) for name, c in site_constraints.items()}
-        return values
+        return values, mutable_state
+
+    def _collect_mutable(self, model_trace: dict, guide_trace: dict) -> dict[str, Any] | None:
+        """The values of the ``mutable`` sites of a first run (the guide's where both have
+        one; sites without a value left out), or ``None``; checks that the loss keeps them."""
+        state = {}
+        for tr in (model_trace, guide_trace):
+            for name, site in tr.items():
+                if site["type"] == "mutable" and jax.tree_util.tree_leaves(site["value"]):
+                    state[name] = site["value"]
+        if not state:
+            return None
+        names = sorted(state)
+        if getattr(self.loss, "multi_sample_guide", False) and any(
+            site["type"] == "mutable" for site in model_trace.values()
+        ):
+            raise ValueError(
+                f"SVI: the model has mutable sites {names}; mutable state in the model is not "
+                "supported with a multi-sample guide (multi_sample_guide=True)."
+            )
+        if not hasattr(self.loss, "loss_with_mutable_state"):
+            raise TypeError(
+                f"SVI: the model or guide has mutable sites {names}, but the loss "
+                f"{self.loss!r} has no loss_with_mutable_state method to update them."
+            )
+        if getattr(self.loss, "num_particles", 1) > 1:
+            raise ValueError(
+                f"SVI: the model or guide has mutable sites {names}, whose state is kept only "
+                f"with num_particles=1 (the loss {self.loss!r} has more: each particle would "
+                "update it differently); use num_particles=1."
+            )
+        # Strongly typed arrays (as the params): the compiled steps keep their types.
+        return jax.tree_util.tree_map(lambda v: jnp.asarray(v, dtype=jnp.asarray(v).dtype), state)
 
     def _require_init(self) -> dict[str, Any]:
         if self.transforms is None:
@@ -386,7 +475,8 @@ class SVI:
 
         Runs the guide and then the model (replayed against it) once to collect their
         ``param`` sites and constraints (stored on this object as ``constraints`` and
-        ``transforms``), and initializes the optimizer.
+        ``transforms``) and the values of their ``mutable`` sites after that run (the state's
+        ``mutable_state``, as in NumPyro), and initializes the optimizer.
 
         Args:
             rng_key: PRNG key; it seeds the initial run, and the state's key is derived from it.
@@ -396,14 +486,15 @@ class SVI:
         """
         init_key, run_key = jax.random.split(rng_key)
         with use_mesh(self.mesh):
-            values = self._trace_params(init_key, args, kwargs, init_params)
+            values, mutable_state = self._trace_params(init_key, args, kwargs, init_params)
         # Strongly typed leaves: weakly typed ones would change type after the first optimizer
         # step and make the jitted update compile again.
         params = jax.tree_util.tree_map(
             lambda v: jnp.asarray(v, dtype=jnp.asarray(v).dtype), self.unconstrain(values)
         )
-        optim_state = self.optimizer.init(params)
-        return self.place_state(SVIState(params, optim_state, run_key, jnp.zeros((), jnp.int32)))
+        optim_state = self.optim.init(params)
+        state = SVIState(params, optim_state, run_key, jnp.zeros((), jnp.int32), mutable_state)
+        return self.place_state(state)
 
     def place_state(self, state: SVIState) -> SVIState:
         """Put ``state`` (e.g. loaded from a file) on the mesh as this SVI keeps it: replicated,
@@ -411,14 +502,45 @@ class SVI:
         With several processes every process must pass the same values."""
         return put_state(state, self.mesh, self.shard_state)
 
-    def _loss_fn(self, step_key, args, kwargs) -> Callable:
+    def _loss_fn(self, step_key, args, kwargs, mutable_state=None) -> Callable:
+        """``loss_fn(params) -> (loss, new mutable state)`` (the state ``None`` without one)."""
+        kwargs = self._call_kwargs(kwargs)
+
         def loss_fn(params):
+            param_map = self.constrain(params)
+            new_mutable = None
             with use_mesh(self.mesh):
-                return self.loss.loss(
-                    step_key, self.constrain(params), self.model, self.guide, *args, **kwargs
+                if mutable_state is None:
+                    loss = self.loss.loss(
+                        step_key, param_map, self.model, self.guide, *args, **kwargs
+                    )
+                else:
+                    # The state is data of the step: no gradient flows into it.
+                    param_map.update(lax.stop_gradient(mutable_state))
+                    out = self.loss.loss_with_mutable_state(
+                        step_key, param_map, self.model, self.guide, *args, **kwargs
+                    )
+                    loss = out["loss"]
+                    new_mutable = _merge_mutable(mutable_state, out["mutable_state"])
+            if not hasattr(loss, "shape") or jnp.shape(loss) != ():
+                raise TypeError(
+                    f"SVI: the loss {self.loss!r} returned {type(loss).__name__} "
+                    f"{jax.tree_util.tree_map(jnp.shape, loss)}, not a scalar; SVI optimizes "
+                    "a scalar loss (e.g. an ELBO with sum_sites=True, the default)."
                 )
+            return loss, new_mutable
 
         return loss_fn
+
+    def _check_mutable_state(self, state: SVIState) -> None:
+        """A state without ``mutable_state`` for a model with mutable sites would silently
+        restart them from their initial values at every step."""
+        if self._mutable_names and getattr(state, "mutable_state", None) is None:
+            raise ValueError(
+                f"SVI: the model or guide has mutable sites {self._mutable_names}, but the "
+                "state has no mutable_state (e.g. a state built by hand or for another "
+                "model); start from svi.init(...)."
+            )
 
     def _step(
         self, state: SVIState, args, kwargs, guard: bool
@@ -426,33 +548,39 @@ class SVI:
         """One update; with ``guard``, a non-finite one is skipped and reported (the one
         implementation of the check: :meth:`stable_update`, :meth:`guarded_update`, ``run``)."""
         self._require_init()
+        self._check_mutable_state(state)
         step_key = jax.random.fold_in(state.rng_key, state.step)
-        loss, grads = jax.value_and_grad(self._loss_fn(step_key, args, kwargs))(state.params)
+        loss_fn = self._loss_fn(step_key, args, kwargs, state.mutable_state)
+        (loss, new_mutable), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
 
         def apply(operands):
-            grads, params, optim_state = operands
-            updates, optim_state = self.optimizer.update(grads, optim_state, params)
-            return optax.apply_updates(params, updates), optim_state
+            grads, params, optim_state, _, new_mutable = operands
+            updates, optim_state = self.optim.update(grads, optim_state, params)
+            return optax.apply_updates(params, updates), optim_state, new_mutable
 
-        operands = (grads, state.params, state.optim_state)
+        def keep(operands):
+            return operands[1], operands[2], operands[3]
+
+        operands = (grads, state.params, state.optim_state, state.mutable_state, new_mutable)
         health = None
         if not guard:
-            params, optim_state = apply(operands)
+            params, optim_state, mutable_state = apply(operands)
         else:
             # As NumPyro's stable update: a cond on the finiteness of the loss and gradients
             # (one reduction per gradient leaf). A cond rather than a select of the old and new
             # state: XLA then updates the state in place (a select cost copies of the params
             # and Adam moments: +40% or more per step for a 2^20-parameter model on CPU). The
             # updated params are not checked (another pass over them): optax turns finite
-            # gradients into finite updates.
+            # gradients into finite updates. A skipped step keeps the mutable state too (its
+            # new values may come from the same non-finite computation).
             finite_loss = jnp.all(jnp.isfinite(loss))
             finite_grads = {name: _all_finite(g) for name, g in grads.items()}
             ok = finite_loss
             for flag in finite_grads.values():
                 ok = ok & flag
-            params, optim_state = lax.cond(ok, apply, lambda ops: ops[1:], operands)
+            params, optim_state, mutable_state = lax.cond(ok, apply, keep, operands)
             health = pin_state(StepHealth(ok, finite_loss, finite_grads), self.mesh)
-        new_state = SVIState(params, optim_state, state.rng_key, state.step + 1)
+        new_state = SVIState(params, optim_state, state.rng_key, state.step + 1, mutable_state)
         # The state stays where it was; the loss is replicated (readable on every process).
         new_state = pin_state(new_state, self.mesh, self.shard_state)
         return new_state, pin_state(loss, self.mesh), health
@@ -481,10 +609,13 @@ class SVI:
         return self._step(state, args, kwargs, guard=True)
 
     def evaluate(self, state: SVIState, *args, **kwargs) -> jax.Array:
-        """The loss at ``state`` with the key of its current step (no update)."""
+        """The loss at ``state`` with the key of its current step (no update; the model and
+        guide see the state's ``mutable_state``)."""
         self._require_init()
+        self._check_mutable_state(state)
         step_key = jax.random.fold_in(state.rng_key, state.step)
-        return pin_state(self._loss_fn(step_key, args, kwargs)(state.params), self.mesh)
+        loss, _ = self._loss_fn(step_key, args, kwargs, state.mutable_state)(state.params)
+        return pin_state(loss, self.mesh)
 
     # -- run ----------------------------------------------------------------------------------
     def _chunk_runner(
@@ -702,6 +833,72 @@ class SVI:
         ``template=svi.init(...)`` of an SVI on another mesh, the state is checked against it
         and restored onto its shardings."""
         return load_state(path, template)
+
+
+def _merge_mutable(old: dict[str, Any], new: dict[str, Any] | None) -> dict[str, Any]:
+    """The state after a step: ``old`` with the sites of ``new`` replaced (a site that the
+    step did not visit keeps its value). A site must keep its structure, shapes and dtypes,
+    as the state is carried through compiled loops."""
+    merged = dict(old)
+    for name, value in (new or {}).items():
+        if name not in old:
+            raise ValueError(
+                f"SVI: mutable site '{name}' appeared during a step but was not in the state "
+                f"(its sites: {sorted(old)}); a mutable site must be visited by SVI.init."
+            )
+        before = old[name]
+        if jax.tree_util.tree_structure(value) != jax.tree_util.tree_structure(before):
+            raise ValueError(
+                f"SVI: mutable site '{name}' changed its structure during a step: "
+                f"{jax.tree_util.tree_structure(before)} before, "
+                f"{jax.tree_util.tree_structure(value)} after."
+            )
+
+        def same_type(new_leaf, old_leaf, name=name):
+            if jnp.shape(new_leaf) != jnp.shape(old_leaf) or jnp.result_type(
+                new_leaf
+            ) != jnp.result_type(old_leaf):
+                raise ValueError(
+                    f"SVI: mutable site '{name}' has a leaf of shape {jnp.shape(old_leaf)} "
+                    f"and dtype {jnp.result_type(old_leaf)} in the state but "
+                    f"{jnp.shape(new_leaf)} {jnp.result_type(new_leaf)} after a step; a "
+                    "mutable site must keep its shapes and dtypes."
+                )
+            return jnp.asarray(new_leaf, dtype=jnp.result_type(old_leaf))  # strongly typed
+
+        merged[name] = jax.tree_util.tree_map(same_type, value, before)
+    return merged
+
+
+class _require_param_values(Messenger):
+    """Raise for a param site with neither an initial value nor a value set by a handler."""
+
+    def process_message(self, msg) -> None:
+        if msg["type"] == "param" and msg["value"] is None and msg["args"][0] is None:
+            raise ValueError(
+                f"SVI.init: param site '{msg['name']}' has no initial value: give it an "
+                "init_value, a guide param site of the same name, or an entry of init_params."
+            )
+
+
+def _warn_guide_only_sites(model_trace: dict, guide_trace: dict) -> None:
+    """Warn about latent guide sites that the model lacks (and not marked auxiliary)."""
+    missing = [
+        name
+        for name, site in guide_trace.items()
+        if site["type"] == "sample"
+        and not site["is_observed"]
+        and not (site.get("infer") or {}).get("is_auxiliary")
+        and (name not in model_trace or model_trace[name]["type"] != "sample")
+    ]
+    if missing:
+        warnings.warn(
+            f"SVI: the guide has sample sites that the model does not have: {missing}; mark "
+            "them infer={'is_auxiliary': True} if they are auxiliary variables of the guide "
+            "(their log q is counted in the ELBO).",
+            UserWarning,
+            stacklevel=4,
+        )
 
 
 # ---------------------------------------------------------------------------------------------

@@ -75,6 +75,8 @@ def window_scheme(
     term_buffer: int = 50,
     base_window: int = 25,
     block_mask: ArrayLike | None = None,
+    regularize_mass_matrix: bool = True,
+    find_heuristic_step_size: bool = True,
 ) -> AdaptationScheme:
     """Stan's windowed warm-up as a kernel-free :class:`AdaptationScheme`.
 
@@ -95,6 +97,13 @@ def window_scheme(
             estimator would give; then it is masked, and the last ``n_tune`` draws re-tune the
             step size (search from the dual-averaged step size, then dual averaging) for the
             masked metric. The initial matrix is masked too.
+        regularize_mass_matrix: Stan's shrinkage of each window's estimate, ``(n / (n + 5)) *
+            cov + 1e-3 * (5 / (n + 5))``; ``False``: the plain sample (co)variance (NumPyro's
+            ``regularize_mass_matrix=False``).
+        find_heuristic_step_size: search a step size (doubling/halving heuristic) before the
+            first transition and after each change of the metric (Stan); ``False``: dual
+            averaging restarts there from the current step size, unsearched (NumPyro's
+            ``find_heuristic_step_size=False``).
     """
     num_warmup = int(num_warmup)
     mask = None
@@ -132,8 +141,16 @@ def window_scheme(
             estimator=welford_init(dim, dense=inverse_mass_matrix.ndim == 2, dtype=dtype),
         )
 
-    # Stan searches with its own fixed target of 0.8, whatever dual averaging aims at.
-    search = lambda key, state, due: search_restart(logdensity_fn, key, state, due, 0.8)
+    def search(key, state, due):
+        if find_heuristic_step_size:
+            # Stan searches with its own fixed target of 0.8, whatever dual averaging aims at.
+            return search_restart(logdensity_fn, key, state, due, 0.8)
+        da = jax.lax.cond(
+            due,
+            lambda: dual_averaging_init(state.step_size),
+            lambda: state.dual_averaging,
+        )
+        return state._replace(dual_averaging=da)
 
     def before(state: AdaptationState, key: jax.Array, flags) -> AdaptationState:
         if not adapt_step_size:
@@ -155,7 +172,9 @@ def window_scheme(
             def end_window(operands):
                 estimator, inverse_mass_matrix = operands
                 cov, count = welford_final(estimator)
-                new_inverse = regularize_inverse_mass_matrix(cov, count)
+                new_inverse = (
+                    regularize_inverse_mass_matrix(cov, count) if regularize_mass_matrix else cov
+                )
                 inverse_mass_matrix = jnp.where(count > 1, new_inverse, inverse_mass_matrix)
                 return jax.tree.map(jnp.zeros_like, estimator), inverse_mass_matrix
 

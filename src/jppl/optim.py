@@ -19,18 +19,24 @@ optax transformations to match:
 * ``SM3``: ``optax.scale_by_sm3`` with no second-moment decay; scalar parameters (which optax's
   SM3 does not take) use the one-dimensional SM3 rule, i.e. Adagrad with momentum.
 
-NumPyro's ``Minimize`` (a full BFGS run per step) needs the loss function inside the
-optimizer; an optax transformation sees only gradients, so it is not provided. Use
-``optax.lbfgs`` with your own loop, or many steps of ``Adam``.
+NumPyro's ``Minimize`` (a full BFGS run per step) needs the loss function, which an optax
+transformation never sees; :class:`Minimize` is therefore not an optax transformation but a
+marker that :class:`jppl.SVI` recognizes: each ``svi.update`` then minimizes the loss (with that
+step's fixed PRNG key) over all the unconstrained params, flattened into one vector, with
+``jax.scipy.optimize.minimize``, as NumPyro does. Meant for deterministic losses: ``AutoDelta``
+(MAP), ``AutoLaplaceApproximation`` or a guide without latent sites (maximum likelihood).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import optax
+from jax.flatten_util import ravel_pytree
+from jax.scipy.optimize import minimize
 
 __all__ = [
     "SGD",
@@ -38,6 +44,8 @@ __all__ = [
     "Adagrad",
     "Adam",
     "ClippedAdam",
+    "Minimize",
+    "MinimizeState",
     "Momentum",
     "RMSProp",
     "RMSPropMomentum",
@@ -185,3 +193,135 @@ def optax_to_numpyro(transformation: optax.GradientTransformation) -> optax.Grad
             f"optax_to_numpyro: expected an optax.GradientTransformation, got {transformation!r}."
         )
     return transformation
+
+
+class MinimizeState(NamedTuple):
+    """The optimizer state of :class:`Minimize` (a pytree of scalars, so it checkpoints).
+
+    Attributes:
+        count: ``()`` int32, the number of minimizations run.
+        success: ``()`` bool, whether the last one converged (``False`` before the first).
+        status: ``()`` int32, its solver code (``jax.scipy.optimize.OptimizeResults.status``:
+            0 converged, 1 maximum iterations, 3 line search (zoom) failed, 4 saddle point,
+            5 maximum line search iterations; -1 before the first).
+        nit: ``()`` int32, its number of iterations.
+    """
+
+    count: jax.Array
+    success: jax.Array
+    status: jax.Array
+    nit: jax.Array
+
+
+# The methods of jax.scipy.optimize.minimize, and the options each takes.
+_MINIMIZE_OPTIONS = {
+    "bfgs": ("maxiter", "norm", "gtol", "line_search_maxiter"),
+    "l-bfgs-experimental-do-not-rely-on-this": (
+        "maxiter",
+        "norm",
+        "maxcor",
+        "ftol",
+        "gtol",
+        "maxfun",
+        "maxgrad",
+        "maxls",
+    ),
+}
+
+
+class Minimize:
+    """NumPyro's ``Minimize``: each SVI step runs a whole ``jax.scipy.optimize.minimize``.
+
+    ``SVI(model, guide, Minimize(), loss)``: ``svi.update`` minimizes the loss as a function of
+    all the unconstrained params (flattened with ``ravel_pytree`` into one ``(n,)`` vector), with
+    the step's PRNG key held fixed, and returns the loss at the minimum. Use it with guides whose
+    loss is deterministic (``AutoDelta``, ``AutoLaplaceApproximation``, a guide without latent
+    sites): with sampled particles it minimizes one fixed Monte Carlo estimate per step.
+
+    Args:
+        method: ``"BFGS"`` (NumPyro's default and the method it supports; jax's experimental
+            ``"l-bfgs-experimental-do-not-rely-on-this"`` is also accepted).
+        **kwargs: passed to ``jax.scipy.optimize.minimize``: only ``options`` (a dict; for
+            BFGS ``maxiter``, ``norm``, ``gtol``, ``line_search_maxiter``). ``tol`` is refused:
+            jax accepts and ignores it (give ``options={"gtol": ...}``).
+    """
+
+    def __init__(self, method: str = "BFGS", **kwargs: Any) -> None:
+        if not isinstance(method, str) or method.lower() not in _MINIMIZE_OPTIONS:
+            raise ValueError(
+                f"Minimize: method must be one of 'BFGS' or "
+                f"'l-bfgs-experimental-do-not-rely-on-this' (those of "
+                f"jax.scipy.optimize.minimize), got {method!r}."
+            )
+        if "tol" in kwargs:
+            raise ValueError(
+                "Minimize: jax.scipy.optimize.minimize ignores tol (the run would not change); "
+                "give the gradient tolerance as options={'gtol': ...}."
+            )
+        unknown = sorted(set(kwargs) - {"options"})
+        if unknown:
+            raise TypeError(
+                f"Minimize: unexpected keyword arguments {unknown}; jax.scipy.optimize.minimize "
+                "takes options={...} (e.g. {'maxiter': 100, 'gtol': 1e-6})."
+            )
+        options = kwargs.get("options")
+        options = {} if options is None else options
+        if not isinstance(options, dict):
+            raise TypeError(f"Minimize: options must be a dict, got {options!r}.")
+        allowed = _MINIMIZE_OPTIONS[method.lower()]
+        bad = sorted(set(options) - set(allowed))
+        if bad:
+            raise TypeError(
+                f"Minimize: unknown options {bad} for method {method!r}; it takes {list(allowed)}."
+            )
+        self.method = method
+        self.options = dict(options)
+
+    def __repr__(self) -> str:
+        return f"Minimize(method={self.method!r}, options={self.options!r})"
+
+    def init(self, params: Any) -> MinimizeState:
+        """The state before the first minimization (``params`` is not needed: SVI keeps it)."""
+        del params
+        return MinimizeState(
+            count=jnp.zeros((), jnp.int32),
+            success=jnp.zeros((), bool),
+            status=jnp.full((), -1, jnp.int32),
+            nit=jnp.zeros((), jnp.int32),
+        )
+
+    def update(self, updates: Any, state: Any, params: Any = None) -> Any:
+        """Not available: :class:`Minimize` needs the loss function, not gradients."""
+        raise TypeError(
+            "Minimize is not a gradient transformation: it needs the loss itself. Use it as the "
+            "optimizer of jppl.SVI (or call its minimize(loss_fn, params, state))."
+        )
+
+    def minimize(
+        self, loss_fn: Callable[[Any], jax.Array], params: Any, state: MinimizeState
+    ) -> tuple[Any, MinimizeState, jax.Array, Any]:
+        """Minimize ``loss_fn`` from ``params``; pure (``jax.jit``-able).
+
+        Args:
+            loss_fn: ``params -> ()`` scalar loss (a pytree of arrays in, as ``params``).
+            params: the starting point, a pytree of float arrays (flattened to ``(n,)``).
+            state: the :class:`MinimizeState`.
+
+        Returns:
+            ``(new_params, new_state, loss, grads)``: the minimizer (same structure and dtypes
+            as ``params``), the updated state, the loss there and its gradient there (a pytree
+            like ``params``).
+        """
+        flat, unravel = ravel_pytree(params)
+
+        def flat_loss(x):
+            return loss_fn(unravel(x))
+
+        result = minimize(flat_loss, flat, (), method=self.method, options=self.options)
+        new_state = MinimizeState(
+            count=state.count + 1,
+            success=jnp.asarray(result.success, bool),
+            status=jnp.asarray(result.status, jnp.int32),
+            nit=jnp.asarray(result.nit, jnp.int32),
+        )
+        return unravel(result.x), new_state, result.fun, unravel(result.jac)

@@ -53,6 +53,7 @@ from jppl import checkpoint
 from jppl.distributions import constraints
 from jppl.distributions.transforms import biject_to
 from jppl.handlers import replay, seed, substitute, trace
+from jppl.optim import Minimize
 from jppl.parallel import pin_state, put_state, state_placement, use_mesh
 from jppl.primitives import Messenger
 from jppl.runloop import Pacer, RunInterrupted, StepBar, interruptible, is_interactive
@@ -265,7 +266,11 @@ class SVI:
         guide: the guide: it samples every latent site of the model, and its ``param`` sites
             (with their ``constraint``) are what is optimized (``param`` sites of the model are
             optimized too).
-        optim: an ``optax.GradientTransformation`` (applied in the unconstrained space).
+        optim: an ``optax.GradientTransformation`` (applied in the unconstrained space), or
+            :class:`jppl.optim.Minimize`: each step then minimizes the loss over the
+            unconstrained params with that step's key fixed (a whole BFGS run, as NumPyro's
+            ``Minimize``) and returns the loss at the minimum; its state is a
+            :class:`jppl.optim.MinimizeState`. Not with mutable sites or ``shard_state``.
         loss: an :class:`~jppl.vi.elbo.ELBO` (e.g. ``Trace_ELBO()``).
         **static_kwargs: keyword arguments given to the model and the guide on every call
             (``init``, ``update``, ``run``, ``evaluate``), as in NumPyro; they are constants of
@@ -306,7 +311,10 @@ class SVI:
         if not callable(model) or not callable(guide):
             raise TypeError("SVI: model and guide must be callables.")
         if not (hasattr(optim, "init") and hasattr(optim, "update")):
-            raise TypeError(f"SVI: optim must be an optax.GradientTransformation, got {optim!r}")
+            raise TypeError(
+                "SVI: optim must be an optax.GradientTransformation or jppl.optim.Minimize, "
+                f"got {optim!r}"
+            )
         if not hasattr(loss, "loss"):
             raise TypeError(f"SVI: loss must be an ELBO (e.g. Trace_ELBO()), got {loss!r}")
         if mesh is not None and not isinstance(mesh, Mesh):
@@ -315,6 +323,12 @@ class SVI:
             )
         if shard_state and mesh is None:
             raise ValueError("SVI: shard_state=True splits the state over a mesh; give `mesh`.")
+        if shard_state and isinstance(optim, Minimize):
+            raise ValueError(
+                "SVI: shard_state=True does not apply to optim=Minimize(), which flattens all "
+                "the params into one vector for BFGS (and a dense inverse Hessian); use "
+                "shard_state=False."
+            )
         self.mesh = mesh
         self.shard_state = bool(shard_state)
         self.model = model
@@ -551,12 +565,31 @@ class SVI:
         self._check_mutable_state(state)
         step_key = jax.random.fold_in(state.rng_key, state.step)
         loss_fn = self._loss_fn(step_key, args, kwargs, state.mutable_state)
-        (loss, new_mutable), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+        if isinstance(self.optim, Minimize):
+            if state.mutable_state is not None:
+                raise ValueError(
+                    f"SVI: optim=Minimize() does not support mutable sites "
+                    f"({sorted(state.mutable_state)}): the loss it minimizes must be a function "
+                    "of the params alone."
+                )
+            # The whole minimization with this step's key; the loss and gradient are those at
+            # the minimum (as NumPyro returns the minimized loss).
+            new_params, new_optim_state, loss, grads = self.optim.minimize(
+                lambda params: loss_fn(params)[0], state.params, state.optim_state
+            )
+            new_mutable = None
 
-        def apply(operands):
-            grads, params, optim_state, _, new_mutable = operands
-            updates, optim_state = self.optim.update(grads, optim_state, params)
-            return optax.apply_updates(params, updates), optim_state, new_mutable
+            def apply(operands):
+                return new_params, new_optim_state, operands[4]
+
+        else:
+            (loss, new_mutable), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+            new_params = None
+
+            def apply(operands):
+                grads, params, optim_state, _, new_mutable = operands
+                updates, optim_state = self.optim.update(grads, optim_state, params)
+                return optax.apply_updates(params, updates), optim_state, new_mutable
 
         def keep(operands):
             return operands[1], operands[2], operands[3]
@@ -578,6 +611,8 @@ class SVI:
             ok = finite_loss
             for flag in finite_grads.values():
                 ok = ok & flag
+            if new_params is not None:  # a line search can end at a non-finite point
+                ok = ok & _all_finite(new_params)
             params, optim_state, mutable_state = lax.cond(ok, apply, keep, operands)
             health = pin_state(StepHealth(ok, finite_loss, finite_grads), self.mesh)
         new_state = SVIState(params, optim_state, state.rng_key, state.step + 1, mutable_state)

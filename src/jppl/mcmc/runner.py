@@ -565,8 +565,12 @@ class MCMC:
         :class:`~jppl.mcmc.driver.ChainProgram`), compiled on first use and cached."""
         c, thin = self.num_chains, self.thinning
         group = 1 if self.chain_method == "sequential" else c
-        mesh = self._chain_mesh()
-        key = ("chain", sig.key, c, self.chain_method, self.devices, fresh, num_warmup)
+        method, mesh = self.chain_method, self._chain_mesh()
+        if target.dim == 0 and self.mesh is None and method == "sharded":
+            # No latent site: nothing to spread. XLA:CPU (JAX 0.11) also crashes compiling
+            # shard_map over the zero-size positions, so such chains are vectorized.
+            method, mesh = "vectorized", None
+        key = ("chain", sig.key, c, method, self.devices, fresh, num_warmup)
         key += (num_draws, thin, fields, self.mesh, warmup_draws)
 
         def build() -> _Programs:
@@ -585,9 +589,7 @@ class MCMC:
 
             def mapped(fn):
                 traced = _traced_under(self.mesh, fn)
-                return chain_program(
-                    traced, self.chain_method, group, mesh, spmd=target.blocks is None
-                )
+                return chain_program(traced, method, group, mesh, spmd=target.blocks is None)
 
             start, advance, finish = (mapped(fn) for fn in program)
 
@@ -599,7 +601,7 @@ class MCMC:
 
             # The carry's buffers (draws included) are reused from chunk to chunk, unless
             # padding chains (sharded chains not filling the devices) copies them anyway.
-            padded = self.chain_method == "sharded" and c % axis_size(mesh, CHAIN_AXIS)
+            padded = method == "sharded" and c % axis_size(mesh, CHAIN_AXIS)
             return _Programs(
                 key,
                 _jit(start, "mcmc_start"),

@@ -23,6 +23,7 @@ LAYERS: list[set[str]] = [
     {"distributions", "diagnostics", "inference_data", "runloop", "optim"},
     {"primitives", "util"},
     {"handlers"},
+    {"enumerate"},
     {"reparam", "parallel"},
     {"model"},
     {"mcmc", "vi"},

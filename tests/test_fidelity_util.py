@@ -233,8 +233,26 @@ def test_get_potential_fn_matches_hand_density():
     y2 = jnp.array([1.0, 1.5])
     np.testing.assert_allclose(gen(y2)(z), _pe_by_hand(y2, 0.4, -0.3), rtol=1e-5)
     np.testing.assert_allclose(post_gen(y2)(z)["sigma"], np.exp(-0.3), rtol=1e-6)
-    with pytest.raises(NotImplementedError, match="enum=True"):
-        get_potential_fn(_pe_model, transforms, enum=True)
+
+
+def _switch_model(y):
+    mu = jppl.sample("mu", dist.Normal(1.0, 2.0))
+    k = jppl.sample("k", dist.Bernoulli(0.3))
+    with jppl.plate("data", y.shape[0]):
+        jppl.sample("y", dist.Normal(mu + 2.0 * k, 1.0), obs=y)
+
+
+def test_get_potential_fn_enum_sums_out_discrete_sites():
+    y = jnp.array([0.3, -1.2, 2.0])
+    potential_fn, _ = get_potential_fn(_switch_model, {}, enum=True, model_args=(y,))
+    mu = 0.4
+    expected = st.norm(1.0, 2.0).logpdf(mu) + np.logaddexp(
+        np.log(0.7) + st.norm(mu, 1.0).logpdf(np.asarray(y)).sum(),
+        np.log(0.3) + st.norm(mu + 2.0, 1.0).logpdf(np.asarray(y)).sum(),
+    )
+    np.testing.assert_allclose(potential_fn({"mu": jnp.array(mu)}), -expected, rtol=1e-5)
+    gen, _ = get_potential_fn(_switch_model, {}, enum=True, dynamic_args=True)
+    np.testing.assert_allclose(gen(y)({"mu": jnp.array(mu)}), -expected, rtol=1e-5)
 
 
 # ---------------------------------------------------------------------------------------------

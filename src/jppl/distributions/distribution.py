@@ -469,6 +469,13 @@ class MaskedDistribution(_Wrapper):
         self.base_dist = base_dist
         super().__init__(batch_shape, base_dist.event_shape, validate_args=False)
 
+    @property
+    def has_enumerate_support(self):  # type: ignore[override]
+        return self.base_dist.has_enumerate_support
+
+    def enumerate_support(self, expand=True):
+        return self.base_dist.expand(self.batch_shape).enumerate_support(expand=expand)
+
     def sample_with_intermediates(self, key, sample_shape=()):
         return self.base_dist.expand(self.batch_shape).sample_with_intermediates(key, sample_shape)
 

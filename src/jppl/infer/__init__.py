@@ -7,6 +7,7 @@ unconstrained space, ``init_to_*``). ``jppl.infer.autoguide``, ``jppl.infer.repa
 ``jppl.infer.util`` and ``jppl.infer.initialization`` are NumPyro's module paths.
 """
 
+from jppl.enumerate import config_enumerate
 from jppl.infer.predictive import Predictive
 from jppl.mcmc import HMC, MCMC, NUTS
 from jppl.model.density import (
@@ -24,6 +25,7 @@ from jppl.model.density import (
     transform_fn,
     unconstrain_fn,
 )
+from jppl.model.discrete import infer_discrete
 from jppl.model.initialization import (
     init_to_feasible,
     init_to_mean,
@@ -41,6 +43,7 @@ from jppl.vi import (
     RenyiELBO,
     SVIState,
     Trace_ELBO,
+    TraceEnum_ELBO,
     TraceGraph_ELBO,
     TraceMeanField_ELBO,
     psis_diagnostic,
@@ -60,13 +63,16 @@ __all__ = [
     "RenyiELBO",
     "RunInterrupted",
     "SVIState",
+    "TraceEnum_ELBO",
     "TraceGraph_ELBO",
     "TraceMeanField_ELBO",
     "Trace_ELBO",
     "compute_log_probs",
+    "config_enumerate",
     "constrain_fn",
     "find_valid_initial_params",
     "get_model_transforms",
+    "infer_discrete",
     "init_to_feasible",
     "init_to_mean",
     "init_to_median",

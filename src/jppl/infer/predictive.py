@@ -15,9 +15,11 @@ from typing import Any
 import jax
 from jax.sharding import Mesh
 
+from jppl.enumerate import config_enumerate
 from jppl.handlers import seed, substitute, trace
 from jppl.model.batch import batch_shape_of, flatten_batch, map_batch
 from jppl.model.density import log_likelihood
+from jppl.model.discrete import infer_discrete
 from jppl.parallel.context import use_mesh
 from jppl.parallel.mesh import axis_size
 from jppl.primitives import Message
@@ -44,7 +46,10 @@ class Predictive:
         return_sites: names of the sites to return. Default: every sample site that is not in
             ``posterior_samples`` (so observed sites and new latent sites) plus every
             deterministic site.
-        infer_discrete: not supported yet (needs enumeration).
+        infer_discrete: draw the discrete latent sites that have ``enumerate_support`` from
+            their posterior given each draw of the other sites (and the observations), as
+            :func:`jppl.infer.infer_discrete` does, instead of from their prior. Use it with
+            the draws of ``MCMC`` on a model whose discrete sites were summed out.
         parallel: map over the draws with ``jax.vmap`` (True) or ``jax.lax.map`` (False).
         batch_ndims: number of leading batch dims of ``posterior_samples`` (default 1), or,
             with a ``guide`` and no samples, of ``params`` (default 0: shared params).
@@ -75,11 +80,6 @@ class Predictive:
         exclude_deterministic: bool = True,
         mesh: Mesh | None = None,
     ):
-        if infer_discrete:
-            raise NotImplementedError(
-                "Predictive(infer_discrete=True) needs enumeration of discrete sites, which "
-                "jppl does not support yet."
-            )
         if posterior_samples is not None and guide is not None:
             raise ValueError("Predictive: give either posterior_samples or a guide, not both.")
         if posterior_samples is not None and not isinstance(posterior_samples, dict):
@@ -146,6 +146,7 @@ class Predictive:
         self.parallel = parallel
         self.batch_ndims = batch_ndims
         self.exclude_deterministic = exclude_deterministic
+        self.infer_discrete = bool(infer_discrete)
         self._batch_shape = tuple(batch_shape)
         self._batched_samples = batched_samples
         self._batched_params = batched_params
@@ -171,9 +172,11 @@ class Predictive:
                 return samples.get(site["name"])
             return None
 
-        model_trace = trace(
-            seed(substitute(self.model, substitute_fn=substitute_fn), rng_seed=rng_key)
-        ).get_trace(*args, **kwargs)
+        model = substitute(self.model, substitute_fn=substitute_fn)
+        if self.infer_discrete:
+            discrete_key, rng_key = jax.random.split(rng_key)
+            model = infer_discrete(config_enumerate(model), rng_key=discrete_key)
+        model_trace = trace(seed(model, rng_seed=rng_key)).get_trace(*args, **kwargs)
         if self.return_sites is not None:
             missing = [name for name in self.return_sites if name not in model_trace]
             if missing:

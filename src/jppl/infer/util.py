@@ -16,6 +16,7 @@ from jppl.model.density import (
     ParamInfo,
     compute_log_probs,
     constrain_fn,
+    enumerated,
     find_valid_initial_params,
     get_model_transforms,
     initialize_model,
@@ -62,7 +63,9 @@ def get_potential_fn(
         model: the model.
         inv_transforms: ``{site name: transform}`` from the unconstrained to the constrained
             space (e.g. the first output of :func:`get_model_transforms`).
-        enum: enumerate discrete latent sites; not supported (jppl has no enumeration yet).
+        enum: sum out the model's discrete latent sites (those with ``enumerate_support``)
+            exactly: the potential is the marginal of the continuous sites (what ``MCMC``
+            and ``initialize_model`` do for a model with discrete latent sites).
         replay_model: make ``postprocess_fn`` run the model (:func:`constrain_fn`), so that
             it also returns the ``deterministic`` sites; otherwise it only applies
             ``inv_transforms``.
@@ -76,14 +79,9 @@ def get_potential_fn(
         :func:`potential_energy` at unconstrained values ``z`` (a dict by site name), and
         ``postprocess_fn(z) -> dict`` the constrained values.
 
-    Raises:
-        NotImplementedError: ``enum=True``.
     """
     if enum:
-        raise NotImplementedError(
-            "get_potential_fn(enum=True): jppl cannot enumerate discrete latent sites yet; "
-            "marginalize them out in the model by hand."
-        )
+        model = enumerated(model)
     if dynamic_args:
 
         def potential_fn(*args, **kwargs):

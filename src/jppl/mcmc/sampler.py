@@ -40,6 +40,7 @@ from jppl.mcmc import hmc, nuts
 from jppl.model.blocked import potential_with_blocks, sharded_sites
 from jppl.model.density import (
     constrain_fn,
+    enumerate_discrete,
     explain_invalid_init,
     find_valid_initial_params,
     forward_mode_gradient,
@@ -324,8 +325,11 @@ class _HamiltonianSampler:
                 is then added in fixed blocks (:mod:`jppl.model.blocked`) when the model allows
                 it (every site there observed, no subsampling); ignored otherwise.
 
+        A model with discrete latent sites is sampled with them summed out exactly
+        (enumerated, as NumPyro does; :func:`jppl.model.discrete.enumerate_discrete`).
+
         Raises:
-            ValueError: for a discrete latent site of the model (it must be marginalized).
+            ValueError: for a discrete latent site whose support cannot be enumerated.
         """
         if self.model is None:
             if init_params is None:
@@ -338,7 +342,9 @@ class _HamiltonianSampler:
         return self._bind_model(rng_key, model_args, model_kwargs, blocks)
 
     def _bind_model(self, rng_key, model_args, model_kwargs, blocks) -> Target:
-        model = self.model
+        model = enumerate_discrete(self.model, rng_key, model_args, model_kwargs)
+        if model is not self.model:
+            blocks = None  # the blocked likelihood sums sites; enumeration must contract them
         init_strategy = self.init_strategy
         forward_mode = self.forward_mode_differentiation
         found: dict[str, Any] = {}

@@ -12,6 +12,7 @@ Vocabulary used throughout:
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
 from functools import partial
@@ -23,8 +24,10 @@ import numpy as np
 
 from jppl.distributions import constraints, enable_validation, validation_enabled
 from jppl.distributions.util import sum_rightmost
-from jppl.handlers import seed, substitute, trace
+from jppl.enumerate import config_enumerate, enum
+from jppl.handlers import block, seed, substitute, trace
 from jppl.model.batch import batch_shape_of, flatten_batch, map_batch
+from jppl.model.enum import enum_log_joint, enumerated_sites, is_enumerated
 from jppl.model.initialization import init_to_uniform
 from jppl.parallel.mesh import current_mesh
 from jppl.parallel.sharding import shard_log_prob
@@ -35,10 +38,13 @@ __all__ = [
     "ParamInfo",
     "compute_log_probs",
     "constrain_fn",
+    "enumerate_discrete",
+    "enumerated",
     "explain_invalid_init",
     "find_valid_initial_params",
     "forward_mode_gradient",
     "get_model_transforms",
+    "guess_max_plate_nesting",
     "initialize_model",
     "log_density",
     "log_likelihood",
@@ -122,22 +128,113 @@ def log_density(
 
     Returns:
         ``(log_joint, trace)``: the scalar sum over sample sites of ``scale * log_prob`` and the
-        model's trace.
+        model's trace. Sites enumerated by :class:`jppl.enumerate.enum` (e.g. a model wrapped
+        as ``enum(config_enumerate(model), first_available_dim=-2)``) are summed out: the
+        result is the marginal density of the other sites.
     """
     model_kwargs = {} if model_kwargs is None else model_kwargs
     params = {} if params is None else params
     model_trace = trace(require_values(substitute(model, data=params), what="`params`")).get_trace(
         *model_args, **model_kwargs
     )
+    return _log_joint(model_trace), model_trace
+
+
+def _log_joint(model_trace: Trace) -> jax.Array:
+    """Sum over sample sites of ``scale * log_prob``; the enumerated sites of a trace run
+    under :class:`jppl.enumerate.enum` are summed out exactly (:mod:`jppl.model.enum`)."""
+    if any(is_enumerated(site) for site in model_trace.values()):
+        return enum_log_joint(model_trace, compute_log_probs(model_trace, scaled=False))
+    log_probs = compute_log_probs(model_trace)
     log_joint = jnp.zeros(())
-    for log_prob in compute_log_probs(model_trace).values():
+    for log_prob in log_probs.values():
         log_joint = log_joint + jnp.sum(log_prob)
-    return log_joint, model_trace
+    return log_joint
 
 
 # ---------------------------------------------------------------------------------------------
 # Unconstrained space
 # ---------------------------------------------------------------------------------------------
+
+
+def guess_max_plate_nesting(model_trace: Trace) -> int:
+    """The number of nested plate dims used by the sites of a trace (0 without plates)."""
+    dims = [
+        -frame.dim
+        for site in model_trace.values()
+        if site["type"] in ("sample", "deterministic", "param")
+        for frame in site.get("cond_indep_stack", ())
+    ]
+    return max(dims, default=0)
+
+
+def _discrete_latents(model_trace: Trace) -> dict[str, Any]:
+    return {
+        name: site
+        for name, site in model_trace.items()
+        if site["type"] == "sample"
+        and not site["is_observed"]
+        and site["fn"].is_discrete
+        and "_enumerate_dim" not in site["infer"]
+    }
+
+
+def enumerate_discrete(
+    model: Callable, rng_key: jax.Array, model_args: tuple = (), model_kwargs: dict | None = None
+) -> Callable:
+    """``model`` with its discrete latent sites enumerated, or ``model`` itself if it has
+    none (the model is traced once, abstractly, to find out).
+
+    Raises:
+        ValueError: for a discrete latent site whose support cannot be enumerated (e.g.
+            Poisson), naming it and the ways around it.
+    """
+    model_kwargs = {} if model_kwargs is None else model_kwargs
+    found: dict[str, Any] = {}
+
+    def run(key):
+        model_trace = trace(seed(model, rng_seed=key)).get_trace(*model_args, **model_kwargs)
+        found["discrete"] = {
+            name: type(site["fn"]).__name__ if not site["fn"].has_enumerate_support else None
+            for name, site in _discrete_latents(model_trace).items()
+        }
+        found["nesting"] = guess_max_plate_nesting(model_trace)
+        found["enumerated"] = bool(enumerated_sites(model_trace))
+
+    jax.eval_shape(run, rng_key)
+    if not found["discrete"]:
+        return model
+    unbounded = {name: kind for name, kind in found["discrete"].items() if kind is not None}
+    if unbounded:
+        name, kind = next(iter(unbounded.items()))
+        raise ValueError(
+            f"Sample site '{name}' is a latent discrete variable ({kind}) whose support is "
+            "unbounded, so it cannot be enumerated (summed out) for gradient-based inference. "
+            "Marginalize it by hand (e.g. a mixture, or a factor with a truncated sum), "
+            "observe it, or update it with your own Gibbs step (HMCGibbs)."
+        )
+    if found["enumerated"]:
+        raise ValueError(
+            "The model mixes enumerated sites (under an `enum` handler) with discrete latent "
+            f"sites that are not enumerated ({', '.join(sorted(found['discrete']))}); mark "
+            "them for enumeration too (config_enumerate) or give them values."
+        )
+    return enum(config_enumerate(model), first_available_dim=-found["nesting"] - 1)
+
+
+def enumerated(model: Callable) -> Callable:
+    """``model`` with its discrete latent sites (those with ``enumerate_support``) enumerated,
+    ``max_plate_nesting`` guessed from a run of the model at each call (with a fixed key,
+    hidden from the handlers around it)."""
+
+    @functools.wraps(model)
+    def run(*args, **kwargs):
+        with block():
+            model_trace = trace(seed(model, rng_seed=0)).get_trace(*args, **kwargs)
+        first = -guess_max_plate_nesting(model_trace) - 1
+        return enum(config_enumerate(model), first_available_dim=first)(*args, **kwargs)
+
+    return run
 
 
 def _biject_to(constraint, site_name: str):
@@ -155,9 +252,10 @@ def _biject_to(constraint, site_name: str):
 def _discrete_latent_error(name: str, fn) -> ValueError:
     return ValueError(
         f"Sample site '{name}' is a latent discrete variable ({type(fn).__name__}); gradient-based "
-        "inference needs it to be marginalized out (sum it out by hand, e.g. with a mixture "
-        "distribution or logsumexp in a factor), or observed. Enumeration of discrete latent "
-        "sites is not supported yet."
+        "inference needs it to be marginalized out: enumerate it (MCMC and initialize_model do "
+        "this for you; by hand: enum(config_enumerate(model), first_available_dim="
+        "-max_plate_nesting - 1)), sum it out by hand (e.g. a mixture distribution), or "
+        "observe it."
     )
 
 
@@ -570,6 +668,7 @@ def initialize_model(
     """
     model_kwargs = {} if model_kwargs is None else model_kwargs
     first_key = rng_key if _is_single_key(rng_key) else rng_key[0]
+    model = enumerate_discrete(model, first_key, model_args, model_kwargs)
     init_model = substitute(seed(model, rng_seed=first_key), substitute_fn=init_strategy)
     transforms, model_trace = get_model_transforms(init_model, model_args, model_kwargs)
     prototype = transform_fn(transforms, _latent_values(model_trace), invert=True)

@@ -164,8 +164,9 @@ def _discrete_error(owner: str, site: dict) -> ValueError:
     name = site["name"]
     return ValueError(
         f"{owner}: latent site '{name}' is discrete ({type(site['fn']).__name__}); autoguides "
-        "only cover continuous latent sites. Marginalize it out of the model (e.g. with a "
-        "mixture distribution), observe it, or hide it from the autoguide with "
+        "only cover continuous latent sites. Enumerate it (config_enumerate(model) with "
+        "TraceEnum_ELBO: the guide then leaves it out), marginalize it out of the model (e.g. "
+        "with a mixture distribution), observe it, or hide it from the autoguide with "
         f"block(model, hide=['{name}']) and guide it by hand (combine guides with "
         "AutoGuideList)."
     )
@@ -307,6 +308,8 @@ class AutoGuide:
             if site["infer"].get("is_auxiliary"):
                 continue
             if site["fn"].is_discrete:
+                if site["infer"].get("enumerate") == "parallel":
+                    continue  # summed out of the model by TraceEnum_ELBO
                 raise _discrete_error(owner, site)
             transform = _transform_for(site, owner)
             value = jnp.asarray(site["value"])

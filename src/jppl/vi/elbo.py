@@ -68,14 +68,18 @@ import numpy as np
 from jax import lax
 
 from jppl.distributions.kl import kl_divergence
+from jppl.enumerate import enum
 from jppl.handlers import replay, seed, substitute, trace
 from jppl.model import site_log_prob
+from jppl.model.discrete import guess_max_plate_nesting
+from jppl.model.enum import enum_log_joint, is_enumerated
 from jppl.parallel import map_particles
 from jppl.primitives import Message, Messenger
 
 __all__ = [
     "ELBO",
     "RenyiELBO",
+    "TraceEnum_ELBO",
     "TraceGraph_ELBO",
     "TraceMeanField_ELBO",
     "Trace_ELBO",
@@ -137,10 +141,15 @@ class _require_guide_values(Messenger):
 
     def process_message(self, msg: Message) -> None:
         if msg["type"] == "sample" and not msg["is_observed"] and msg["value"] is None:
+            hint = (
+                " It is marked for enumeration: use TraceEnum_ELBO to sum it out."
+                if msg["infer"].get("enumerate") == "parallel"
+                else ""
+            )
             raise ValueError(
                 f"Latent sample site '{msg['name']}' of the model has no matching sample site "
                 "in the guide; the guide must sample every latent site of the model (under the "
-                "same name), or the site must be observed."
+                f"same name), or the site must be observed.{hint}"
             )
 
 
@@ -236,8 +245,12 @@ def get_importance_traces(
     guide: Callable,
     args: tuple,
     kwargs: dict,
+    first_available_dim: int | None = None,
 ) -> tuple[Trace, Trace]:
     """Run the guide, then the model replayed against it; return ``(model_trace, guide_trace)``.
+
+    With ``first_available_dim``, the model's sites marked for enumeration that the guide
+    does not sample are enumerated (:class:`jppl.enumerate.enum`) instead of replayed.
 
     ``param_map`` (constrained values) is substituted into both. The guide gets
     ``split(rng_key)[0]`` and the model ``split(rng_key)[1]`` (for its own ``prng_key()`` calls
@@ -251,10 +264,10 @@ def get_importance_traces(
     guide_key, model_key = jax.random.split(rng_key)
     guide_run = _detach_nonreparam(seed(substitute(guide, data=param_map), rng_seed=guide_key))
     guide_trace = trace(guide_run).get_trace(*args, **kwargs)
-    model_run = seed(
-        _require_guide_values(replay(substitute(model, data=param_map), trace=guide_trace)),
-        rng_seed=model_key,
-    )
+    replayed = replay(substitute(model, data=param_map), trace=guide_trace)
+    if first_available_dim is not None:
+        replayed = enum(replayed, first_available_dim=first_available_dim)
+    model_run = seed(_require_guide_values(replayed), rng_seed=model_key)
     model_trace = trace(model_run).get_trace(*args, **kwargs)
     _check_plates(model_trace, guide_trace)
     _check_subsampled_plates(model_trace, guide_trace)
@@ -656,6 +669,86 @@ class Trace_ELBO(ELBO):
         for value in log_q.values():
             elbo = elbo - value
         return elbo, surrogate
+
+
+class TraceEnum_ELBO(ELBO):
+    """The ELBO with the model's enumerated discrete sites summed out exactly.
+
+    The model's sites marked ``infer={"enumerate": "parallel"}`` (e.g. by
+    ``config_enumerate``) that the guide does not sample are enumerated, and ``log p`` is
+    the density of the other sites with them summed out (variable elimination over plates,
+    :mod:`jppl.model.enum`); the guide covers the remaining latent sites as in
+    :class:`Trace_ELBO` (non-reparameterized guide sites get a score-function term).
+
+    Args:
+        num_particles, vectorize_particles: see :class:`ELBO`.
+        max_plate_nesting: the number of nested plates of model and guide; guessed from a run
+            of both when left at ``inf``.
+
+    Enumerating sites of the guide is not supported (a ``NotImplementedError`` names the
+    site): enumerate them in the model instead.
+    """
+
+    can_infer_discrete = True
+
+    def __init__(
+        self,
+        num_particles: int = 1,
+        max_plate_nesting: float = float("inf"),
+        vectorize_particles: bool | Callable = True,
+    ):
+        if max_plate_nesting != float("inf") and (
+            not isinstance(max_plate_nesting, int) or max_plate_nesting < 0
+        ):
+            raise ValueError(
+                f"TraceEnum_ELBO: max_plate_nesting must be an int >= 0, got {max_plate_nesting!r}"
+            )
+        super().__init__(num_particles, vectorize_particles)
+        self.max_plate_nesting = max_plate_nesting
+
+    def _nesting(self, rng_key, param_map, model, guide, args, kwargs) -> int:
+        if self.max_plate_nesting != float("inf"):
+            return int(self.max_plate_nesting)
+        guide_key, model_key = jax.random.split(rng_key)
+        guide_trace = trace(seed(substitute(guide, data=param_map), rng_seed=guide_key)).get_trace(
+            *args, **kwargs
+        )
+        model_trace = trace(
+            seed(replay(substitute(model, data=param_map), trace=guide_trace), rng_seed=model_key)
+        ).get_trace(*args, **kwargs)
+        return max(guess_max_plate_nesting(guide_trace), guess_max_plate_nesting(model_trace))
+
+    def particle_loss(self, rng_key, param_map, model, guide, args, kwargs):
+        nesting = self._nesting(rng_key, param_map, model, guide, args, kwargs)
+        model_trace, guide_trace = get_importance_traces(
+            rng_key, param_map, model, guide, args, kwargs, first_available_dim=-nesting - 1
+        )
+        for name, site in guide_trace.items():
+            if site["type"] == "sample" and site["infer"].get("enumerate") == "parallel":
+                raise NotImplementedError(
+                    f"TraceEnum_ELBO: guide site '{name}' is marked for enumeration; jppl "
+                    "enumerates model sites only. Leave it out of the guide and enumerate it "
+                    "in the model (config_enumerate)."
+                )
+        if any(is_enumerated(site) for site in model_trace.values()):
+            log_p = enum_log_joint(
+                model_trace,
+                {
+                    name: site_log_prob(site, scaled=False)
+                    for name, site in model_trace.items()
+                    if site["type"] == "sample"
+                },
+            )
+        else:
+            log_p = jnp.zeros(())
+            for site in model_trace.values():
+                if site["type"] == "sample":
+                    log_p = log_p + jnp.sum(site_log_prob(site))
+        elbo = log_p
+        for name, site in guide_trace.items():
+            if site["type"] == "sample":
+                elbo = elbo - jnp.sum(_guide_log_prob(name, site, model_trace))
+        return elbo, _score_log_prob(guide_trace)
 
 
 def _guide_log_prob(name: str, site: Message, model_trace: Trace) -> jax.Array:

@@ -1,0 +1,392 @@
+"""Summing out enumerated discrete sites: variable elimination over plates, in log space.
+
+A trace run under :class:`jppl.enumerate.enum` gives, per sample site, a log-probability
+whose dims are either *plate* dims (named by the site's ``cond_indep_stack``) or
+*enumerated* dims (left of ``first_available_dim``, named by the enumerated variable live at
+that dim when the site ran). Each becomes a :class:`Factor` with named axes.
+
+The log marginal ``log sum_z prod_f exp(f)`` is computed as in Pyro's tensor-tree
+contraction (Obermeyer et al. 2019, *Tensor variable elimination for plated factor graphs*):
+each enumerated variable lives at the intersection of the plates of the factors that mention
+it; starting from the deepest set of plates, the variables living there are eliminated
+(``logsumexp`` of the broadcast sum of the factors that mention them, one variable at a time
+in a greedy smallest-result order), then the plates that no remaining variable needs are
+multiplied out (a sum of logs) and the result moves to the parent set of plates. The cost
+is linear in the length of a chain of ``markov`` steps.
+
+Written here rather than taken from a library: funsor (NumPyro's route) is a large
+dependency for this ~200-line algorithm, and ``opt_einsum`` contracts sums of products, not
+``logsumexp`` with per-plate products; the broadcast ``logsumexp`` used here is exact in log
+space where a shifted ``einsum`` can underflow when factors disagree strongly.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+from jax.scipy.special import logsumexp
+
+from jppl.primitives import Message
+
+__all__ = [
+    "Elimination",
+    "Factor",
+    "contract",
+    "enum_log_joint",
+    "enumerated_sites",
+    "is_enumerated",
+    "sample_eliminations",
+    "site_factor",
+    "trace_factors",
+]
+
+Trace = dict[str, Message]
+
+
+class Factor(NamedTuple):
+    """A log-potential with named axes.
+
+    Attributes:
+        log: array with one axis per entry of ``names``.
+        names: the name of each axis: a plate name or an enumerated site name.
+        plates: the plates the factor lies in; their names are exactly its plate axes.
+    """
+
+    log: jax.Array
+    names: tuple[str, ...]
+    plates: frozenset[str]
+
+
+class Elimination(NamedTuple):
+    """One eliminated variable, kept to sample it afterwards (:func:`sample_eliminations`).
+
+    ``log`` (axes ``names``) is the sum of the factors that mentioned ``var`` when it was
+    eliminated; ``var``'s conditional given the later-eliminated variables is proportional to
+    its ``exp``.
+    """
+
+    var: str
+    log: jax.Array
+    names: tuple[str, ...]
+
+
+def is_enumerated(site: Message) -> bool:
+    """Whether ``site`` is a sample site enumerated by :class:`jppl.enumerate.enum`."""
+    return site["type"] == "sample" and "_enumerate_dim" in site["infer"]
+
+
+def enumerated_sites(model_trace: Trace) -> dict[str, Message]:
+    """The enumerated sites of a trace, in order."""
+    return {name: site for name, site in model_trace.items() if is_enumerated(site)}
+
+
+def plates_of(site: Message) -> set[str]:
+    """Names of the plates a site lies in."""
+    return {frame.name for frame in site["cond_indep_stack"]}
+
+
+def site_factor(site: Message, log_prob: jax.Array, first_available_dim: int) -> Factor:
+    """The :class:`Factor` of a sample site from its (scaled) log-probability.
+
+    Plate dims are broadcast to the plate's size (a log-probability constant along a plate
+    still counts once per entry); other batch dims right of ``first_available_dim`` are
+    summed (independent entries); size-1 dims are dropped.
+
+    Raises:
+        ValueError: for a dim left of ``first_available_dim`` that no enumerated variable
+            owns (too few ``max_plate_nesting`` for the model's batch dims).
+    """
+    frames = {frame.dim: frame for frame in site["cond_indep_stack"]}
+    enum_names: dict[int, str] = site["infer"].get("_enum_names", {})
+    rank = max([jnp.ndim(log_prob)] + [-dim for dim in frames])
+    log = jnp.reshape(log_prob, (1,) * (rank - jnp.ndim(log_prob)) + jnp.shape(log_prob))
+    names: list[str] = []
+    sizes: list[int] = []
+    summed: list[int] = []
+    dropped: list[int] = []
+    for axis, size in enumerate(log.shape):
+        dim = axis - rank
+        if dim in frames:
+            names.append(frames[dim].name)
+            sizes.append(frames[dim].size)
+        elif size == 1:
+            dropped.append(axis)
+        elif dim > first_available_dim:
+            summed.append(axis)
+        elif dim in enum_names:
+            names.append(enum_names[dim])
+            sizes.append(size)
+        else:
+            raise ValueError(
+                f"Sample site '{site['name']}': its log-probability of shape "
+                f"{tuple(log.shape)} has a dim {dim} of size {size} left of the plates "
+                f"(first_available_dim={first_available_dim}) that no enumerated site owns. "
+                "Set max_plate_nesting to the number of nested plates of the model, and keep "
+                "batch dims of distributions inside plates."
+            )
+    if summed and any(name not in plates_of(site) for name in names):
+        dim = summed[0] - rank
+        raise ValueError(
+            f"Sample site '{site['name']}' depends on enumerated sites and has a batch dim "
+            f"{dim} of size {log.shape[summed[0]]} that is not a plate: put the site in a "
+            "plate over that dim (a site that depends on a variable of a plate must lie in "
+            "that plate)."
+        )
+    if summed:
+        log = jnp.sum(log, axis=tuple(summed), keepdims=True)
+    log = jnp.squeeze(log, axis=tuple(sorted(dropped + summed)))
+    log = jnp.broadcast_to(log, tuple(sizes))
+    plates = frozenset(frame.name for frame in frames.values())
+    return Factor(log, tuple(names), plates)
+
+
+def trace_factors(
+    model_trace: Trace, log_probs: dict[str, jax.Array]
+) -> tuple[list[Factor], dict[str, frozenset[str]]]:
+    """The factors of the sample sites of an enumerated trace (from ``log_probs``), and the
+    enumerated variables with the plates of their own sites."""
+    sites = enumerated_sites(model_trace)
+    first = next(iter(sites.values()))["infer"]["_enum_first_dim"]
+    factors = [
+        site_factor(site, log_probs[name], first)
+        for name, site in model_trace.items()
+        if site["type"] == "sample"
+    ]
+    homes = {
+        name: frozenset(frame.name for frame in site["cond_indep_stack"])
+        for name, site in sites.items()
+    }
+    return factors, homes
+
+
+def _scalar_scale(site: Message) -> float:
+    scale = site["scale"]
+    if scale is None:
+        return 1.0
+    try:
+        return float(scale)
+    except (TypeError, jax.errors.ConcretizationTypeError) as e:
+        raise ValueError(
+            f"Sample site '{site['name']}' depends on enumerated sites and has a scale that "
+            "is an array or traced; enumeration needs a constant scalar scale (e.g. the "
+            "plate's size / subsample_size)."
+        ) from e
+
+
+def enum_log_joint(model_trace: Trace, log_probs: dict[str, jax.Array]) -> jax.Array:
+    """The log joint of an enumerated trace with its enumerated sites summed out.
+
+    ``log_probs``: unscaled log-probabilities of the sample sites. The sites tied together by
+    enumerated variables are summed out together and then scaled by their common scale (so a
+    subsampled plate scales ``log sum_z``, not the terms inside it); they must share one.
+
+    Raises:
+        ValueError: for sites of one such group with different scales.
+    """
+    factors, homes = trace_factors(model_trace, log_probs)
+    names = [name for name, site in model_trace.items() if site["type"] == "sample"]
+    # Union-find over sites that share an enumerated variable.
+    parent = {name: name for name in names}
+
+    def find(x):
+        while parent[x] != x:
+            parent[x] = parent[parent[x]]
+            x = parent[x]
+        return x
+
+    for name, factor in zip(names, factors, strict=True):
+        for var in factor.names:
+            if var in homes:
+                parent[find(name)] = find(var)
+    groups: dict[str, list[str]] = {}
+    for name in names:
+        groups.setdefault(find(name), []).append(name)
+    by_name = dict(zip(names, factors, strict=True))
+    total = jnp.zeros(())
+    for members in groups.values():
+        if not any(name in homes for name in members):
+            (name,) = members
+            site = model_trace[name]
+            scale = site["scale"]
+            log_prob = log_probs[name] if scale is None else scale * log_probs[name]
+            total = total + jnp.sum(log_prob)
+            continue
+        scales = {name: _scalar_scale(model_trace[name]) for name in members}
+        if len(set(scales.values())) > 1:
+            detail = ", ".join(f"'{n}': {v:g}" for n, v in scales.items())
+            raise ValueError(
+                "Sites tied together by enumerated sites must share one scale, so that the "
+                f"scale applies to their summed-out density; got {detail}. Put them in the "
+                "same subsampled plates (or use the same scale handler)."
+            )
+        scale = next(iter(scales.values()))
+        log = contract([by_name[name] for name in members], homes)
+        total = total + (log if scale == 1.0 else scale * log)
+    return total
+
+
+def _aligned(factor_log: jax.Array, names: tuple[str, ...], target: tuple[str, ...]):
+    """``factor_log`` (axes ``names``, all in ``target``) transposed and reshaped to broadcast
+    over the axes ``target``."""
+    perm = [names.index(n) for n in target if n in names]
+    if perm != list(range(len(perm))):
+        factor_log = jnp.transpose(factor_log, perm)
+    shape = [factor_log.shape[perm.index(names.index(n))] if n in names else 1 for n in target]
+    return jnp.reshape(factor_log, shape)
+
+
+def _sum_factors(factors: list[Factor]) -> tuple[jax.Array, tuple[str, ...]]:
+    names: list[str] = []
+    for factor in factors:
+        names.extend(n for n in factor.names if n not in names)
+    target = tuple(names)
+    total = None
+    for factor in factors:
+        log = _aligned(factor.log, factor.names, target)
+        total = log if total is None else total + log
+    return total, target
+
+
+def _eliminate(
+    factors: list[Factor],
+    local: set[str],
+    sizes: dict[str, int],
+    reduce: Callable,
+    records: list | None,
+) -> list[Factor]:
+    """Sum (``reduce``) out the variables ``local`` (all of whose factors are in ``factors``)."""
+    factors = list(factors)
+    local = set(local)
+    while local:
+        # Greedy: the variable whose elimination builds the smallest tensor.
+        def cost(var: str, factors: list[Factor] = factors) -> tuple[int, str]:
+            axes = set().union(*(set(f.names) for f in factors if var in f.names))
+            size = 1
+            for axis in axes:
+                size *= sizes[axis]
+            return size, var
+
+        var = min(local, key=cost)
+        local.discard(var)
+        group = [f for f in factors if var in f.names]
+        factors = [f for f in factors if var not in f.names]
+        log, names = _sum_factors(group)
+        if records is not None:
+            records.append(Elimination(var, log, names))
+        axis = names.index(var)
+        factors.append(
+            Factor(reduce(log, axis=axis), names[:axis] + names[axis + 1 :], group[0].plates)
+        )
+    return factors
+
+
+def contract(
+    factors: list[Factor],
+    homes: dict[str, frozenset[str]],
+    records: list[Elimination] | None = None,
+    maximize: bool = False,
+) -> jax.Array:
+    """``log sum_{enumerated vars} prod_factors exp(factor)``, a scalar.
+
+    Args:
+        factors: the factors; axes named by plates and by the keys of ``homes``.
+        homes: ``{variable: the plates of its own site}``.
+        records: if a list, the :class:`Elimination` of each variable is appended to it.
+        maximize: take the max over the variables instead of the sum (``log max_z prod
+            exp(factor)``: the MAP's log joint; its records give the MAP by backtracking).
+
+    Raises:
+        ValueError: if the plated factor graph cannot be summed exactly this way (a factor
+            mentions variables of two different plates, neither containing the other).
+    """
+    sizes: dict[str, int] = {}
+    for factor in factors:
+        sizes.update(zip(factor.names, factor.log.shape, strict=True))
+    # Each variable lives at the plates of its own site; factors mentioning it lie within.
+    home: dict[str, frozenset[str]] = {}
+    for factor in factors:
+        for name in factor.names:
+            if name in homes:
+                home[name] = home.get(name, factor.plates) & factor.plates
+    for var, plates in home.items():
+        if plates != homes[var]:
+            raise ValueError(
+                f"Enumerated site '{var}' lies in plates {sorted(homes[var])} but a site "
+                f"outside plates {sorted(homes[var] - plates)} depends on it; a site that "
+                "depends on a variable of a plate must lie in that plate."
+            )
+    tree: dict[frozenset[str], list[Factor]] = {}
+    for factor in factors:
+        tree.setdefault(factor.plates, []).append(factor)
+    total = jnp.zeros(())
+    while tree:
+        leaf = max(tree, key=lambda plates: (len(plates), sorted(plates)))
+        leaf_factors = tree.pop(leaf)
+        local = {n for f in leaf_factors for n in f.names if n in home and home[n] == leaf}
+        reduce = jnp.max if maximize else logsumexp
+        for factor in _eliminate(leaf_factors, local, sizes, reduce, records):
+            rest = [n for n in factor.names if n in home]
+            parent = frozenset().union(*(home[n] for n in rest))
+            if rest and parent == leaf:
+                raise ValueError(
+                    "Cannot sum out the enumerated sites exactly: "
+                    + ", ".join(f"'{n}' (in plates {sorted(home[n])})" for n in rest)
+                    + f" meet in a site in plates {sorted(leaf)} without one's plates "
+                    "containing the other's. Restructure the plates, or do not enumerate one "
+                    "of them."
+                )
+            drop = tuple(i for i, n in enumerate(factor.names) if n in leaf and n not in parent)
+            log = jnp.sum(factor.log, axis=drop) if drop else factor.log
+            names = tuple(n for n in factor.names if not (n in leaf and n not in parent))
+            if not names:
+                total = total + log
+            else:
+                tree.setdefault(parent, []).append(Factor(log, names, parent))
+    return total
+
+
+def _take(log: jax.Array, names: tuple[str, ...], var: str, index: jax.Array, index_names):
+    """``log`` with the axis ``var`` indexed by ``index`` (axes ``index_names``, which are
+    plates among ``names``); the result has the axes ``names`` without ``var``."""
+    axis = names.index(var)
+    rest = names[:axis] + names[axis + 1 :]
+    moved = jnp.moveaxis(log, axis, 0)
+    idx = _aligned(index, index_names, rest)
+    idx = jnp.broadcast_to(idx, moved.shape[1:])
+    return jnp.take_along_axis(moved, idx[None], axis=0)[0], rest
+
+
+def sample_eliminations(
+    records: list[Elimination], rng_key: jax.Array | None, temperature: float
+) -> dict[str, tuple[jax.Array, tuple[str, ...]]]:
+    """Draw the eliminated variables from their joint posterior, backwards.
+
+    Args:
+        records: the eliminations of :func:`contract`, in order (with ``maximize=True`` for
+            ``temperature=0``).
+        rng_key: key for the draws (unused when ``temperature == 0``).
+        temperature: 1 draws from the posterior (forward filtering, backward sampling); 0
+            backtracks the joint MAP (Viterbi).
+
+    Returns:
+        ``{variable: (indices into its support, the plate names of their axes)}``.
+    """
+    if temperature not in (0, 1):
+        raise ValueError(f"infer_discrete: temperature must be 0 or 1, got {temperature!r}")
+    draws: dict[str, tuple[jax.Array, tuple[str, ...]]] = {}
+    keys = jax.random.split(rng_key, max(len(records), 1)) if rng_key is not None else None
+    for i, record in reversed(list(enumerate(records))):
+        log, names = record.log, record.names
+        for other in [n for n in names if n in draws]:
+            index, index_names = draws[other]
+            log, names = _take(log, names, other, index, index_names)
+        axis = names.index(record.var)
+        if temperature == 0:
+            index = jnp.argmax(log, axis=axis)
+        else:
+            index = jax.random.categorical(keys[i], log, axis=axis)
+        draws[record.var] = (index, names[:axis] + names[axis + 1 :])
+    return draws

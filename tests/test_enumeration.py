@@ -19,6 +19,7 @@ from scipy.stats import norm
 
 import jppl
 import jppl.distributions as dist
+from jppl.contrib.control_flow import scan
 from jppl.contrib.funsor import config_enumerate, enum, infer_discrete, log_density, markov
 from jppl.handlers import seed, substitute, trace
 from jppl.infer import MCMC, NUTS, SVI, Predictive, TraceEnum_ELBO, initialize_model
@@ -53,7 +54,10 @@ def _mixture_brute(x, weights, locs):
     total = []
     for zs in itertools.product(range(len(weights)), repeat=len(x)):
         total.append(
-            sum(np.log(weights[z]) + norm.logpdf(xi, locs[z], 1.0) for z, xi in zip(zs, x))
+            sum(
+                np.log(weights[z]) + norm.logpdf(xi, locs[z], 1.0)
+                for z, xi in zip(zs, x, strict=True)
+            )
         )
     return logsumexp(total)
 
@@ -133,7 +137,10 @@ def test_markov_reuses_dims():
     assert len(dims) == 3
     long = np.random.default_rng(1).normal(size=40)
     tr = trace(enum(config_enumerate(lambda: hmm(long)), first_available_dim=-1)).get_trace()
-    assert len({s["infer"]["_enumerate_dim"] for s in tr.values() if "_enumerate_dim" in s["infer"]}) == 3
+    assert (
+        len({s["infer"]["_enumerate_dim"] for s in tr.values() if "_enumerate_dim" in s["infer"]})
+        == 3
+    )
     got = float(log_density(enum(config_enumerate(lambda: hmm(long)), first_available_dim=-1))[0])
     np.testing.assert_allclose(got, _forward_algorithm(long), rtol=0, atol=1e-9)
 
@@ -158,7 +165,13 @@ def test_hmm_map_and_posterior_draws():
         exact = np.array([post[[zs[t] == k for zs in HMM_CONFIGS]].sum() for k in range(K)])
         freq = np.bincount(draws[:, t], minlength=K) / n
         assert np.all(np.abs(freq - exact) <= 4 * np.sqrt(exact * (1 - exact) / n) + 1e-3)
-    pair = np.array([post[[zs[2] == a and zs[3] == b for zs in HMM_CONFIGS]].sum() for a in range(K) for b in range(K)])
+    pair = np.array(
+        [
+            post[[zs[2] == a and zs[3] == b for zs in HMM_CONFIGS]].sum()
+            for a in range(K)
+            for b in range(K)
+        ]
+    )
     freq = np.bincount(draws[:, 2] * K + draws[:, 3], minlength=K * K) / n
     assert np.all(np.abs(freq - pair) <= 4 * np.sqrt(pair * (1 - pair) / n) + 1e-3)
 
@@ -230,7 +243,9 @@ def _gmm_grid_posterior(x):
     a, b = np.meshgrid(grid, grid, indexing="ij")
     logp = norm.logpdf(a, -2.0, 1.0) + norm.logpdf(b, 2.0, 1.0)
     for xi in x:
-        logp += np.logaddexp(np.log(0.3) + norm.logpdf(xi, a, 1.0), np.log(0.7) + norm.logpdf(xi, b, 1.0))
+        logp += np.logaddexp(
+            np.log(0.3) + norm.logpdf(xi, a, 1.0), np.log(0.7) + norm.logpdf(xi, b, 1.0)
+        )
     p = np.exp(logp - logp.max())
     p /= p.sum()
     return np.array([(p * a).sum(), (p * b).sum()])
@@ -255,7 +270,9 @@ def test_initialize_model_enumerates_and_potential_is_the_marginal():
     info = initialize_model(jax.random.key(1), gmm, model_args=(x,))
     z = {"locs": jnp.array([-1.0, 1.0])}
     expected = norm.logpdf([-1.0, 1.0], [-2.0, 2.0], 1.0).sum() + sum(
-        np.logaddexp(np.log(0.3) + norm.logpdf(xi, -1.0, 1.0), np.log(0.7) + norm.logpdf(xi, 1.0, 1.0))
+        np.logaddexp(
+            np.log(0.3) + norm.logpdf(xi, -1.0, 1.0), np.log(0.7) + norm.logpdf(xi, 1.0, 1.0)
+        )
         for xi in np.asarray(x)
     )
     np.testing.assert_allclose(float(info.potential_fn(z)), -expected, rtol=1e-10)
@@ -271,7 +288,11 @@ def test_predictive_infer_discrete_draws_assignments_from_their_posterior():
     x = jnp.asarray([0.0])
     samples = {"locs": jnp.array([[-1.0, 1.0]] * 4000)}
     z = np.asarray(Predictive(gmm, samples, infer_discrete=True)(jax.random.key(6), x)["z"])
-    p1 = 0.7 * norm.pdf(0.0, 1.0, 1.0) / (0.7 * norm.pdf(0.0, 1.0, 1.0) + 0.3 * norm.pdf(0.0, -1.0, 1.0))
+    p1 = (
+        0.7
+        * norm.pdf(0.0, 1.0, 1.0)
+        / (0.7 * norm.pdf(0.0, 1.0, 1.0) + 0.3 * norm.pdf(0.0, -1.0, 1.0))
+    )
     assert abs(z.mean() - p1) < 4 * np.sqrt(p1 * (1 - p1) / 4000)
 
 
@@ -288,7 +309,9 @@ def test_trace_enum_elbo_with_a_point_guide_is_the_marginal_density():
     locs = np.asarray(params["locs_auto_loc"])
     loss = float(svi.evaluate(state, x))
     expected = norm.logpdf(locs, [-2.0, 2.0], 1.0).sum() + sum(
-        np.logaddexp(np.log(0.3) + norm.logpdf(xi, locs[0], 1.0), np.log(0.7) + norm.logpdf(xi, locs[1], 1.0))
+        np.logaddexp(
+            np.log(0.3) + norm.logpdf(xi, locs[0], 1.0), np.log(0.7) + norm.logpdf(xi, locs[1], 1.0)
+        )
         for xi in MIX_X
     )
     np.testing.assert_allclose(loss, -expected, rtol=1e-10)
@@ -305,7 +328,9 @@ def test_trace_enum_elbo_finds_the_map():
     a, b = np.meshgrid(grid, grid, indexing="ij")
     logp = norm.logpdf(a, -2.0, 1.0) + norm.logpdf(b, 2.0, 1.0)
     for xi in np.asarray(x):
-        logp += np.logaddexp(np.log(0.3) + norm.logpdf(xi, a, 1.0), np.log(0.7) + norm.logpdf(xi, b, 1.0))
+        logp += np.logaddexp(
+            np.log(0.3) + norm.logpdf(xi, a, 1.0), np.log(0.7) + norm.logpdf(xi, b, 1.0)
+        )
     i, j = np.unravel_index(np.argmax(logp), logp.shape)
     np.testing.assert_allclose(got, [grid[i], grid[j]], atol=0.02)
 
@@ -319,10 +344,13 @@ def test_subsampled_plate_scales_the_summed_out_density():
             z = jppl.sample("z", dist.Categorical(weights))
             jppl.sample("x", dist.Normal(locs[z], 1.0), obs=x[i])
 
-    run = substitute(enum(config_enumerate(model), first_available_dim=-2), data={"N": jnp.array([1, 3])})
+    run = substitute(
+        enum(config_enumerate(model), first_available_dim=-2), data={"N": jnp.array([1, 3])}
+    )
     got = float(log_density(run, (None,), {}, {})[0])
     per_point = [
-        logsumexp(np.log([0.3, 0.7]) + norm.logpdf(float(MIX_X[k]), [-1.0, 2.0], 1.0)) for k in (1, 3)
+        logsumexp(np.log([0.3, 0.7]) + norm.logpdf(float(MIX_X[k]), [-1.0, 2.0], 1.0))
+        for k in (1, 3)
     ]
     np.testing.assert_allclose(got, 2.5 * sum(per_point), rtol=1e-10)
 
@@ -338,6 +366,7 @@ def test_unbounded_discrete_latent_is_a_clear_error():
     mcmc = MCMC(NUTS(model), num_warmup=5, num_samples=5, progress_bar=False)
     with pytest.raises(ValueError, match="n_events.*Poisson.*unbounded"):
         mcmc.run(jax.random.key(0))
+
     def marked():
         n = jppl.sample("n_events", dist.Poisson(3.0), infer={"enumerate": "parallel"})
         jppl.sample("y", dist.Normal(n, 1.0), obs=2.0)
@@ -394,3 +423,108 @@ def test_seeded_run_of_a_configured_model_still_samples():
     tr = trace(seed(config_enumerate(gmm), 0)).get_trace(jnp.zeros(3))
     assert tr["z"]["value"].shape == (3,)
     assert tr["z"]["infer"]["enumerate"] == "parallel"
+
+
+# -- scan ----------------------------------------------------------------------------------------
+
+
+def scanned_hmm(ys):
+    z0 = jppl.sample("z0", dist.Categorical(jnp.asarray(INIT)))
+    jppl.sample("y0", dist.Normal(jnp.asarray(MUS)[z0], 1.0), obs=ys[0])
+
+    def step(z_prev, y):
+        z = jppl.sample("z", dist.Categorical(jnp.asarray(TRANS)[z_prev]))
+        jppl.sample("y", dist.Normal(jnp.asarray(MUS)[z], 1.0), obs=y)
+        return z, z
+
+    return scan(step, z0, ys[1:])
+
+
+@pytest.mark.parametrize("length", [2, 3, 6, 60])
+def test_scan_density_is_the_forward_algorithm(length):
+    ys = np.random.default_rng(length).normal(size=length)
+    run = enum(config_enumerate(scanned_hmm), first_available_dim=-1)
+    got, tr = log_density(run, (jnp.asarray(ys),), {}, {})
+    np.testing.assert_allclose(float(got), _forward_algorithm(ys), rtol=0, atol=1e-9)
+    # NumPyro's layout: the first scanned step is '_PREV_z', the others stacked as 'z'.
+    assert tr["_PREV_z"]["value"].shape[0] == K
+    assert tr["z"]["value"].shape[0] == length - 2 if length > 2 else "z" not in tr
+
+
+def test_scan_with_plates_and_masks_matches_the_forward_algorithm():
+    """NumPyro's hmm_enum model_1 layout: sequences plate around the scan, tones inside, and
+    steps past each sequence's length masked (their variables still summed: log H each)."""
+    rng = np.random.default_rng(0)
+    S, T_, D, H = 3, 6, 4, 2
+    seqs = (rng.random((S, T_, D)) < 0.4).astype(float)
+    lengths = np.array([6, 4, 5])
+    px, py = rng.dirichlet(np.ones(H), size=H), rng.beta(1, 1, size=(H, D))
+
+    def model_1(sequences, lengths):
+        def transition_fn(carry, y):
+            x_prev, t = carry
+            with jppl.handlers.mask(mask=(t < lengths)[..., None]):
+                x = jppl.sample("x", dist.Categorical(jnp.asarray(px)[x_prev]))
+                with jppl.plate("tones", D, dim=-1):
+                    jppl.sample("y", dist.Bernoulli(jnp.asarray(py)[x.squeeze(-1)]), obs=y)
+            return (x, t + 1), None
+
+        x_init = jnp.zeros((S, 1), dtype=jnp.int32)
+        with jppl.plate("sequences", S, dim=-2):
+            scan(transition_fn, (x_init, 0), jnp.swapaxes(sequences, 0, 1))
+
+    run = enum(config_enumerate(model_1), first_available_dim=-3)
+    got = float(log_density(run, (jnp.asarray(seqs), jnp.asarray(lengths)), {}, {})[0])
+    total = 0.0
+    for s in range(S):
+
+        def emit(x, t, s=s):
+            return np.sum(np.log(np.where(seqs[s, t] == 1, py[x], 1 - py[x])))
+
+        alpha = np.log(px[0]) + np.array([emit(x, 0) for x in range(H)])
+        for t in range(1, T_):
+            if t < lengths[s]:
+                alpha = logsumexp(alpha[:, None] + np.log(px), axis=0)
+                alpha = alpha + np.array([emit(x, t) for x in range(H)])
+            else:
+                alpha = np.full(H, logsumexp(alpha))
+        total += logsumexp(alpha)
+    np.testing.assert_allclose(got, total, rtol=0, atol=1e-9)
+
+
+@pytest.mark.filterwarnings("ignore::jppl.diagnostics.ConvergenceWarning")  # a short run
+def test_nuts_on_a_scanned_hmm_runs_and_its_gradient_is_exact():
+    ys = jnp.asarray(np.random.default_rng(7).normal(size=30))
+
+    def model(ys):
+        locs = jppl.sample("locs", dist.Normal(jnp.asarray(MUS), 1.0).to_event(1))
+
+        def step(z_prev, y):
+            z = jppl.sample("z", dist.Categorical(jnp.asarray(TRANS)[z_prev]))
+            jppl.sample("y", dist.Normal(locs[z], 1.0), obs=y)
+            return z, None
+
+        scan(step, 0, ys)
+
+    run = enum(config_enumerate(model), first_available_dim=-1)
+
+    def f(locs):
+        return log_density(run, (ys,), {}, {"locs": locs})[0]
+
+    def brute(locs):
+        alpha = np.log(TRANS[0]) + norm.logpdf(float(ys[0]), locs, 1.0)
+        for y in np.asarray(ys[1:]):
+            alpha = logsumexp(alpha[:, None] + np.log(TRANS), axis=0) + norm.logpdf(y, locs, 1.0)
+        return norm.logpdf(locs, MUS, 1.0).sum() + logsumexp(alpha)
+
+    locs = np.array([-0.5, 0.3, 1.1])
+    np.testing.assert_allclose(float(f(jnp.asarray(locs))), brute(locs), rtol=1e-10)
+    grad = np.asarray(jax.grad(f)(jnp.asarray(locs)))
+    for i in range(3):
+        e = np.zeros(3)
+        e[i] = 1e-6
+        np.testing.assert_allclose(grad[i], (brute(locs + e) - brute(locs - e)) / 2e-6, rtol=1e-5)
+    mcmc = MCMC(NUTS(model), num_warmup=100, num_samples=100, progress_bar=False)
+    mcmc.run(jax.random.key(1), ys)
+    assert mcmc.get_samples()["locs"].shape == (100, 3)
+    assert np.isfinite(np.asarray(mcmc.get_samples()["locs"])).all()

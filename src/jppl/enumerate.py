@@ -117,11 +117,13 @@ class enum(Messenger):
         return live
 
     def _allocate(self, name: str) -> int:
+        frame = self._open_steps[-1][1] if self._open_steps else self._global
+        if name in frame:
+            return frame[name]  # the same site traced again (e.g. a `lax.scan` body)
         used = set(self.live_names())
         dim = self.first_available_dim
         while dim in used:
             dim -= 1
-        frame = self._open_steps[-1][1] if self._open_steps else self._global
         frame[name] = dim
         return dim
 
@@ -141,6 +143,15 @@ class enum(Messenger):
         self._open_steps.append((token, frame))
         return token
 
+    def step_frames(self) -> tuple[dict[str, int], dict[str, int]]:
+        """``({name: dim} of the previous step, of the current step)`` of the innermost open
+        markov step's chain (the previous one empty for a first step)."""
+        token, frame = self._open_steps[-1]
+        parent = self._open_steps[-2][0] if len(self._open_steps) > 1 else None
+        steps = self._chains[parent].steps
+        previous = steps[-2] if len(steps) > 1 and steps[-1] is frame else {}
+        return previous, frame
+
     def markov_exit(self, token: Any) -> None:
         while self._open_steps and self._open_steps[-1][0] is not token:
             self._open_steps.pop()
@@ -152,8 +163,8 @@ class enum(Messenger):
     # -- messages ----------------------------------------------------------------------------
 
     def process_message(self, msg: Message) -> None:
-        if msg["type"] != "sample":
-            return
+        if msg["type"] != "sample" or "_enum_names" in msg["infer"]:
+            return  # already seen by an enumeration handler (e.g. per step of a `scan`)
         for frame in msg["cond_indep_stack"]:
             if frame.dim <= self.first_available_dim:
                 raise ValueError(

@@ -22,6 +22,7 @@ space where a shifted ``einsum`` can underflow when factors disagree strongly.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import NamedTuple
 
@@ -34,11 +35,14 @@ from jppl.primitives import Message
 __all__ = [
     "Elimination",
     "Factor",
+    "PREV",
+    "chain_product",
     "contract",
     "enum_log_joint",
     "enumerated_sites",
     "is_enumerated",
     "sample_eliminations",
+    "scan_factor",
     "site_factor",
     "trace_factors",
 ]
@@ -101,21 +105,27 @@ def site_factor(site: Message, log_prob: jax.Array, first_available_dim: int) ->
     """
     frames = {frame.dim: frame for frame in site["cond_indep_stack"]}
     enum_names: dict[int, str] = site["infer"].get("_enum_names", {})
-    rank = max([jnp.ndim(log_prob)] + [-dim for dim in frames])
-    log = jnp.reshape(log_prob, (1,) * (rank - jnp.ndim(log_prob)) + jnp.shape(log_prob))
-    names: list[str] = []
-    sizes: list[int] = []
+    # A site of a `scan` body: its log-probability has a leading time axis, then one step's.
+    time = site["infer"].get("_scan_time")
+    lead = 0 if time is None else 1
+    shape = jnp.shape(log_prob)
+    step_ndim = len(shape) - lead
+    rank = max([step_ndim] + [-dim for dim in frames])
+    log = jnp.reshape(log_prob, shape[:lead] + (1,) * (rank - step_ndim) + shape[lead:])
+    names: list[str] = [time] if time is not None else []
+    sizes: list[int] = list(log.shape[:lead])
     summed: list[int] = []
     dropped: list[int] = []
-    for axis, size in enumerate(log.shape):
+    for axis in range(rank):
+        size = log.shape[lead + axis]
         dim = axis - rank
         if dim in frames:
             names.append(frames[dim].name)
             sizes.append(frames[dim].size)
         elif size == 1:
-            dropped.append(axis)
+            dropped.append(lead + axis)
         elif dim > first_available_dim:
-            summed.append(axis)
+            summed.append(lead + axis)
         elif dim in enum_names:
             names.append(enum_names[dim])
             sizes.append(size)
@@ -127,13 +137,13 @@ def site_factor(site: Message, log_prob: jax.Array, first_available_dim: int) ->
                 "Set max_plate_nesting to the number of nested plates of the model, and keep "
                 "batch dims of distributions inside plates."
             )
-    if summed and any(name not in plates_of(site) for name in names):
-        dim = summed[0] - rank
+    enum_axes = [n for n in names if n not in plates_of(site) and n != time]
+    if summed and enum_axes:
         raise ValueError(
             f"Sample site '{site['name']}' depends on enumerated sites and has a batch dim "
-            f"{dim} of size {log.shape[summed[0]]} that is not a plate: put the site in a "
-            "plate over that dim (a site that depends on a variable of a plate must lie in "
-            "that plate)."
+            f"{summed[0] - lead - rank} of size {log.shape[summed[0]]} that is not a plate: put "
+            "the site in a plate over that dim (a site that depends on a variable of a plate "
+            "must lie in that plate)."
         )
     if summed:
         log = jnp.sum(log, axis=tuple(summed), keepdims=True)
@@ -174,6 +184,31 @@ def _scalar_scale(site: Message) -> float:
             "is an array or traced; enumeration needs a constant scalar scale (e.g. the "
             "plate's size / subsample_size)."
         ) from e
+
+
+def _group_log_joint(
+    factors: list[Factor], homes: dict[str, frozenset[str]], model_trace: Trace, names: list[str]
+) -> jax.Array:
+    """The summed-out log joint of one group of tied sites (chaining ``scan`` steps first)."""
+    by_time: dict[str, list[Factor]] = {}
+    plain: list[Factor] = []
+    for name, factor in zip(names, factors, strict=True):
+        time = model_trace[name]["infer"].get("_scan_time")
+        if time is None:
+            plain.append(factor)
+        else:
+            by_time.setdefault(time, []).append(factor)
+    total = jnp.zeros(())
+    for time, scanned in by_time.items():
+        step_vars = {
+            name
+            for name, site in model_trace.items()
+            if name in homes and site["infer"].get("_scan_time") == time
+        }
+        log, chain = scan_factor(scanned, homes, time, step_vars)
+        total = total + log
+        plain.extend(chain)
+    return total + contract(plain, homes)
 
 
 def enum_log_joint(model_trace: Trace, log_probs: dict[str, jax.Array]) -> jax.Array:
@@ -223,7 +258,7 @@ def enum_log_joint(model_trace: Trace, log_probs: dict[str, jax.Array]) -> jax.A
                 "same subsampled plates (or use the same scale handler)."
             )
         scale = next(iter(scales.values()))
-        log = contract([by_name[name] for name in members], homes)
+        log = _group_log_joint([by_name[name] for name in members], homes, model_trace, members)
         total = total + (log if scale == 1.0 else scale * log)
     return total
 
@@ -283,24 +318,19 @@ def _eliminate(
     return factors
 
 
-def contract(
+def _contract_tree(
     factors: list[Factor],
     homes: dict[str, frozenset[str]],
-    records: list[Elimination] | None = None,
+    keep: frozenset[str] = frozenset(),
     maximize: bool = False,
-) -> jax.Array:
-    """``log sum_{enumerated vars} prod_factors exp(factor)``, a scalar.
+    records: list[Elimination] | None = None,
+) -> tuple[jax.Array, list[Factor]]:
+    """Eliminate the variables of ``homes`` not in ``keep``, and the plates, from ``factors``.
 
-    Args:
-        factors: the factors; axes named by plates and by the keys of ``homes``.
-        homes: ``{variable: the plates of its own site}``.
-        records: if a list, the :class:`Elimination` of each variable is appended to it.
-        maximize: take the max over the variables instead of the sum (``log max_z prod
-            exp(factor)``: the MAP's log joint; its records give the MAP by backtracking).
-
-    Raises:
-        ValueError: if the plated factor graph cannot be summed exactly this way (a factor
-            mentions variables of two different plates, neither containing the other).
+    Axes named neither by a variable nor by a plate (a ``scan``'s time axis) are batch axes:
+    kept as they are. Returns ``(scalar, rest)``: the log of everything that reduced to a
+    number, and the factors left with kept variables or batch axes (at the plates of their
+    kept variables; a factor with batch axes only has no plates).
     """
     sizes: dict[str, int] = {}
     for factor in factors:
@@ -321,31 +351,146 @@ def contract(
     tree: dict[frozenset[str], list[Factor]] = {}
     for factor in factors:
         tree.setdefault(factor.plates, []).append(factor)
+    reduce = jnp.max if maximize else logsumexp
     total = jnp.zeros(())
+    rest_factors: list[Factor] = []
     while tree:
         leaf = max(tree, key=lambda plates: (len(plates), sorted(plates)))
         leaf_factors = tree.pop(leaf)
-        local = {n for f in leaf_factors for n in f.names if n in home and home[n] == leaf}
-        reduce = jnp.max if maximize else logsumexp
+        local = {
+            n
+            for f in leaf_factors
+            for n in f.names
+            if n in home and home[n] == leaf and n not in keep
+        }
         for factor in _eliminate(leaf_factors, local, sizes, reduce, records):
             rest = [n for n in factor.names if n in home]
             parent = frozenset().union(*(home[n] for n in rest))
             if rest and parent == leaf:
-                raise ValueError(
-                    "Cannot sum out the enumerated sites exactly: "
-                    + ", ".join(f"'{n}' (in plates {sorted(home[n])})" for n in rest)
-                    + f" meet in a site in plates {sorted(leaf)} without one's plates "
-                    "containing the other's. Restructure the plates, or do not enumerate one "
-                    "of them."
-                )
+                free = [n for n in rest if n not in keep]
+                if free:
+                    raise ValueError(
+                        "Cannot sum out the enumerated sites exactly: "
+                        + ", ".join(f"'{n}' (in plates {sorted(home[n])})" for n in rest)
+                        + f" meet in a site in plates {sorted(leaf)} without one's plates "
+                        "containing the other's. Restructure the plates, or do not enumerate "
+                        "one of them."
+                    )
+                rest_factors.append(factor)
+                continue
             drop = tuple(i for i, n in enumerate(factor.names) if n in leaf and n not in parent)
             log = jnp.sum(factor.log, axis=drop) if drop else factor.log
             names = tuple(n for n in factor.names if not (n in leaf and n not in parent))
             if not names:
                 total = total + log
+            elif not rest:
+                rest_factors.append(Factor(log, names, frozenset()))
             else:
                 tree.setdefault(parent, []).append(Factor(log, names, parent))
+    return total, rest_factors
+
+
+def contract(
+    factors: list[Factor],
+    homes: dict[str, frozenset[str]],
+    records: list[Elimination] | None = None,
+    maximize: bool = False,
+) -> jax.Array:
+    """``log sum_{enumerated vars} prod_factors exp(factor)``, a scalar.
+
+    Args:
+        factors: the factors; axes named by plates and by the keys of ``homes``.
+        homes: ``{variable: the plates of its own site}``.
+        records: if a list, the :class:`Elimination` of each variable is appended to it.
+        maximize: take the max over the variables instead of the sum (``log max_z prod
+            exp(factor)``: the MAP's log joint; its records give the MAP by backtracking).
+
+    Raises:
+        ValueError: if the plated factor graph cannot be summed exactly this way (a factor
+            mentions variables of two different plates, neither containing the other).
+    """
+    total, rest = _contract_tree(factors, homes, maximize=maximize, records=records)
+    for factor in rest:  # only batch axes left: products over them
+        total = total + jnp.sum(factor.log)
     return total
+
+
+PREV = "_PREV_"
+"""Prefix of the sites of a ``scan``'s first step, which the later steps depend on."""
+
+
+def _log_matmul(a: jax.Array, b: jax.Array) -> jax.Array:
+    """``log(exp(a) @ exp(b))`` over the last two axes, batched over the others."""
+    return logsumexp(a[..., :, :, None] + b[..., None, :, :], axis=-2)
+
+
+def chain_product(steps: jax.Array) -> jax.Array:
+    """The log-space product of the matrices ``steps (L, *batch, P, C)`` in time order, by a
+    balanced tree of pairwise products (``log2 L`` depth): ``(*batch, P, C)``."""
+    while steps.shape[0] > 1:
+        odd = steps.shape[0] % 2
+        last = steps[-1:]
+        even = steps[: steps.shape[0] - odd]
+        steps = _log_matmul(even[0::2], even[1::2])
+        if odd:
+            steps = jnp.concatenate([steps, last])
+    return steps[0]
+
+
+def scan_factor(
+    factors: list[Factor], homes: dict[str, frozenset[str]], time: str, step_vars: set[str]
+) -> tuple[jax.Array, list[Factor]]:
+    """Sum the factors of an enumerated ``scan``'s later steps over time and their variables.
+
+    ``factors`` have the time axis ``time``; ``step_vars`` are the variables of the body (one
+    per step, named by the body site). A variable ``v`` whose first-step site ``_PREV_v`` the
+    factors mention is carried from step to step; the others are summed out within their
+    step. The per-step factor ``G_t(v_{t-1}, v_t)`` is chained along time (a log-space matrix
+    product), the last step's variables are summed out, and what is left is one factor of the
+    first step's variables (and of global variables), at the plates of the chain.
+
+    Returns ``(scalar, factors)``: the part that reduced to a number, and the chain's factor.
+    """
+    mentioned = {n for f in factors for n in f.names}
+    carried = sorted(v for v in step_vars if PREV + v in mentioned)
+    prevs = [PREV + v for v in carried]
+    keep = frozenset(n for n in mentioned if n in homes and n not in step_vars) | set(carried)
+    total, rest = _contract_tree(factors, homes, keep=keep)
+    chained = []
+    for factor in rest:
+        if any(n in homes for n in factor.names):
+            chained.append(factor)
+        else:  # independent across time: a product
+            total = total + jnp.sum(factor.log)
+    if not chained:
+        return total, []
+    if not carried:
+        raise NotImplementedError(
+            "scan with enumeration: the steps share enumerated global sites but carry no "
+            "enumerated state from step to step; sum them outside the scan."
+        )
+    plates = {f.plates for f in chained}
+    if len(plates) > 1:
+        raise NotImplementedError(
+            "scan with enumeration: the per-step factors lie in different plates "
+            f"({sorted(sorted(p) for p in plates)}); the chain over time would couple the "
+            "plates' entries. Keep the enumerated state and what depends on it in the same "
+            "plates."
+        )
+    (chain_plates,) = plates
+    log, names = _sum_factors(chained)
+    sizes = dict(zip(names, log.shape, strict=True))
+    for prev, curr in zip(prevs, carried, strict=True):
+        sizes.setdefault(prev, sizes[curr])
+    batch = sorted(n for n in names if n not in prevs and n not in carried and n != time)
+    target = (time, *batch, *prevs, *carried)
+    log = _aligned(log, names, target)
+    log = jnp.broadcast_to(log, tuple(sizes[n] for n in target))
+    p = math.prod(sizes[n] for n in prevs)
+    steps = jnp.reshape(log, (log.shape[0], *log.shape[1 : 1 + len(batch)], p, p))
+    final = logsumexp(chain_product(steps), axis=-1)  # the last step's state, summed
+    final = jnp.reshape(final, final.shape[:-1] + tuple(sizes[n] for n in prevs))
+    return total, [Factor(final, (*batch, *prevs), chain_plates)]
 
 
 def _take(log: jax.Array, names: tuple[str, ...], var: str, index: jax.Array, index_names):

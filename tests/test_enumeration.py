@@ -528,3 +528,9 @@ def test_nuts_on_a_scanned_hmm_runs_and_its_gradient_is_exact():
     mcmc.run(jax.random.key(1), ys)
     assert mcmc.get_samples()["locs"].shape == (100, 3)
     assert np.isfinite(np.asarray(mcmc.get_samples()["locs"])).all()
+
+
+def test_infer_discrete_of_a_scan_is_a_clear_error():
+    model = infer_discrete(config_enumerate(scanned_hmm), first_available_dim=-1, temperature=0)
+    with pytest.raises(NotImplementedError, match="inside a scan"):
+        model(jnp.asarray(YS))

@@ -366,9 +366,17 @@ def test_block_hides_sites_from_outer_handlers():
     assert "sigma" not in inner and "mu" in inner and "mu" in outer_tr
 
 
-def test_block_stops_seed_outside_it():
-    with pytest.raises(ValueError, match="'mu'.*seed"):
-        seed(block(simple_model), 0)(jnp.ones(3))
+def test_block_hidden_site_still_gets_a_key_from_seed_outside():
+    # As in NumPyro: hiding a latent site does not leave it without a key.
+    def model():
+        return jppl.sample("mu", dist.Normal(0.0, 1.0))
+
+    tr = trace(seed(block(model), 0)).get_trace()
+    assert "mu" not in tr
+    a, b, c = (float(seed(block(model), k)()) for k in (0, 0, 1))
+    assert a == b != c
+    with pytest.raises(ValueError, match="'mu'.*PRNG key"):
+        block(model)()
 
 
 def test_scale_multiplies_and_composes_with_plate_subsampling():

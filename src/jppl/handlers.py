@@ -251,8 +251,9 @@ class replay(Messenger):
 class block(Messenger):
     """Hide sites from the handlers outside this one.
 
-    By default every site is hidden. ``hide=[names]`` / ``expose=[names]``,
-    ``expose_types=[types]`` or ``hide_fn(site) -> bool`` select which.
+    A hidden site that needs a key (a latent sample site, a subsampling plate) still gets one
+    from a ``seed`` handler outside. By default every site is hidden. ``hide=[names]`` /
+    ``expose=[names]``, ``expose_types=[types]`` or ``hide_fn(site) -> bool`` select which.
     """
 
     def __init__(
@@ -279,8 +280,17 @@ class block(Messenger):
         super().__init__(fn)
 
     def process_message(self, msg: Message) -> None:
-        if self.hide_fn(msg):
-            msg["stop"] = True
+        if msg["type"] == "prng_key" or not self.hide_fn(msg):
+            return  # keys always reach the seed handlers outside
+        msg["stop"] = True
+        # A hidden site that still needs a key (a latent draw, a minibatch) takes one from
+        # the handlers outside, as in NumPyro: hiding a site does not make it unrunnable.
+        if (
+            msg["type"] in ("sample", "plate")
+            and msg["value"] is None
+            and msg["kwargs"].get("rng_key") is None
+        ):
+            msg["kwargs"]["rng_key"] = prng_key()
 
 
 def _check_positive_scale(value, where: str):

@@ -743,7 +743,8 @@ def _scan_enumerated(f, init, xs, length: int, reverse: bool, history: int, enum
     if reverse:
         raise NotImplementedError("scan with enumeration does not support reverse=True.")
     first_x = jax.tree_util.tree_map(lambda a: a[0], xs)
-    with markov(history=history), scope(prefix=PREV, divider=""):
+    # Plates keep their names: the first step's sites lie in the same plates as the others'.
+    with markov(history=history), scope(prefix=PREV, divider="", hide_types=["plate"]):
         carry, first_y = f(init, first_x)
     first_ys = jax.tree_util.tree_map(lambda y: jnp.asarray(y)[None], first_y)
     if length == 1:

@@ -88,6 +88,13 @@ def sample_posterior(
     }
     if not sites:
         return values
+    scanned = [name for name, site in sites.items() if "_scan_time" in site["infer"]]
+    if scanned:
+        raise NotImplementedError(
+            f"infer_discrete: site '{scanned[0]}' is enumerated inside a scan; drawing the "
+            "sites of a scan is not supported (as in NumPyro). Write the chain as a Python "
+            "loop with markov() to draw its states."
+        )
     records: list[Elimination] = []
     factors, homes = trace_factors(model_trace, compute_log_probs(model_trace))
     contract(factors, homes, records=records, maximize=temperature == 0)

@@ -534,3 +534,23 @@ def test_infer_discrete_of_a_scan_is_a_clear_error():
     model = infer_discrete(config_enumerate(scanned_hmm), first_available_dim=-1, temperature=0)
     with pytest.raises(NotImplementedError, match="inside a scan"):
         model(jnp.asarray(YS))
+
+
+def test_enumerate_support_of_every_finite_discrete_distribution():
+    """Each enumerable distribution's support sums its probabilities to one."""
+    cases = [
+        dist.Bernoulli(0.3),
+        dist.Categorical(jnp.array([0.2, 0.5, 0.3])),
+        dist.Binomial(4, 0.35),
+        dist.BetaBinomial(2.0, 3.0, 5),
+        dist.DiscreteUniform(-2, 3),
+        dist.ZeroInflatedDistribution(dist.Binomial(3, 0.6), gate=0.25),
+        dist.Bernoulli(0.3).expand([2]).mask(jnp.array([True, True])),
+    ]
+    for d in cases:
+        assert d.has_enumerate_support, type(d).__name__
+        support = d.enumerate_support(expand=False)
+        total = jnp.exp(d.log_prob(support)).sum(0)
+        np.testing.assert_allclose(np.asarray(total), 1.0, rtol=1e-10, err_msg=type(d).__name__)
+    for d in (dist.Poisson(2.0), dist.Geometric(0.3), dist.NegativeBinomial2(2.0, 3.0)):
+        assert not d.has_enumerate_support

@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterable
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.scipy.special import betaln, gammaln
+from jax.scipy.special import gammaln
 
 from jppl.distributions import (
     BernoulliProbs,
@@ -41,6 +41,7 @@ from jppl.distributions.distribution import (
     Independent,
     MaskedDistribution,
 )
+from jppl.distributions.util import betaln
 from jppl.primitives import (
     Message,
     Messenger,

@@ -26,7 +26,6 @@ import jax.numpy as jnp
 from jax import lax
 from jax.scipy.special import (
     betainc,
-    betaln,
     digamma,
     expit,
     gammainc,
@@ -46,6 +45,7 @@ from jax.typing import ArrayLike
 from jppl.distributions import constraints
 from jppl.distributions.distribution import Distribution
 from jppl.distributions.util import (
+    betaln,
     clamp_probs,
     is_concrete,
     lazy_broadcast_shape,

@@ -18,12 +18,13 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.scipy.special import betaln, gammaln, xlog1py, xlogy
+from jax.scipy.special import gammaln, xlog1py, xlogy
 
 from jppl.distributions import constraints
 from jppl.distributions.distribution import Distribution
 from jppl.distributions.fused import bernoulli_logits_log_prob
 from jppl.distributions.util import (
+    betaln,
     is_concrete,
     lazy_broadcast_shape,
     logits_to_probs,
@@ -875,6 +876,17 @@ class _ZeroInflatedBase(Distribution):
     @property
     def support(self):  # type: ignore[override]
         return self.base_dist.support
+
+    @property
+    def has_enumerate_support(self):  # type: ignore[override]
+        return self.base_dist.has_enumerate_support
+
+    def enumerate_support(self, expand=True):
+        # zero is in every base support here (a count), so the support is the base's
+        base = self.base_dist
+        if base.batch_shape != self.batch_shape:
+            base = base.expand(self.batch_shape)
+        return base.enumerate_support(expand=expand)
 
     def _log_gate(self):
         """``(log gate, log(1 - gate))``."""

@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 import jax.numpy as jnp
 from jax.scipy.linalg import solve_triangular
-from jax.scipy.special import betaln, digamma, gammaln, ndtr
+from jax.scipy.special import digamma, gammaln, ndtr
 
 from jppl.distributions.continuous import Beta, Exponential, Gamma, Laplace, Normal, Uniform
 from jppl.distributions.distribution import (
@@ -28,7 +28,7 @@ from jppl.distributions.multivariate import (
     LowRankMultivariateNormal,
     MultivariateNormal,
 )
-from jppl.distributions.util import lazy_broadcast_shape, sum_rightmost
+from jppl.distributions.util import betaln, lazy_broadcast_shape, sum_rightmost
 
 __all__ = ["kl_divergence", "register_kl"]
 

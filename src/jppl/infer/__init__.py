@@ -10,6 +10,7 @@ unconstrained space, ``init_to_*``). ``jppl.infer.autoguide``, ``jppl.infer.repa
 from jppl.enumerate import config_enumerate
 from jppl.infer.predictive import Predictive
 from jppl.mcmc import HMC, MCMC, NUTS
+from jppl.mcmc.gibbs import DiscreteHMCGibbs, HMCGibbs, MixedHMC
 from jppl.model.density import (
     ModelInfo,
     ParamInfo,
@@ -50,9 +51,12 @@ from jppl.vi import (
 )
 
 __all__ = [
+    "DiscreteHMCGibbs",
     "ELBO",
     "HMC",
+    "HMCGibbs",
     "MCMC",
+    "MixedHMC",
     "NUTS",
     "SVI",
     "ModelInfo",

@@ -164,6 +164,7 @@ def test_initialize_model_gives_stacked_unconstrained_sites():
     assert info.postprocess_fn(info.param_info.z)["x"].shape == (T,)
 
 
+@pytest.mark.slow
 def test_nuts_scan_matches_for_loop_posterior():
     means, mcses = [], []
     for model in (ar1_scan, ar1_loop):

@@ -492,21 +492,21 @@ def test_scan_with_plates_and_masks_matches_the_forward_algorithm():
     np.testing.assert_allclose(got, total, rtol=0, atol=1e-9)
 
 
-@pytest.mark.filterwarnings("ignore::jppl.diagnostics.ConvergenceWarning")  # a short run
-def test_nuts_on_a_scanned_hmm_runs_and_its_gradient_is_exact():
+def _scanned_locs_model(ys):
+    locs = jppl.sample("locs", dist.Normal(jnp.asarray(MUS), 1.0).to_event(1))
+
+    def step(z_prev, y):
+        z = jppl.sample("z", dist.Categorical(jnp.asarray(TRANS)[z_prev]))
+        jppl.sample("y", dist.Normal(locs[z], 1.0), obs=y)
+        return z, None
+
+    scan(step, 0, ys)
+
+
+def test_scanned_hmm_density_and_gradient_are_exact():
     ys = jnp.asarray(np.random.default_rng(7).normal(size=30))
 
-    def model(ys):
-        locs = jppl.sample("locs", dist.Normal(jnp.asarray(MUS), 1.0).to_event(1))
-
-        def step(z_prev, y):
-            z = jppl.sample("z", dist.Categorical(jnp.asarray(TRANS)[z_prev]))
-            jppl.sample("y", dist.Normal(locs[z], 1.0), obs=y)
-            return z, None
-
-        scan(step, 0, ys)
-
-    run = enum(config_enumerate(model), first_available_dim=-1)
+    run = enum(config_enumerate(_scanned_locs_model), first_available_dim=-1)
 
     def f(locs):
         return log_density(run, (ys,), {}, {"locs": locs})[0]
@@ -524,7 +524,13 @@ def test_nuts_on_a_scanned_hmm_runs_and_its_gradient_is_exact():
         e = np.zeros(3)
         e[i] = 1e-6
         np.testing.assert_allclose(grad[i], (brute(locs + e) - brute(locs - e)) / 2e-6, rtol=1e-5)
-    mcmc = MCMC(NUTS(model), num_warmup=100, num_samples=100, progress_bar=False)
+
+
+@pytest.mark.slow
+@pytest.mark.filterwarnings("ignore::jppl.diagnostics.ConvergenceWarning")  # a short run
+def test_nuts_on_a_scanned_hmm_runs():
+    ys = jnp.asarray(np.random.default_rng(7).normal(size=30))
+    mcmc = MCMC(NUTS(_scanned_locs_model), num_warmup=100, num_samples=100, progress_bar=False)
     mcmc.run(jax.random.key(1), ys)
     assert mcmc.get_samples()["locs"].shape == (100, 3)
     assert np.isfinite(np.asarray(mcmc.get_samples()["locs"])).all()

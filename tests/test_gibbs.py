@@ -129,8 +129,8 @@ def _select_posterior():
     "random_walk, modified, chain_method",
     [
         (False, False, "vectorized"),
-        (False, True, "vectorized"),
-        (True, False, "vectorized"),
+        pytest.param(False, True, "vectorized", marks=pytest.mark.slow),
+        pytest.param(True, False, "vectorized", marks=pytest.mark.slow),
         (True, True, "sequential"),
     ],
 )

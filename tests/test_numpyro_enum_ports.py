@@ -91,6 +91,7 @@ def test_dawid_skene_density_is_the_sum_over_true_classes():
     np.testing.assert_allclose(float(got), expected, rtol=1e-5)
 
 
+@pytest.mark.slow
 def test_dawid_skene_nuts_and_the_true_classes():
     positions, annotations, truth = _annotation_data(num_items=30)
     mcmc = MCMC(NUTS(dawid_skene), num_warmup=200, num_samples=200, progress_bar=False)
@@ -163,9 +164,7 @@ def viterbi_decoder(data, hidden_dim=10):
     means = jnp.arange(float(hidden_dim))
     states = [0]
     for t in markov(range(len(data))):
-        states.append(
-            numpyro.sample(f"states_{t}", dist.Categorical(transition[states[-1]]))
-        )
+        states.append(numpyro.sample(f"states_{t}", dist.Categorical(transition[states[-1]])))
         numpyro.sample(f"obs_{t}", dist.Normal(means[states[-1]], 1.0), obs=data[t])
     return states  # returns maximum likelihood states
 
@@ -212,7 +211,7 @@ def model_1(sequences, lengths, hidden_dim=2):
     scan(transition_fn, (x_init, 0), jnp.swapaxes(sequences, 0, 1))
 
 
-def test_hmm_enum_model_1_density_and_nuts():
+def test_hmm_enum_model_1_density():
     rng = np.random.default_rng(3)
     S, T, D = 2, 8, 3
     sequences = (rng.random((S, T, D)) < 0.3).astype(np.float32)
@@ -244,6 +243,12 @@ def test_hmm_enum_model_1_density_and_nuts():
         expected += logsumexp(alpha)
     np.testing.assert_allclose(float(got), expected, rtol=1e-5)
 
+
+@pytest.mark.slow
+def test_hmm_enum_model_1_nuts_runs():
+    rng = np.random.default_rng(3)
+    sequences = (rng.random((2, 8, 3)) < 0.3).astype(np.float32)
+    lengths = np.array([8, 6])
     mcmc = MCMC(NUTS(model_1), num_warmup=50, num_samples=50, progress_bar=False)
     mcmc.run(jax.random.PRNGKey(2), jnp.asarray(sequences), jnp.asarray(lengths))
     assert mcmc.get_samples()["probs_y"].shape == (50, 2, 3)

@@ -560,3 +560,32 @@ def test_enumerate_support_of_every_finite_discrete_distribution():
         np.testing.assert_allclose(np.asarray(total), 1.0, rtol=1e-10, err_msg=type(d).__name__)
     for d in (dist.Poisson(2.0), dist.Geometric(0.3), dist.NegativeBinomial2(2.0, 3.0)):
         assert not d.has_enumerate_support
+
+
+def test_log_likelihood_sums_out_the_assignments_per_point():
+    from jppl.infer import log_likelihood
+
+    x = jnp.asarray(MIX_X)
+    draws = jnp.array([[-1.0, 1.0], [-2.5, 0.5], [0.0, 3.0]])
+    got = np.asarray(log_likelihood(gmm, {"locs": draws}, x)["x"])
+    assert got.shape == (3, len(MIX_X))
+    for s, locs in enumerate(np.asarray(draws)):
+        want = np.logaddexp(
+            np.log(0.3) + norm.logpdf(MIX_X, locs[0], 1.0),
+            np.log(0.7) + norm.logpdf(MIX_X, locs[1], 1.0),
+        )
+        np.testing.assert_allclose(got[s], want, rtol=1e-10)
+    # the nested-plates model: per (obs, group) entry, both levels summed out
+    ll = np.asarray(log_likelihood(two_level, {"_": jnp.zeros((1,))}, jnp.asarray(X2))["x"])
+    assert ll.shape == (1, M, G)
+    want = np.zeros((M, G))
+    for m in range(M):
+        for g in range(G):
+            want[m, g] = logsumexp(
+                [
+                    np.log(P_C[c]) + np.log(P_Z[c, z]) + norm.logpdf(X2[m, g], LOC[z], 1.0)
+                    for c in range(2)
+                    for z in range(2)
+                ]
+            )
+    np.testing.assert_allclose(ll[0], want, rtol=1e-10)

@@ -27,7 +27,12 @@ from jppl.distributions.util import sum_rightmost
 from jppl.enumerate import config_enumerate, enum
 from jppl.handlers import block, seed, substitute, trace
 from jppl.model.batch import batch_shape_of, flatten_batch, map_batch
-from jppl.model.enum import enum_log_joint, enumerated_sites, is_enumerated
+from jppl.model.enum import (
+    enum_log_joint,
+    enumerated_sites,
+    is_enumerated,
+    pointwise_log_likelihood,
+)
 from jppl.model.initialization import init_to_uniform
 from jppl.parallel.mesh import current_mesh
 from jppl.parallel.sharding import shard_log_prob
@@ -220,6 +225,26 @@ def enumerate_discrete(
             "them for enumeration too (config_enumerate) or give them values."
         )
     return enum(config_enumerate(model), first_available_dim=-found["nesting"] - 1)
+
+
+def _has_discrete_latents(model: Callable, args: tuple, kwargs: dict) -> bool:
+    """Whether one (abstract) run of ``model`` has discrete latent sites with enumerable
+    support."""
+    found = {}
+
+    def run(key):
+        with block():
+            model_trace = trace(seed(model, rng_seed=key)).get_trace(*args, **kwargs)
+        found["any"] = any(
+            site["type"] == "sample"
+            and not site["is_observed"]
+            and site["fn"].is_discrete
+            and site["fn"].has_enumerate_support
+            for site in model_trace.values()
+        )
+
+    jax.eval_shape(run, jax.random.key(0))
+    return found["any"]
 
 
 def enumerated(model: Callable) -> Callable:
@@ -731,7 +756,10 @@ def log_likelihood(
 
     Returns:
         ``{observed site name: array of shape batch_shape + the site's batch shape}``: the
-        (unscaled, masked) ``log_prob`` of each observation.
+        (unscaled, masked) ``log_prob`` of each observation. Discrete latent sites that the
+        samples do not give (summed out by MCMC) are summed out here too, per observation
+        (:func:`jppl.model.enum.pointwise_log_likelihood`: for a mixture, ``log sum_k
+        p(z_i = k) p(y_i | k)``); the result then has the site's plate dims.
     """
     if not isinstance(posterior_samples, dict):
         raise TypeError("log_likelihood: posterior_samples must be a dict {site name: array}.")
@@ -740,10 +768,15 @@ def log_likelihood(
         raise ValueError("log_likelihood: posterior_samples is empty.")
     size = math.prod(batch_shape)
 
+    discrete = _has_discrete_latents(model, args, kwargs)
+    run = enumerated(model) if discrete else model
+
     def one(samples):
         model_trace = trace(
-            require_values(substitute(model, data=samples), what="`posterior_samples`")
+            require_values(substitute(run, data=samples), what="`posterior_samples`")
         ).get_trace(*args, **kwargs)
+        if any(is_enumerated(site) for site in model_trace.values()):
+            return pointwise_log_likelihood(model_trace, compute_log_probs(model_trace, False))
         return {
             name: site_log_prob(site, scaled=False)
             for name, site in model_trace.items()

@@ -41,6 +41,7 @@ __all__ = [
     "enum_log_joint",
     "enumerated_sites",
     "is_enumerated",
+    "pointwise_log_likelihood",
     "sample_eliminations",
     "scan_factor",
     "site_factor",
@@ -491,6 +492,62 @@ def scan_factor(
     final = logsumexp(chain_product(steps), axis=-1)  # the last step's state, summed
     final = jnp.reshape(final, final.shape[:-1] + tuple(sizes[n] for n in prevs))
     return total, [Factor(final, (*batch, *prevs), chain_plates)]
+
+
+def pointwise_log_likelihood(
+    model_trace: Trace, log_probs: dict[str, jax.Array]
+) -> dict[str, jax.Array]:
+    """``log p(y_s | continuous sites)`` of each observed site ``s`` of an enumerated trace,
+    per entry of its plates, with the enumerated sites summed out.
+
+    For each observed site: its factor and the factors of the latent sites that mention an
+    enumerated variable (their priors and transitions), with the site's plates kept as batch
+    axes, summed over the enumerated variables: for a mixture, ``log sum_k p(z_i = k)
+    p(y_i | k)`` per data point. Other batch dims of the site are summed (as for the log
+    density). ``log_probs``: unscaled log-probabilities of the sample sites.
+
+    Returns:
+        ``{observed site: array with the site's plates at their dims}``.
+    """
+    factors, homes = trace_factors(model_trace, log_probs)
+    names = [name for name, site in model_trace.items() if site["type"] == "sample"]
+    by_name = dict(zip(names, factors, strict=True))
+    latent = [
+        by_name[n]
+        for n in names
+        if not model_trace[n]["is_observed"] and any(a in homes for a in by_name[n].names)
+    ]
+    out = {}
+    for name in names:
+        site = model_trace[name]
+        if not site["is_observed"]:
+            continue
+        if "_scan_time" in site["infer"]:
+            raise NotImplementedError(
+                f"log_likelihood: observed site '{name}' is inside an enumerated scan; its "
+                "pointwise likelihood is not supported."
+            )
+        kept = frozenset(frame.name for frame in site["cond_indep_stack"])
+        group = [Factor(f.log, f.names, f.plates - kept) for f in [*latent, by_name[name]]]
+        local_homes = {v: h - kept for v, h in homes.items()}
+        total, rest = _contract_tree(group, local_homes)
+        log = jnp.zeros(())
+        axes: tuple[str, ...] = ()
+        for factor in rest:
+            if not axes:
+                log, axes = factor.log, factor.names
+            else:
+                log, axes = _sum_factors([Factor(log, axes, frozenset()), factor])
+        dims = {frame.name: frame for frame in site["cond_indep_stack"]}
+        ordered = sorted(dims, key=lambda n: dims[n].dim)
+        log = _aligned(log, axes, tuple(ordered)) if axes else log
+        log = jnp.broadcast_to(log, tuple(dims[n].size for n in ordered)) if ordered else log
+        rank = -dims[ordered[0]].dim if ordered else 0
+        shape = [1] * rank
+        for n in ordered:
+            shape[rank + dims[n].dim] = dims[n].size
+        out[name] = jnp.reshape(log, tuple(shape)) + total
+    return out
 
 
 def _take(log: jax.Array, names: tuple[str, ...], var: str, index: jax.Array, index_names):

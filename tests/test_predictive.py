@@ -147,7 +147,6 @@ def test_predictive_with_guide_and_params():
         Predictive(model, {"mu": jnp.zeros(3)}, guide=guide)
 
 
-
 def test_log_likelihood_matches_scipy():
     y = np.random.default_rng(3).normal(size=N).astype(np.float32)
     samples = _samples(sigma=0.8)

@@ -285,12 +285,31 @@ def test_mixed_hmc_bad_input_and_mesh():
         MixedHMC(NUTS(select_model))
     with pytest.raises(ValueError, match="num_discrete_updates must be None or an int >= 1"):
         MixedHMC(HMC(select_model), num_discrete_updates=0)
-    mesh = jppl.parallel.make_mesh(chain=1)
+    mesh = jppl.parallel.make_mesh(chain=1, data=2)
     mcmc = MCMC(
         DiscreteHMCGibbs(NUTS(select_model)), num_warmup=5, num_samples=5, mesh=mesh, **QUIET
     )
-    with pytest.raises(NotImplementedError, match=r"DiscreteHMCGibbs does not support MCMC\(mesh"):
+    with pytest.raises(NotImplementedError, match=r"DiscreteHMCGibbs supports a mesh over 'cha"):
         mcmc.run(jax.random.key(0), Y_MIX)
+
+
+def test_chains_split_over_a_chain_mesh_give_the_unsharded_draws():
+    def run(**kw):
+        mcmc = MCMC(
+            DiscreteHMCGibbs(NUTS(select_model)),
+            num_warmup=20,
+            num_samples=20,
+            num_chains=2,
+            **kw,
+            **QUIET,
+        )
+        mcmc.run(jax.random.key(3), Y_MIX)
+        return mcmc.get_samples(group_by_chain=True)
+
+    sharded = run(mesh=jppl.parallel.make_mesh(chain=2))
+    plain = run(chain_method="sequential")
+    for name in ("k", "s"):
+        np.testing.assert_array_equal(np.asarray(sharded[name]), np.asarray(plain[name]))
 
 
 # -- checkpoints and chain methods --------------------------------------------------------------

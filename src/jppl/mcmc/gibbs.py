@@ -22,7 +22,8 @@ warm-up adapts the step size and the mass matrix of its own coordinates; the sta
 mass matrix padded to ``(d,)`` / ``(d, d)`` (ones / identity on the Gibbs coordinates, which
 the kernel never uses).
 
-Not supported (a clear error): a ``potential_fn`` inner kernel, ``MCMC(mesh=...)`` and
+A mesh over ``chain`` splits the chains over devices as for NUTS. Not supported (a clear
+error): a ``potential_fn`` inner kernel, mesh axes other than ``chain`` (e.g. ``data``) and
 models with subsampling plates.
 """
 
@@ -437,8 +438,14 @@ class _GibbsBase:
             return {n: tr[n]["value"] for n in layout.gibbs_sites}
 
         def make_logdensity(args, kwargs):
-            if current_mesh() is not None:
-                raise NotImplementedError(f"{name} does not support MCMC(mesh=...).")
+            mesh = current_mesh()
+            if mesh is not None and any(
+                size > 1 for axis, size in dict(mesh.shape).items() if axis != "chain"
+            ):
+                raise NotImplementedError(
+                    f"{name} supports a mesh over 'chain' only (MCMC(mesh=make_mesh(chain=k))); "
+                    f"got axes {dict(mesh.shape)}."
+                )
             return GibbsDensity(layout, model, args, kwargs)
 
         def make_postprocess(args, kwargs):

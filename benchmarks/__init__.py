@@ -16,7 +16,9 @@ The scripts (each with its command line and its results in ``benchmarks/results/
 * :mod:`benchmarks.adaptation`: warm-up schemes (Stan, nutpie) on the same posteriors;
 * :mod:`benchmarks.progress`: the cost of the live progress bar;
 * :mod:`benchmarks.likelihood_grad`: a fused likelihood gradient vs autodiff and NumPyro;
-* :mod:`benchmarks.import_time`: ``import jppl`` vs ``import numpyro``.
+* :mod:`benchmarks.import_time`: ``import jppl`` vs ``import numpyro``;
+* :mod:`benchmarks.enumeration`: NUTS on models with enumerated discrete sites (a mixture, an
+  HMM with ``scan``), jppl vs NumPyro with funsor (ESS/s, gradient time against length).
 
 Shared pieces, one place each:
 

@@ -85,6 +85,7 @@ def test_potential_energies_and_gradients_agree(name):
         np.testing.assert_allclose(gj[k], gn[k], rtol=1e-4, atol=1e-4 * scale, err_msg=k)
 
 
+@pytest.mark.slow  # a fresh process: about 10 s
 def test_sampling_worker_runs_and_summarizes():
     """The worker of ``--quick`` (jppl, the mixture), shortened, in a fresh process."""
     rec = run_worker(

@@ -131,7 +131,7 @@ def _select_posterior():
         (False, False, "vectorized"),
         pytest.param(False, True, "vectorized", marks=pytest.mark.slow),
         pytest.param(True, False, "vectorized", marks=pytest.mark.slow),
-        (True, True, "sequential"),
+        pytest.param(True, True, "sequential", marks=pytest.mark.slow),
     ],
 )
 def test_discrete_hmc_gibbs_categorical_matches_enumeration(random_walk, modified, chain_method):

@@ -41,6 +41,7 @@ __all__ = [
     "enum_log_joint",
     "enumerated_sites",
     "is_enumerated",
+    "plates_of",
     "pointwise_log_likelihood",
     "sample_eliminations",
     "scan_factor",

@@ -153,6 +153,7 @@ def test_chain_method_parallel_warns_and_runs_sequentially_without_enough_device
     assert mcmc.chain_method == "sequential"
 
 
+@pytest.mark.slow  # moved out of the default suite's 15-min budget
 def test_chain_method_callable_transform():
     mapped = _mcmc(NUTS(normal_model), num_chains=3, chain_method=jax.vmap)
     vectorized = _mcmc(NUTS(normal_model), num_chains=3, chain_method="vectorized")
@@ -201,6 +202,7 @@ def test_run_collect_warmup_keeps_warmup_then_sampling_draws_thinned():
 # -- NUTS / HMC options ----------------------------------------------------------------------
 
 
+@pytest.mark.slow  # moved out of the default suite's 15-min budget
 def test_nuts_trajectory_length_has_no_effect_as_in_numpyro():
     a = _mcmc(NUTS(normal_model, trajectory_length=0.1), num_samples=50)
     b = _mcmc(NUTS(normal_model), num_samples=50)

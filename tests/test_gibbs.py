@@ -293,6 +293,7 @@ def test_mixed_hmc_bad_input_and_mesh():
         mcmc.run(jax.random.key(0), Y_MIX)
 
 
+@pytest.mark.slow  # moved out of the default suite's 15-min budget
 def test_chains_split_over_a_chain_mesh_give_the_unsharded_draws():
     def run(**kw):
         mcmc = MCMC(

@@ -241,6 +241,7 @@ def _random_covariance(dim, seed):
     return corr * np.outer(scales, scales)
 
 
+@pytest.mark.slow  # moved out of the default suite's 15-min budget
 def test_nuts_dense_mass_recovers_correlated_gaussian_100d():
     dim = 100
     cov = _random_covariance(dim, 0)
@@ -479,6 +480,7 @@ def test_samplers_satisfy_the_sampler_protocol():
     _assert_trees_equal(runs[0].get_extra_fields(), runs[1].get_extra_fields())
 
 
+@pytest.mark.slow  # moved out of the default suite's 15-min budget
 def test_chain_methods_agree():
     """``sharded`` with one chain per device runs the single-chain program, so it equals
     ``sequential`` bitwise. ``vectorized`` runs the batched program: XLA may round the batched
@@ -577,6 +579,7 @@ def test_single_chain_programs_and_fused_warmup():
     _assert_trees_equal(split.last_state, full.last_state)
 
 
+@pytest.mark.slow  # moved out of the default suite's 15-min budget
 def test_sharded_pads_uneven_chains():
     mcmc = MCMC(
         NUTS(small_model),

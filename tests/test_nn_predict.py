@@ -261,6 +261,7 @@ class SmallMLP(nnx.Module):
         return self.l2(jax.nn.relu(self.l1(x)))
 
 
+@pytest.mark.slow  # moved out of the default suite's 15-min budget
 def test_ood_entropy_is_higher_than_in_distribution_entropy():
     from sklearn.datasets import load_digits
 

@@ -329,6 +329,7 @@ def digits_setup(hidden, prior_scale, init_scale, kl_weight, num_particles, batc
     return bnn, trainer, (x_tr, y_tr), (x_te, y_te)
 
 
+@pytest.mark.slow  # moved out of the default suite's 15-min budget
 def test_ood_entropy_is_higher_than_in_distribution():
     from jppl.nn import sample_predictions, summarize_logits
 

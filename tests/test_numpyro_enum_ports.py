@@ -219,11 +219,12 @@ def test_hmm_enum_model_1_density():
     px = np.array([[0.9, 0.1], [0.2, 0.8]])
     py = np.array([[0.1, 0.7, 0.3], [0.6, 0.2, 0.5]])
     model = enum(config_enumerate(model_1), first_available_dim=-3)
-    got, _ = log_density(
-        model,
-        (jnp.asarray(sequences), jnp.asarray(lengths)),
-        {},
-        {"probs_x": jnp.asarray(px), "probs_y": jnp.asarray(py)},
+    density = jax.jit(lambda *args, **params: log_density(model, args, {}, params)[0])
+    got = density(
+        jnp.asarray(sequences),
+        jnp.asarray(lengths),
+        probs_x=jnp.asarray(px),
+        probs_y=jnp.asarray(py),
     )
     from scipy.stats import beta as beta_dist
 

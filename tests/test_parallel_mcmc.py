@@ -296,7 +296,14 @@ def _same_run(a: MCMC, b: MCMC) -> None:
         np.testing.assert_array_equal(_host(x), _host(y))
 
 
-@pytest.mark.parametrize("shape", [{"data": 2}, {"data": 8}, {"chain": 2, "data": 4}])
+@pytest.mark.parametrize(
+    "shape",
+    [
+        {"data": 2},
+        pytest.param({"data": 8}, marks=pytest.mark.slow),
+        pytest.param({"chain": 2, "data": 4}, marks=pytest.mark.slow),
+    ],
+)
 def test_adapted_draws_are_bitwise_the_same_on_every_data_mesh(adapted_one_device, shape):
     """Warm-up adaptation and all: draws, statistics, step sizes, mass matrices and the last
     state on 2, 8 and 2 x 4 devices equal those on one device, bit for bit."""
@@ -346,6 +353,7 @@ def test_blocks_give_the_plain_log_density(adapted_one_device):
     assert rel(grad, plain_grad) <= RTOL
 
 
+@pytest.mark.slow  # moved out of the default suite's 15-min budget
 def test_data_blocks_options_and_fallbacks():
     mesh = parallel.make_mesh(data=4)
     with pytest.raises(ValueError, match=r"data_blocks must be None or an int >= 0"):
@@ -383,6 +391,7 @@ def logreg_local_latent(x, y):
         jppl.sample("y", dist.BernoulliLogits(x @ w + u), obs=y)
 
 
+@pytest.mark.slow  # moved out of the default suite's 15-min budget
 def test_data_blocks_refuse_what_they_cannot_sum():
     mesh = parallel.make_mesh(data=4)
     mcmc = _mcmc(mesh, num_samples=1, sampler=NUTS(logreg_standardized, step_size=0.1))

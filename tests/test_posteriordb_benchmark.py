@@ -125,6 +125,7 @@ def test_run_posterior_checks_x64():
         bench.run_posterior("kidiq-kidscore_momiq", settings, 2, 10, 10)
 
 
+@pytest.mark.slow  # moved out of the default suite's 15-min budget
 def test_end_to_end_small(tmp_path):
     name = "kidiq-kidscore_momiq"
     out = tmp_path / "pdb"

@@ -392,18 +392,6 @@ def test_site_outside_the_plate_of_its_enumerated_parent_is_an_error():
         log_density(enum(config_enumerate(model), first_available_dim=-2), (), {}, {})
 
 
-def test_guide_enumeration_is_not_supported():
-    def model():
-        jppl.sample("z", dist.Bernoulli(0.5))
-
-    def guide():
-        jppl.sample("z", dist.Bernoulli(0.5), infer={"enumerate": "parallel"})
-
-    svi = SVI(model, guide, optax.adam(0.1), TraceEnum_ELBO())
-    with pytest.raises(NotImplementedError, match="guide site 'z'"):
-        svi.evaluate(svi.init(jax.random.key(0)))
-
-
 def test_infer_discrete_arguments():
     with pytest.raises(ValueError, match="temperature"):
         infer_discrete(gmm, temperature=0.5)

@@ -76,13 +76,22 @@ class enum(Messenger):
         fn: the model.
         first_available_dim: the rightmost dim enumeration may use (negative), i.e.
             ``-(max_plate_nesting + 1)``; every plate of the model must lie to its right.
+        live_dims: ``{name: dim}`` of variables enumerated outside this handler whose values
+            reach the model (a guide's enumerated sites, replayed into the model by
+            ``TraceEnum_ELBO``): their dims are not reused, and they name those dims of the
+            sites that depend on them.
 
     A marked site must be latent, discrete and have ``enumerate_support``; its value becomes
     ``fn.enumerate_support(expand=False)`` with the support along its allocated dim. A site
     whose value some other handler set (e.g. ``substitute``) is not enumerated.
     """
 
-    def __init__(self, fn: Callable | None = None, first_available_dim: int | None = None):
+    def __init__(
+        self,
+        fn: Callable | None = None,
+        first_available_dim: int | None = None,
+        live_dims: dict[str, int] | None = None,
+    ):
         if first_available_dim is None:
             raise ValueError(
                 "enum: first_available_dim is required: -(max_plate_nesting + 1), where "
@@ -95,13 +104,14 @@ class enum(Messenger):
                 f"got {first_available_dim!r}"
             )
         self.first_available_dim = first_available_dim
-        self._global: dict[str, int] = {}
+        self._live = dict(live_dims or {})
+        self._global: dict[str, int] = dict(self._live)
         self._chains: dict[Any, _Chain] = {}
         self._open_steps: list[tuple[Any, dict[str, int]]] = []
         super().__init__(fn)
 
     def __enter__(self):
-        self._global = {}
+        self._global = dict(self._live)
         self._chains = {}
         self._open_steps = []
         return super().__enter__()

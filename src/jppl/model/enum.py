@@ -36,16 +36,22 @@ __all__ = [
     "Elimination",
     "Factor",
     "PREV",
+    "align",
     "chain_product",
     "contract",
+    "contract_keeping",
     "enum_log_joint",
     "enumerated_sites",
+    "group_scale",
     "is_enumerated",
+    "marginal",
     "plates_of",
     "pointwise_log_likelihood",
     "sample_eliminations",
+    "scalar_scale",
     "scan_factor",
     "site_factor",
+    "tied_groups",
     "trace_factors",
 ]
 
@@ -174,7 +180,12 @@ def trace_factors(
     return factors, homes
 
 
-def _scalar_scale(site: Message) -> float:
+def scalar_scale(site: Message) -> float:
+    """The scale of a site tied to enumerated sites, as a Python float.
+
+    Raises:
+        ValueError: for an array or traced scale (enumeration needs a constant scalar).
+    """
     scale = site["scale"]
     if scale is None:
         return 1.0
@@ -186,6 +197,46 @@ def _scalar_scale(site: Message) -> float:
             "is an array or traced; enumeration needs a constant scalar scale (e.g. the "
             "plate's size / subsample_size)."
         ) from e
+
+
+def group_scale(model_trace: Trace, members: list[str]) -> float:
+    """The one scale of a group of sites tied by enumerated variables.
+
+    Raises:
+        ValueError: for sites of the group with different scales.
+    """
+    scales = {name: scalar_scale(model_trace[name]) for name in members}
+    if len(set(scales.values())) > 1:
+        detail = ", ".join(f"'{n}': {v:g}" for n, v in scales.items())
+        raise ValueError(
+            "Sites tied together by enumerated sites must share one scale, so that the "
+            f"scale applies to their summed-out density; got {detail}. Put them in the "
+            "same subsampled plates (or use the same scale handler)."
+        )
+    return next(iter(scales.values()))
+
+
+def tied_groups(
+    names: list[str], factors: dict[str, Factor], homes: dict[str, frozenset[str]]
+) -> list[list[str]]:
+    """The sites ``names`` grouped by the enumerated variables (keys of ``homes``) their
+    factors share (union-find), each group in trace order."""
+    parent = {name: name for name in names}
+
+    def find(x):
+        while parent[x] != x:
+            parent[x] = parent[parent[x]]
+            x = parent[x]
+        return x
+
+    for name in names:
+        for var in factors[name].names:
+            if var in homes:
+                parent[find(name)] = find(var)
+    groups: dict[str, list[str]] = {}
+    for name in names:
+        groups.setdefault(find(name), []).append(name)
+    return list(groups.values())
 
 
 def _group_log_joint(
@@ -225,25 +276,9 @@ def enum_log_joint(model_trace: Trace, log_probs: dict[str, jax.Array]) -> jax.A
     """
     factors, homes = trace_factors(model_trace, log_probs)
     names = [name for name, site in model_trace.items() if site["type"] == "sample"]
-    # Union-find over sites that share an enumerated variable.
-    parent = {name: name for name in names}
-
-    def find(x):
-        while parent[x] != x:
-            parent[x] = parent[parent[x]]
-            x = parent[x]
-        return x
-
-    for name, factor in zip(names, factors, strict=True):
-        for var in factor.names:
-            if var in homes:
-                parent[find(name)] = find(var)
-    groups: dict[str, list[str]] = {}
-    for name in names:
-        groups.setdefault(find(name), []).append(name)
     by_name = dict(zip(names, factors, strict=True))
     total = jnp.zeros(())
-    for members in groups.values():
+    for members in tied_groups(names, by_name, homes):
         if not any(name in homes for name in members):
             (name,) = members
             site = model_trace[name]
@@ -251,15 +286,7 @@ def enum_log_joint(model_trace: Trace, log_probs: dict[str, jax.Array]) -> jax.A
             log_prob = log_probs[name] if scale is None else scale * log_probs[name]
             total = total + jnp.sum(log_prob)
             continue
-        scales = {name: _scalar_scale(model_trace[name]) for name in members}
-        if len(set(scales.values())) > 1:
-            detail = ", ".join(f"'{n}': {v:g}" for n, v in scales.items())
-            raise ValueError(
-                "Sites tied together by enumerated sites must share one scale, so that the "
-                f"scale applies to their summed-out density; got {detail}. Put them in the "
-                "same subsampled plates (or use the same scale handler)."
-            )
-        scale = next(iter(scales.values()))
+        scale = group_scale(model_trace, members)
         log = _group_log_joint([by_name[name] for name in members], homes, model_trace, members)
         total = total + (log if scale == 1.0 else scale * log)
     return total
@@ -273,6 +300,12 @@ def _aligned(factor_log: jax.Array, names: tuple[str, ...], target: tuple[str, .
         factor_log = jnp.transpose(factor_log, perm)
     shape = [factor_log.shape[perm.index(names.index(n))] if n in names else 1 for n in target]
     return jnp.reshape(factor_log, shape)
+
+
+def align(factor: Factor, target: tuple[str, ...]) -> jax.Array:
+    """``factor.log`` transposed and reshaped to broadcast over the axes ``target`` (which
+    include all of the factor's)."""
+    return _aligned(factor.log, factor.names, target)
 
 
 def _sum_factors(factors: list[Factor]) -> tuple[jax.Array, tuple[str, ...]]:
@@ -344,7 +377,11 @@ def _contract_tree(
             if name in homes:
                 home[name] = home.get(name, factor.plates) & factor.plates
     for var, plates in home.items():
-        if plates != homes[var]:
+        if var in keep:
+            # A kept variable is only carried along: it may be absent from the factors of its
+            # own plates (e.g. a guide's variable, whose own factor is not among these).
+            home[var] = homes[var]
+        elif plates != homes[var]:
             raise ValueError(
                 f"Enumerated site '{var}' lies in plates {sorted(homes[var])} but a site "
                 f"outside plates {sorted(homes[var] - plates)} depends on it; a site that "
@@ -390,6 +427,40 @@ def _contract_tree(
             else:
                 tree.setdefault(parent, []).append(Factor(log, names, parent))
     return total, rest_factors
+
+
+def contract_keeping(
+    factors: list[Factor], homes: dict[str, frozenset[str]], keep: frozenset[str]
+) -> tuple[jax.Array, list[Factor]]:
+    """Sum out the variables of ``homes`` not in ``keep``.
+
+    Returns ``(scalar, rest)``: the log of what reduced to a number, and the factors left over
+    kept variables (axes: kept variables and the plates they lie in).
+    """
+    return _contract_tree(factors, homes, keep=keep)
+
+
+def marginal(
+    factors: list[Factor], homes: dict[str, frozenset[str]], keep: frozenset[str]
+) -> Factor:
+    """``log sum_{other vars} prod_factors exp(factor)`` as a function of the variables
+    ``keep``: one :class:`Factor` whose axes are the kept variables and the plates they lie in
+    (the product over every other plate taken).
+
+    For the factors of a normalized distribution over the variables (e.g. a guide's
+    enumerated sites), this is the log marginal probability of the kept ones, per entry of
+    their plates.
+
+    Raises:
+        ValueError: as :func:`contract`, or if a kept variable is in none of the factors.
+    """
+    missing = sorted(keep - {n for f in factors for n in f.names})
+    if missing:
+        raise ValueError(f"marginal: kept variables {missing} are in none of the factors")
+    total, rest = _contract_tree(factors, homes, keep=keep)
+    log, names = _sum_factors(rest)
+    plates = frozenset().union(*(homes[v] for v in keep))
+    return Factor(total + log, names, plates)
 
 
 def contract(

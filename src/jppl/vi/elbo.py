@@ -72,7 +72,19 @@ from jppl.enumerate import enum
 from jppl.handlers import replay, seed, substitute, trace
 from jppl.model import site_log_prob
 from jppl.model.discrete import guess_max_plate_nesting
-from jppl.model.enum import enum_log_joint, is_enumerated
+from jppl.model.enum import (
+    Factor,
+    align,
+    contract_keeping,
+    enum_log_joint,
+    enumerated_sites,
+    group_scale,
+    is_enumerated,
+    marginal,
+    plates_of,
+    site_factor,
+    tied_groups,
+)
 from jppl.parallel import map_particles
 from jppl.primitives import Message, Messenger
 
@@ -230,6 +242,21 @@ def _check_latent_shapes(model_trace: Trace, guide_trace: Trace) -> None:
         fn = site["fn"]
         expected = tuple(site["kwargs"].get("sample_shape", ())) + fn.batch_shape + fn.event_shape
         got = tuple(jnp.shape(site["value"]))
+        guide_infer = guide_trace[name]["infer"]
+        if guide_infer.get("_enum_names"):
+            # The guide enumerated this site or one it depends on: its value broadcasts
+            # against the model's shape, with the guide's enumerated dims to the left.
+            enum_dims = set(guide_infer["_enum_names"])
+            rank = len(expected)
+            extra = got[: max(0, len(got) - rank)]
+            right = got[len(extra) :]
+            aligned = (1,) * (rank - len(right)) + right
+            ok = all(
+                size == 1 or dim in enum_dims
+                for dim, size in zip(range(-len(got), -rank), extra, strict=True)
+            ) and all(a in (1, e) for a, e in zip(aligned, expected, strict=True))
+            if ok:
+                continue
         if got != expected:
             raise ValueError(
                 f"Sample site '{name}': the guide's value has shape {got}, but the model's site "
@@ -246,11 +273,14 @@ def get_importance_traces(
     args: tuple,
     kwargs: dict,
     first_available_dim: int | None = None,
+    enumerate_guide: bool = False,
 ) -> tuple[Trace, Trace]:
     """Run the guide, then the model replayed against it; return ``(model_trace, guide_trace)``.
 
     With ``first_available_dim``, the model's sites marked for enumeration that the guide
-    does not sample are enumerated (:class:`jppl.enumerate.enum`) instead of replayed.
+    does not sample are enumerated (:class:`jppl.enumerate.enum`) instead of replayed. With
+    ``enumerate_guide`` too, so are the guide's marked sites (first; the model's enumerated
+    sites take dims to the left of the guide's, and the model's sites name the guide's dims).
 
     ``param_map`` (constrained values) is substituted into both. The guide gets
     ``split(rng_key)[0]`` and the model ``split(rng_key)[1]`` (for its own ``prng_key()`` calls
@@ -262,11 +292,21 @@ def get_importance_traces(
             guide value of the wrong shape.
     """
     guide_key, model_key = jax.random.split(rng_key)
-    guide_run = _detach_nonreparam(seed(substitute(guide, data=param_map), rng_seed=guide_key))
+    guide_fn = substitute(guide, data=param_map)
+    if enumerate_guide:
+        if first_available_dim is None:
+            raise ValueError("get_importance_traces: enumerate_guide needs first_available_dim")
+        guide_fn = enum(guide_fn, first_available_dim=first_available_dim)
+    guide_run = _detach_nonreparam(seed(guide_fn, rng_seed=guide_key))
     guide_trace = trace(guide_run).get_trace(*args, **kwargs)
+    guide_dims = {
+        name: site["infer"]["_enumerate_dim"]
+        for name, site in guide_trace.items()
+        if is_enumerated(site)
+    }
     replayed = replay(substitute(model, data=param_map), trace=guide_trace)
     if first_available_dim is not None:
-        replayed = enum(replayed, first_available_dim=first_available_dim)
+        replayed = enum(replayed, first_available_dim=first_available_dim, live_dims=guide_dims)
     model_run = seed(_require_guide_values(replayed), rng_seed=model_key)
     model_trace = trace(model_run).get_trace(*args, **kwargs)
     _check_plates(model_trace, guide_trace)
@@ -317,7 +357,7 @@ def _score_log_prob(guide_trace: Trace) -> jax.Array:
     """Sum of (unscaled) ``log q`` over non-reparameterizable latent guide sites."""
     total = jnp.zeros(())
     for site in guide_trace.values():
-        if _is_latent(site) and not site["fn"].has_rsample:
+        if _is_latent(site) and not site["fn"].has_rsample and not is_enumerated(site):
             total = total + jnp.sum(site_log_prob(site, scaled=False))
     return total
 
@@ -672,21 +712,29 @@ class Trace_ELBO(ELBO):
 
 
 class TraceEnum_ELBO(ELBO):
-    """The ELBO with the model's enumerated discrete sites summed out exactly.
+    """The ELBO with enumerated discrete sites summed exactly, in the model and in the guide.
 
     The model's sites marked ``infer={"enumerate": "parallel"}`` (e.g. by
     ``config_enumerate``) that the guide does not sample are enumerated, and ``log p`` is
     the density of the other sites with them summed out (variable elimination over plates,
-    :mod:`jppl.model.enum`); the guide covers the remaining latent sites as in
-    :class:`Trace_ELBO` (non-reparameterized guide sites get a score-function term).
+    :mod:`jppl.model.enum`). The guide's marked sites are enumerated too: the ELBO is then the
+    exact expectation over them, ``sum_z q(z) (log p(x, z, ...) - log q(z, ...))`` (each term
+    weighted by the guide's marginal probability of the enumerated variables it depends on),
+    so their parameters get exact gradients, with no score-function noise. The other guide
+    sites are sampled as in :class:`Trace_ELBO` (non-reparameterized ones get a
+    score-function term).
 
     Args:
         num_particles, vectorize_particles: see :class:`ELBO`.
         max_plate_nesting: the number of nested plates of model and guide; guessed from a run
             of both when left at ``inf``.
 
-    Enumerating sites of the guide is not supported (a ``NotImplementedError`` names the
-    site): enumerate them in the model instead.
+    Raises (when computing the loss):
+        ValueError: a model enumerated site more global (in fewer plates) than a guide
+            enumerated site it meets in a site.
+        NotImplementedError: guide enumeration together with an enumerated ``scan`` in the
+            model, or with a non-reparameterized sampled guide site that depends on an
+            enumerated guide site.
     """
 
     can_infer_discrete = True
@@ -720,16 +768,19 @@ class TraceEnum_ELBO(ELBO):
 
     def particle_loss(self, rng_key, param_map, model, guide, args, kwargs):
         nesting = self._nesting(rng_key, param_map, model, guide, args, kwargs)
+        first = -nesting - 1
         model_trace, guide_trace = get_importance_traces(
-            rng_key, param_map, model, guide, args, kwargs, first_available_dim=-nesting - 1
+            rng_key,
+            param_map,
+            model,
+            guide,
+            args,
+            kwargs,
+            first_available_dim=first,
+            enumerate_guide=True,
         )
-        for name, site in guide_trace.items():
-            if site["type"] == "sample" and site["infer"].get("enumerate") == "parallel":
-                raise NotImplementedError(
-                    f"TraceEnum_ELBO: guide site '{name}' is marked for enumeration; jppl "
-                    "enumerates model sites only. Leave it out of the guide and enumerate it "
-                    "in the model (config_enumerate)."
-                )
+        if any(is_enumerated(site) for site in guide_trace.values()):
+            return _guide_enum_elbo(model_trace, guide_trace, first), _score_log_prob(guide_trace)
         if any(is_enumerated(site) for site in model_trace.values()):
             log_p = enum_log_joint(
                 model_trace,
@@ -749,6 +800,122 @@ class TraceEnum_ELBO(ELBO):
             if site["type"] == "sample":
                 elbo = elbo - jnp.sum(_guide_log_prob(name, site, model_trace))
         return elbo, _score_log_prob(guide_trace)
+
+
+def _guide_enum_elbo(model_trace: Trace, guide_trace: Trace, first: int) -> jax.Array:
+    """One particle's ELBO with the guide's enumerated sites summed exactly.
+
+    Every cost term (the model's sites, with the model's own enumerated sites summed out per
+    value of the guide's; ``-log q`` of each guide site) is a factor over the guide's
+    enumerated variables it depends on and its plates; its expectation weights it by the
+    guide's marginal probability of those variables (:func:`jppl.model.enum.marginal` of the
+    guide's enumerated factors) and sums.
+    """
+    guide_homes = {
+        name: frozenset(plates_of(site))
+        for name, site in guide_trace.items()
+        if is_enumerated(site)
+    }
+    for name, site in guide_trace.items():
+        if (
+            _is_latent(site)
+            and not is_enumerated(site)
+            and not site["fn"].has_rsample
+            and site["infer"].get("_enum_names")
+        ):
+            raise NotImplementedError(
+                f"TraceEnum_ELBO: guide site '{name}' is sampled without a reparameterized "
+                "sampler and depends on the guide's enumerated sites "
+                f"{sorted(set(site['infer']['_enum_names'].values()))}; enumerate it too "
+                "(infer={'enumerate': 'parallel'}) or make it independent of them."
+            )
+    model_homes = {
+        name: frozenset(plates_of(site)) for name, site in enumerated_sites(model_trace).items()
+    }
+    homes = {**guide_homes, **model_homes}
+    log_probs = {
+        name: site_log_prob(site, scaled=False)
+        for name, site in model_trace.items()
+        if site["type"] == "sample"
+    }
+    if any(
+        site["type"] == "sample" and "_scan_time" in site["infer"] for site in model_trace.values()
+    ):
+        raise NotImplementedError(
+            "TraceEnum_ELBO: enumerating guide sites together with an enumerated `scan` in the "
+            "model is not supported; enumerate the chain's sites in the model only."
+        )
+    costs: list[tuple[Factor, Any]] = []  # (factor, scale)
+    elbo = jnp.zeros(())
+    # Model side: sites tied by the model's enumerated variables are summed out together, per
+    # value of the guide's enumerated variables (kept).
+    names = [name for name, site in model_trace.items() if site["type"] == "sample"]
+    factors = {name: site_factor(model_trace[name], log_probs[name], first) for name in names}
+    groups = tied_groups(names, factors, model_homes)
+    keep = frozenset(guide_homes)
+    for members in groups:
+        if not any(name in model_homes for name in members):
+            (name,) = members
+            costs.append((factors[name], model_trace[name]["scale"]))
+            continue
+        scale = group_scale(model_trace, members)
+        _check_model_enum_within_guide(members, factors, model_homes, guide_homes)
+        total, rest = contract_keeping([factors[n] for n in members], homes, keep)
+        elbo = elbo + (total if scale == 1.0 else scale * total)
+        costs.extend((factor, None if scale == 1.0 else scale) for factor in rest)
+    # Guide side: -log q of every guide sample site (scaled as in Trace_ELBO).
+    for name, site in guide_trace.items():
+        if site["type"] == "sample":
+            log_q = _guide_log_prob(name, site, model_trace)
+            costs.append((site_factor(site, -log_q, first), None))
+    # Weights: the guide's marginal probability of the enumerated variables of each term.
+    q_factors = [
+        site_factor(site, site_log_prob(site, scaled=False), first)
+        for name, site in guide_trace.items()
+        if name in guide_homes
+    ]
+    weights: dict[frozenset[str], Factor] = {}
+    for factor, scale in costs:
+        cost = factor.log if scale is None else scale * factor.log
+        needed = frozenset(n for n in factor.names if n in guide_homes)
+        if not needed:
+            elbo = elbo + jnp.sum(cost)
+            continue
+        if needed not in weights:
+            weights[needed] = marginal(q_factors, guide_homes, needed)
+        w = weights[needed]
+        outside = [n for n in w.names if n not in factor.names]
+        if outside:  # only a site outside a guide variable's plate can lack that plate
+            raise ValueError(
+                "TraceEnum_ELBO: a site depends on the guide's enumerated sites "
+                f"{sorted(needed)} but is not in their plates {outside}; a site that depends "
+                "on a variable of a plate must lie in that plate."
+            )
+        elbo = elbo + jnp.sum(jnp.exp(align(w, factor.names)) * cost)
+    return elbo
+
+
+def _check_model_enum_within_guide(
+    members: list[str],
+    factors: dict[str, Factor],
+    model_homes: dict[str, frozenset[str]],
+    guide_homes: dict[str, frozenset[str]],
+) -> None:
+    """A model enumerated variable summed inside ``log`` must be at least as local as every
+    guide enumerated variable it meets (else the expectation over the guide's would not split
+    over the plate's entries)."""
+    for name in members:
+        names = factors[name].names
+        for var in (n for n in names if n in model_homes):
+            for g in (n for n in names if n in guide_homes):
+                if not guide_homes[g] <= model_homes[var]:
+                    raise ValueError(
+                        f"TraceEnum_ELBO: the model's enumerated site '{var}' (plates "
+                        f"{sorted(model_homes[var])}) meets the guide's enumerated site '{g}' "
+                        f"(plates {sorted(guide_homes[g])}) in site '{name}': a model "
+                        "enumerated site must be no more global than the guide enumerated "
+                        "sites it depends on. Enumerate it in the guide instead."
+                    )
 
 
 def _guide_log_prob(name: str, site: Message, model_trace: Trace) -> jax.Array:

@@ -4,7 +4,17 @@ Names and parameterizations follow NumPyro (and so scipy/PyTorch), so models por
 imports: ``import jppl.distributions as dist``; ``dist.Normal(loc, scale)``.
 """
 
-from jppl.distributions import constraints, transforms
+from jppl.distributions import (
+    constraints,
+    continuous,
+    discrete,
+    glm,
+    kl,
+    mixtures,
+    multivariate,
+    transformed,
+    transforms,
+)
 from jppl.distributions.continuous import *  # noqa: F403
 from jppl.distributions.discrete import *  # noqa: F403
 from jppl.distributions.distribution import (
@@ -38,3 +48,12 @@ __all__ = [
     "transforms",
     "validation_enabled",
 ]
+# Every name the submodules export (`from jppl.distributions import *` and the docs' table).
+__all__ += continuous.__all__
+__all__ += discrete.__all__
+__all__ += glm.__all__
+__all__ += kl.__all__
+__all__ += mixtures.__all__
+__all__ += multivariate.__all__
+__all__ += transformed.__all__
+__all__ += transforms.__all__

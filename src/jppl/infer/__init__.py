@@ -11,6 +11,13 @@ from jppl.enumerate import config_enumerate
 from jppl.infer.predictive import Predictive
 from jppl.mcmc import HMC, MCMC, NUTS
 from jppl.mcmc.gibbs import DiscreteHMCGibbs, HMCGibbs, MixedHMC
+from jppl.mcmc.gibbs_blocks import (
+    CustomGibbs,
+    DiscreteGibbs,
+    Gibbs,
+    discrete_latent_sites,
+    latent_sample_sites,
+)
 from jppl.model.density import (
     ModelInfo,
     ParamInfo,
@@ -51,7 +58,12 @@ from jppl.vi import (
 )
 
 __all__ = [
+    "CustomGibbs",
+    "DiscreteGibbs",
     "DiscreteHMCGibbs",
+    "Gibbs",
+    "discrete_latent_sites",
+    "latent_sample_sites",
     "ELBO",
     "HMC",
     "HMCGibbs",

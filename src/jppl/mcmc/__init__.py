@@ -15,6 +15,13 @@ and warm-up adaptation in :mod:`jppl.mcmc.adaptation`.
 
 from jppl.mcmc import adaptation, hmc, integrators, metrics, nuts, termination, trajectory
 from jppl.mcmc.adaptation import DEFAULT_ADAPTATION, nutpie_adaptation, window_adaptation
+from jppl.mcmc.gibbs_blocks import (
+    CustomGibbs,
+    DiscreteGibbs,
+    Gibbs,
+    discrete_latent_sites,
+    latent_sample_sites,
+)
 from jppl.mcmc.hmc import HMCInfo, HMCParams, HMCState, Kernel
 from jppl.mcmc.integrators import IntegratorState, hamiltonian, velocity_verlet
 from jppl.mcmc.metrics import Metric, gaussian_euclidean
@@ -24,7 +31,12 @@ from jppl.mcmc.sampler import HMC, NUTS, Sampler
 from jppl.mcmc.state import MCMCState
 
 __all__ = [
+    "CustomGibbs",
     "DEFAULT_ADAPTATION",
+    "DiscreteGibbs",
+    "Gibbs",
+    "discrete_latent_sites",
+    "latent_sample_sites",
     "HMC",
     "MCMC",
     "MCMCState",

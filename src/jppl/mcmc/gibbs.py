@@ -48,7 +48,14 @@ from jppl.model.initialization import init_to_sample
 from jppl.parallel.blocks import BlockPlan
 from jppl.parallel.mesh import current_mesh
 
-__all__ = ["DiscreteHMCGibbs", "GibbsState", "HMCGibbs", "MixedHMC", "propose_discrete"]
+__all__ = [
+    "DiscreteHMCGibbs",
+    "GibbsState",
+    "HMCGibbs",
+    "MixedHMC",
+    "discrete_sweep",
+    "propose_discrete",
+]
 
 # The model keyword through which the inner kernel's model receives the Gibbs sites' values.
 _GIBBS_KWARG = "_jppl_gibbs_values"
@@ -245,9 +252,12 @@ class GibbsDensity:
         values = post(self.layout.inner_target.unravel(x_h))
         return {k: values[k] for k in self.layout.inner_target.prototype}
 
-    def support_table(self, who: str = "DiscreteHMCGibbs") -> tuple[jax.Array, np.ndarray]:
+    def support_table(
+        self, who: str = "DiscreteHMCGibbs", sites: Sequence[str] | None = None
+    ) -> tuple[jax.Array, np.ndarray]:
         """``(values (K, d_g), sizes (d_g,))``: the support of each Gibbs coordinate (padded
-        with its last value to the largest support ``K``) and its size (static).
+        with its last value to the largest support ``K``) and its size (static). With
+        ``sites`` (a subset of the Gibbs sites), only their coordinates, in flat order.
 
         The supports are read from one run of the model with its sites drawn from the prior
         (once per compiled program, outside the loop), so they must not depend on latent
@@ -255,7 +265,8 @@ class GibbsDensity:
         must be concrete (Python ints)."""
         tr = _prior_trace(self.model, jax.random.key(0), self.args, self.kwargs)
         columns = []
-        for name in self.layout.gibbs_sites:
+        chosen = self.layout.gibbs_sites if sites is None else sorted(sites)
+        for name in chosen:
             fn = tr[name]["fn"]
             shape = self.layout.gibbs_shapes[name].shape
             try:
@@ -343,6 +354,111 @@ def propose_discrete(
     if modified:  # a coordinate with a single value cannot move
         log_ratio = jnp.where(size > 1, log_ratio, -jnp.inf)
     return proposal, pe_new, log_ratio.astype(pe.dtype)
+
+
+def discrete_sweep(
+    key: jax.Array,
+    g0: jax.Array,
+    pe0: jax.Array,
+    potential: Callable[[jax.Array], jax.Array],
+    table: jax.Array,
+    sizes: jax.Array,
+    random_walk: bool,
+    modified: bool,
+) -> tuple[jax.Array, jax.Array]:
+    """One Metropolis-within-Gibbs sweep over the discrete coordinates ``g0`` ``(d_g,)``:
+    each coordinate visited once in a random order, moved by :func:`propose_discrete` and
+    accepted with its Metropolis-Hastings ratio.
+
+    Args:
+        key: PRNG key.
+        g0: ``(d_g,)`` current coordinates; ``pe0`` ``()`` the potential energy there.
+        potential: ``(d_g,) -> ()`` potential energy of the coordinates (others fixed).
+        table, sizes, random_walk, modified: as for :func:`propose_discrete`.
+
+    Returns:
+        ``(new coordinates (d_g,), their potential energy ())``.
+    """
+
+    def visit(i, carry):
+        g, pe, key = carry
+        key, key_prop, key_accept = jax.random.split(key, 3)
+        proposal, pe_new, log_ratio = propose_discrete(
+            key_prop, g, pe, order[i], potential, table, sizes, random_walk, modified
+        )
+        accept = jax.random.exponential(key_accept, dtype=pe.dtype) > -log_ratio
+        accept = accept & jnp.isfinite(pe_new)
+        return jnp.where(accept, proposal, g), jnp.where(accept, pe_new, pe), key
+
+    key_order, key_visit = jax.random.split(key)
+    order = jax.random.permutation(key_order, g0.shape[0])
+    g, pe, _ = jax.lax.fori_loop(0, g0.shape[0], visit, (g0, pe0, key_visit))
+    return g, pe
+
+
+def _gibbs_target(
+    name: str,
+    layout: GibbsLayout,
+    inner_target: Target,
+    dtype: Any,
+    draw_gibbs: Callable[[jax.Array, tuple, dict], dict],
+    make_density: Callable[[tuple, dict], Any],
+) -> Target:
+    """The :class:`Target` of a Gibbs sampler over all latent sites (``layout``): the inner
+    target's sites with the Gibbs sites' values (``draw_gibbs(key, args, kwargs)`` at
+    initialization) appended; ``make_density(args, kwargs)`` builds the log density handed
+    to the sampler. Shared by the samplers here and :mod:`jppl.mcmc.gibbs_blocks`."""
+
+    def make_logdensity(args, kwargs):
+        mesh = current_mesh()
+        if mesh is not None and any(
+            size > 1 for axis, size in dict(mesh.shape).items() if axis != "chain"
+        ):
+            raise NotImplementedError(
+                f"{name} supports a mesh over 'chain' only (MCMC(mesh=make_mesh(chain=k))); "
+                f"got axes {dict(mesh.shape)}."
+            )
+        return make_density(args, kwargs)
+
+    def make_postprocess(args, kwargs):
+        def postprocess(z):
+            g = {n: z[n] for n in layout.gibbs_sites}
+            inner_kwargs = {**kwargs, _GIBBS_KWARG: g}
+            z_h = {k: v for k, v in z.items() if k not in g}
+            return {**inner_target.make_postprocess(args, inner_kwargs)(z_h), **g}
+
+        return postprocess
+
+    def make_init(keys, args, kwargs):
+        def one(key):
+            key_g, key_h = jax.random.split(key)
+            g = draw_gibbs(key_g, args, kwargs)
+            inner_kwargs = {**kwargs, _GIBBS_KWARG: g}
+            x_h, valid = inner_target.make_init(key_h[None], args, inner_kwargs)
+            return layout.join(x_h[0].astype(dtype), layout.ravel_gibbs(g)), valid[0]
+
+        return jax.lax.map(one, keys)
+
+    def explain_init(key, args, kwargs):
+        key_g, key_h = jax.random.split(key)
+        g = draw_gibbs(key_g, args, kwargs)
+        inner_target.explain_init(key_h, args, {**kwargs, _GIBBS_KWARG: g})
+
+    names = tuple(sorted(layout.prototype))
+    sizes = [int(np.size(layout.prototype[n])) for n in names]
+    return Target(
+        dim=layout.dim,
+        dtype=dtype,
+        prototype=layout.prototype,
+        unravel=layout,
+        make_logdensity=make_logdensity,
+        make_postprocess=make_postprocess,
+        make_init=make_init,
+        site_names=names,
+        site_index=np.repeat(np.arange(len(names)), sizes),
+        deterministic_sites=inner_target.deterministic_sites,
+        explain_init=explain_init,
+    )
 
 
 class _GibbsWarmup(NamedTuple):
@@ -437,55 +553,13 @@ class _GibbsBase:
             tr = trace(init_model).get_trace(*args, **kwargs)
             return {n: tr[n]["value"] for n in layout.gibbs_sites}
 
-        def make_logdensity(args, kwargs):
-            mesh = current_mesh()
-            if mesh is not None and any(
-                size > 1 for axis, size in dict(mesh.shape).items() if axis != "chain"
-            ):
-                raise NotImplementedError(
-                    f"{name} supports a mesh over 'chain' only (MCMC(mesh=make_mesh(chain=k))); "
-                    f"got axes {dict(mesh.shape)}."
-                )
-            return GibbsDensity(layout, model, args, kwargs)
-
-        def make_postprocess(args, kwargs):
-            def postprocess(z):
-                g = {n: z[n] for n in layout.gibbs_sites}
-                inner_kwargs = {**kwargs, _GIBBS_KWARG: g}
-                z_h = {k: v for k, v in z.items() if k not in g}
-                return {**inner_target.make_postprocess(args, inner_kwargs)(z_h), **g}
-
-            return postprocess
-
-        def make_init(keys, args, kwargs):
-            def one(key):
-                key_g, key_h = jax.random.split(key)
-                g = draw_gibbs(key_g, args, kwargs)
-                inner_kwargs = {**kwargs, _GIBBS_KWARG: g}
-                x_h, valid = inner_target.make_init(key_h[None], args, inner_kwargs)
-                return layout.join(x_h[0].astype(dtype), layout.ravel_gibbs(g)), valid[0]
-
-            return jax.lax.map(one, keys)
-
-        def explain_init(key, args, kwargs):
-            key_g, key_h = jax.random.split(key)
-            g = draw_gibbs(key_g, args, kwargs)
-            inner_target.explain_init(key_h, args, {**kwargs, _GIBBS_KWARG: g})
-
-        names = tuple(sorted(layout.prototype))
-        sizes = [int(np.size(layout.prototype[n])) for n in names]
-        return Target(
-            dim=layout.dim,
-            dtype=dtype,
-            prototype=layout.prototype,
-            unravel=layout,
-            make_logdensity=make_logdensity,
-            make_postprocess=make_postprocess,
-            make_init=make_init,
-            site_names=names,
-            site_index=np.repeat(np.arange(len(names)), sizes),
-            deterministic_sites=inner_target.deterministic_sites,
-            explain_init=explain_init,
+        return _gibbs_target(
+            name,
+            layout,
+            inner_target,
+            dtype,
+            draw_gibbs,
+            lambda args, kwargs: GibbsDensity(layout, model, args, kwargs),
         )
 
     def block_mask(self, target: Target) -> np.ndarray | None:
@@ -783,27 +857,16 @@ class DiscreteHMCGibbs(_GibbsBase):
         def potential(g):
             return -density.conditional(g)(x_h)
 
-        def visit(i, carry):
-            g, pe, key = carry
-            key, key_prop, key_accept = jax.random.split(key, 3)
-            proposal, pe_new, log_ratio = propose_discrete(
-                key_prop,
-                g,
-                pe,
-                order[i],
-                potential,
-                table,
-                sizes,
-                self._random_walk,
-                self._modified,
-            )
-            accept = jax.random.exponential(key_accept, dtype=pe.dtype) > -log_ratio
-            accept = accept & jnp.isfinite(pe_new)
-            return jnp.where(accept, proposal, g), jnp.where(accept, pe_new, pe), key
-
-        key_order, key_visit = jax.random.split(key)
-        order = jax.random.permutation(key_order, g0.shape[0])
-        g, _, _ = jax.lax.fori_loop(0, g0.shape[0], visit, (g0, -state.logdensity, key_visit))
+        g, _ = discrete_sweep(
+            key,
+            g0,
+            -state.logdensity,
+            potential,
+            table,
+            sizes,
+            self._random_walk,
+            self._modified,
+        )
         return g
 
 

@@ -7,6 +7,7 @@ imports: ``import jppl.distributions as dist``; ``dist.Normal(loc, scale)``.
 from jppl.distributions import (
     constraints,
     continuous,
+    continuous_extra,
     discrete,
     glm,
     kl,
@@ -16,6 +17,7 @@ from jppl.distributions import (
     transforms,
 )
 from jppl.distributions.continuous import *  # noqa: F403
+from jppl.distributions.continuous_extra import *  # noqa: F403
 from jppl.distributions.discrete import *  # noqa: F403
 from jppl.distributions.distribution import (
     Delta,
@@ -50,6 +52,7 @@ __all__ = [
 ]
 # Every name the submodules export (`from jppl.distributions import *` and the docs' table).
 __all__ += continuous.__all__
+__all__ += continuous_extra.__all__
 __all__ += discrete.__all__
 __all__ += glm.__all__
 __all__ += kl.__all__

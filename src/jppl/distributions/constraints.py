@@ -38,6 +38,7 @@ __all__ = [
     "integer_greater_than",
     "interval",
     "less_than",
+    "l1_ball",
     "lower_cholesky",
     "multinomial",
     "nonnegative",
@@ -54,6 +55,7 @@ __all__ = [
     "scaled_unit_lower_cholesky",
     "simplex",
     "softplus_positive",
+    "sphere",
     "softplus_lower_cholesky",
     "unit_interval",
     "zero_sum",
@@ -585,6 +587,38 @@ class _Independent(Constraint):
         return f"independent({self.base_constraint!r}, {self.reinterpreted_batch_ndims})"
 
 
+class _L1Ball(Constraint):
+    """Vectors (last axis) with ``sum(|x|) <= 1``, up to a few ulps (NumPyro's ``l1_ball``)."""
+
+    event_dim = 1
+
+    def __call__(self, x):
+        x = jnp.asarray(x)
+        eps = jnp.finfo(jnp.result_type(x, float)).eps
+        return jnp.sum(jnp.abs(x), axis=-1) < 1.0 + 10.0 * eps
+
+    def __repr__(self) -> str:
+        return "l1_ball"
+
+
+class _Sphere(Constraint):
+    """Unit vectors along the last axis (NumPyro's ``sphere``), up to a relative 1e-6 (float32
+    normalization is that accurate, not better)."""
+
+    event_dim = 1
+
+    def __call__(self, x):
+        x = jnp.asarray(x)
+        return jnp.abs(jnp.sum(x**2, axis=-1) - 1.0) < 1e-6
+
+    def feasible_like(self, prototype):
+        n = jnp.shape(prototype)[-1]
+        return jnp.full(jnp.shape(prototype), 1.0 / np.sqrt(n), jnp.result_type(prototype, float))
+
+    def __repr__(self) -> str:
+        return "sphere"
+
+
 # Singletons and factories, under NumPyro's names.
 real = _Real()
 real_vector = _RealVector()
@@ -595,6 +629,8 @@ nonnegative = _Nonnegative()
 softplus_positive = _SoftplusPositive()
 unit_interval = _UnitInterval()
 circular = _Circular()
+l1_ball = _L1Ball()
+sphere = _Sphere()
 simplex = _Simplex()
 ordered_vector = _OrderedVector()
 positive_ordered_vector = _PositiveOrderedVector()

@@ -15,7 +15,16 @@ import jax.numpy as jnp
 from jax.scipy.linalg import solve_triangular
 from jax.scipy.special import digamma, gammaln, ndtr
 
-from jppl.distributions.continuous import Beta, Exponential, Gamma, Laplace, Normal, Uniform
+from jppl.distributions.continuous import (
+    Beta,
+    Exponential,
+    Gamma,
+    Laplace,
+    Normal,
+    Uniform,
+    Weibull,
+)
+from jppl.distributions.continuous_extra import Kumaraswamy
 from jppl.distributions.distribution import (
     Delta,
     Distribution,
@@ -31,6 +40,8 @@ from jppl.distributions.multivariate import (
 from jppl.distributions.util import betaln, lazy_broadcast_shape, sum_rightmost
 
 __all__ = ["kl_divergence", "register_kl"]
+
+_EULER_GAMMA = 0.5772156649015329
 
 KLFn = Callable[[Distribution, Distribution], object]
 
@@ -248,6 +259,43 @@ def _kl_uniform_normal(p: Uniform, q: Normal):
     width = p.high - p.low
     sq = width**2 / 12.0 + (0.5 * (p.low + p.high) - q.loc) ** 2
     return -jnp.log(width) + 0.5 * jnp.log(2 * math.pi * q.scale**2) + sq / (2 * q.scale**2)
+
+
+# -- pairs with the distributions of continuous_extra ----------------------------------------
+@register_kl(Weibull, Gamma)
+def _kl_weibull_gamma(p: Weibull, q: Gamma):
+    # -H(p) - E_p[log q(x)], with E_p[log x] = log(scale) - euler_gamma / k and
+    # E_p[x] = scale * Gamma(1 + 1 / k) for p = Weibull(scale, k)
+    k, lam = p.concentration, p.scale
+    alpha, beta = q.concentration, q.rate
+    return (
+        jnp.log(k)
+        + gammaln(alpha)
+        - alpha * jnp.log(lam * beta)
+        + alpha * _EULER_GAMMA / k
+        - _EULER_GAMMA
+        - 1.0
+        + beta * lam * jnp.exp(gammaln(1.0 + 1.0 / k))
+    )
+
+
+@register_kl(Kumaraswamy, Beta)
+def _kl_kumaraswamy_beta(p: Kumaraswamy, q: Beta):
+    # -H(p) - E_p[log q(x)]; E_p[log(1 - x)] = -sum_m b B(m / a, b) / (m + a b) is the series
+    # truncated after p.KL_KUMARASWAMY_BETA_TAYLOR_ORDER terms (as NumPyro)
+    a, b = p.concentration1, p.concentration0
+    alpha, beta = q.concentration1, q.concentration0
+    harmonic = digamma(b) + 1.0 / b + _EULER_GAMMA  # H_b = E_p[-a log x]
+    m = jnp.arange(1, p.KL_KUMARASWAMY_BETA_TAYLOR_ORDER + 1, dtype=jnp.result_type(a))
+    a_, b_ = a[..., None], b[..., None]
+    series = jnp.sum(b_ * jnp.exp(betaln(m / a_, b_)) / (m + a_ * b_), axis=-1)
+    return (
+        jnp.log(a * b)
+        + betaln(alpha, beta)
+        + (1.0 / b - 1.0)
+        + (alpha / a - 1.0) * harmonic
+        + (beta - 1.0) * series
+    )
 
 
 # -- multivariate -------------------------------------------------------------------------------

@@ -9,6 +9,7 @@ from jppl.distributions import (
     continuous,
     continuous_extra,
     discrete,
+    discrete_extra,
     glm,
     kl,
     mixtures,
@@ -19,6 +20,7 @@ from jppl.distributions import (
 from jppl.distributions.continuous import *  # noqa: F403
 from jppl.distributions.continuous_extra import *  # noqa: F403
 from jppl.distributions.discrete import *  # noqa: F403
+from jppl.distributions.discrete_extra import *  # noqa: F403
 from jppl.distributions.distribution import (
     Delta,
     Distribution,
@@ -54,6 +56,7 @@ __all__ = [
 __all__ += continuous.__all__
 __all__ += continuous_extra.__all__
 __all__ += discrete.__all__
+__all__ += discrete_extra.__all__
 __all__ += glm.__all__
 __all__ += kl.__all__
 __all__ += mixtures.__all__

@@ -14,6 +14,7 @@ from jppl.distributions import (
     kl,
     mixtures,
     multivariate,
+    multivariate_extra,
     transformed,
     transforms,
 )
@@ -36,6 +37,7 @@ from jppl.distributions.glm import *  # noqa: F403
 from jppl.distributions.kl import *  # noqa: F403
 from jppl.distributions.mixtures import *  # noqa: F403
 from jppl.distributions.multivariate import *  # noqa: F403
+from jppl.distributions.multivariate_extra import *  # noqa: F403
 from jppl.distributions.transformed import *  # noqa: F403
 from jppl.distributions.transforms import *  # noqa: F403
 
@@ -61,5 +63,6 @@ __all__ += glm.__all__
 __all__ += kl.__all__
 __all__ += mixtures.__all__
 __all__ += multivariate.__all__
+__all__ += multivariate_extra.__all__
 __all__ += transformed.__all__
 __all__ += transforms.__all__

@@ -17,6 +17,7 @@ from jppl.distributions import (
     multivariate_extra,
     transformed,
     transforms,
+    truncated,
 )
 from jppl.distributions.continuous import *  # noqa: F403
 from jppl.distributions.continuous_extra import *  # noqa: F403
@@ -40,6 +41,7 @@ from jppl.distributions.multivariate import *  # noqa: F403
 from jppl.distributions.multivariate_extra import *  # noqa: F403
 from jppl.distributions.transformed import *  # noqa: F403
 from jppl.distributions.transforms import *  # noqa: F403
+from jppl.distributions.truncated import *  # noqa: F403
 
 __all__ = [
     "Delta",
@@ -66,3 +68,4 @@ __all__ += multivariate.__all__
 __all__ += multivariate_extra.__all__
 __all__ += transformed.__all__
 __all__ += transforms.__all__
+__all__ += truncated.__all__

@@ -38,6 +38,7 @@ __all__ = [
     "integer_greater_than",
     "interval",
     "less_than",
+    "less_than_eq",
     "l1_ball",
     "lower_cholesky",
     "multinomial",
@@ -269,6 +270,14 @@ class _LessThan(Constraint):
 
     def __repr__(self):
         return f"less_than({self.upper_bound})"
+
+
+class _LessThanEq(_LessThan):
+    def __call__(self, x):
+        return x <= self.upper_bound
+
+    def __repr__(self):
+        return f"less_than_eq({self.upper_bound})"
 
 
 class _Interval(Constraint):
@@ -647,6 +656,7 @@ dependent = _Dependent()
 greater_than = _GreaterThan
 greater_than_eq = _GreaterThanEq
 less_than = _LessThan
+less_than_eq = _LessThanEq
 interval = _Interval
 open_interval = _OpenInterval
 integer_interval = _IntegerInterval

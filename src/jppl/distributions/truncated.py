@@ -70,25 +70,11 @@ __all__ = [
     "TruncatedPolyaGamma",
     "TwoSidedTruncatedDistribution",
     "TwoSidedTruncatedGamma",
-    "less_than_eq",
 ]
 
 # Bases that are symmetric about ``loc``: a bound above ``loc`` is handled by reflecting
 # about ``loc``, so the probabilities involved are lower-tail ones, which keep their digits.
 _SYMMETRIC_BASES = (Normal, Cauchy, Laplace, Logistic, StudentT)
-
-
-class _LessThanEq(constraints._LessThan):
-    """Closed half-line ``(-inf, upper_bound]`` (NumPyro's ``less_than_eq``)."""
-
-    def __call__(self, x):
-        return x <= self.upper_bound
-
-    def __repr__(self):
-        return f"less_than_eq({self.upper_bound})"
-
-
-less_than_eq = _LessThanEq
 
 
 # ------------------------------------------------------------------------------------------
@@ -344,7 +330,7 @@ class _TruncatedSymmetric(Distribution):
             return constraints.interval(self.low, self.high)
         if self._has_low:
             return constraints.greater_than_eq(self.low)
-        return less_than_eq(self.high)
+        return constraints.less_than_eq(self.high)
 
     def _truncated_normal(self) -> TruncatedNormal:
         b = self.base_dist

@@ -4,6 +4,7 @@ Run from the repository root::
 
     .venv/bin/python -m benchmarks.enumeration            # about 5 minutes on 2 CPU cores
     .venv/bin/python -m benchmarks.enumeration --quick    # smoke run (about 2 minutes)
+    .venv/bin/python -m benchmarks.enumeration --grad-only --problems hmm  # gradient tables only
 
 Both libraries get the same model (written once per library below, with the library's own
 ``sample``/``plate``/``factor``/``scan`` and distributions), the same data and the same
@@ -404,15 +405,22 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--num-samples", type=int, default=None, help="default 500 (quick: 100)")
     parser.add_argument("--seeds", type=int, default=None, help="default 3 (quick: 1)")
     parser.add_argument("--timeout", type=float, default=1800.0, help="seconds per worker")
-    parser.add_argument("--out", default=str(RESULTS_DIR / "enumeration_cpu"))
+    parser.add_argument(
+        "--grad-only",
+        action="store_true",
+        help="only the gradient timings (no sampling, about a minute); the report is printed, "
+        "and written only where --out is given",
+    )
+    parser.add_argument("--out", default=None, help="default benchmarks/results/enumeration_cpu")
     args = parser.parse_args(argv)
+    out = args.out or (None if args.grad_only else str(RESULTS_DIR / "enumeration_cpu"))
     quick = args.quick
     warmup = args.num_warmup or (100 if quick else 500)
     draws = args.num_samples or (100 if quick else 500)
     seeds = args.seeds or (1 if quick else 3)
 
     runs: list[dict[str, Any]] = []
-    for name in args.problems:
+    for name in [] if args.grad_only else args.problems:
         for seed in range(seeds):
             for lib in LIBRARIES:
                 identity = {"problem": name, "lib": lib, "seed": seed}
@@ -546,7 +554,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         "hmm_scaling": scaling,
     }
     text = report_text(results)
-    write_results(args.out, results, text)
+    if out is not None:
+        write_results(out, results, text)
     print(text)
     return results
 

@@ -36,8 +36,9 @@ How the handlers around the call act on the body (the "outer" handlers, those ac
 or a ``scan`` inside a ``scan`` body): an inner site is stacked once per enclosing loop, time
 axes outermost first. Differences from NumPyro: a ``plate`` around the call works (NumPyro
 raises); a ``param`` site in the body raises (NumPyro records a stacked param that is never
-learnt); a substituted value with fewer than ``length`` steps raises (NumPyro draws the rest);
-enumerated discrete sites in the body are not supported yet.
+learnt); a substituted value with fewer than ``length`` steps raises (NumPyro draws the rest).
+Enumerated discrete sites in a ``scan`` body (``history=1``, ``reverse=False``) are summed out
+exactly, at a cost linear in the length (:func:`jppl.model.enum.scan_factor`); not in ``cond``.
 """
 
 from __future__ import annotations
@@ -641,7 +642,8 @@ def scan(
     Not supported (each raises ``NotImplementedError`` naming the site): ``param`` and
     ``mutable`` sites in the body (create parameters outside the body and close over them, as
     NumPyro's stacked param site is never learnt), ``do``/``reparam``/``collapse`` around the
-    call acting on body sites (put them inside the body), and enumerated discrete sites.
+    call acting on body sites (put them inside the body); with enumerated discrete sites in
+    the body, ``history`` other than 1 and ``reverse=True``.
 
     Args:
         f: the body, ``f(carry, x) -> (new_carry, y)``.
@@ -649,8 +651,8 @@ def scan(
         xs: the pytree scanned along its leading axis, or None (then give ``length``).
         length: the number of steps (needed when ``xs`` is None).
         reverse: run from the last step to the first, as in :func:`jax.lax.scan`.
-        history: how many previous steps a step depends on; it only matters for enumeration
-            of discrete sites (not supported yet), and is checked to be a non-negative int
+        history: how many previous steps a step depends on; it only matters for enumerated
+            discrete sites (1 is supported), and is checked to be a non-negative int
             (NumPyro's 0 means no dependence between steps).
 
     Returns:

@@ -377,7 +377,12 @@ CASES = {
 }
 
 
-@pytest.mark.parametrize("name", sorted(CASES))
+@pytest.mark.parametrize(
+    "name",
+    # the default suite has a time budget: the random walk there, the rest (each compiles a
+    # gamma sampler, ~10 s) in the slow step
+    [n if n == "grw" else pytest.param(n, marks=pytest.mark.slow) for n in sorted(CASES)],
+)
 def test_jit_vmap_expand(name):
     d = CASES[name]()
     assert d.batch_shape == (3,)

@@ -181,6 +181,7 @@ def mu_given_theta(rng_key, gibbs_sites, hmc_sites):
     return {"mu": mean + jax.random.normal(rng_key) / jnp.sqrt(precision)}
 
 
+@pytest.mark.slow  # the default suite keeps the DiscreteGibbs + NUTS check
 def test_custom_gibbs_conjugate_normal_matches_closed_form():
     # theta ~ N(0, MU_SD^2 + 1) a priori; n unit-variance observations
     n = len(Y_DATA)

@@ -36,6 +36,7 @@ from jppl.distributions.discrete import (
     NegativeBinomial2,
     Poisson,
     ZeroInflatedDistribution,
+    _to_float,
 )
 from jppl.distributions.distribution import Distribution
 from jppl.distributions.transformed import TransformedDistribution
@@ -67,13 +68,6 @@ __all__ = [
 
 _INT = jnp.int32
 _LOG_2 = math.log(2.0)
-
-
-def _to_float(x) -> jax.Array:
-    """``x`` as a (not weakly typed) float array: JAX's default float for ints and bools."""
-    x = jnp.asarray(x)
-    dtype = x.dtype if jnp.issubdtype(x.dtype, jnp.floating) else jnp.result_type(float)
-    return jnp.asarray(x, dtype=dtype)
 
 
 def _broadcast_floats(*params) -> tuple[tuple[int, ...], list[jax.Array]]:

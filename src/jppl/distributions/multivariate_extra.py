@@ -20,6 +20,7 @@ from jax.typing import ArrayLike
 
 from jppl.distributions import constraints
 from jppl.distributions.distribution import Distribution
+from jppl.distributions.multivariate import _LOG_2PI, _as_float
 from jppl.distributions.transforms import ZeroSumTransform
 from jppl.distributions.util import is_concrete, lazy_broadcast_shape, validate_sample_shape
 
@@ -31,16 +32,6 @@ __all__ = [
     "WishartCholesky",
     "ZeroSumNormal",
 ]
-
-_LOG_2PI = math.log(2 * math.pi)
-
-
-def _as_float(x: ArrayLike) -> jax.Array:
-    """``x`` as an array of a floating dtype (the default float for int/bool input)."""
-    x = jnp.asarray(x)
-    if not jnp.issubdtype(x.dtype, jnp.floating):
-        x = x.astype(jnp.result_type(float))
-    return x
 
 
 def _log_diag_sum(L):

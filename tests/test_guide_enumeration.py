@@ -278,3 +278,31 @@ def test_unreparameterized_guide_site_under_an_enumerated_one_is_an_error():
 
     with pytest.raises(NotImplementedError, match="guide site 'k'.*enumerated"):
         _loss(model, guide, {}, nesting=0)
+
+
+def test_scaled_plates_scale_each_term():
+    # A scale handler around the plate (as subsampling gives) scales the local terms of model
+    # and guide: ELBO = log p(mu) + s * sum_n E_q[log p(z_n) p(x_n | z_n, mu) - log q(z_n)].
+    from jppl.handlers import scale
+
+    s = 2.5
+
+    def model(x):
+        mu = jppl.sample("mu", dist.Normal(0.0, 3.0))
+        with scale(scale=s), jppl.plate("N", x.shape[0]):
+            z = jppl.sample("z", dist.Categorical(jnp.asarray(W)))
+            jppl.sample("x", dist.Normal(mu + jnp.asarray(LOCS)[z], 1.0), obs=x)
+
+    def guide(x):
+        jppl.sample("mu", dist.Delta(jppl.param("mu_loc", 0.0)))
+        phi = jppl.param("phi", jnp.zeros((x.shape[0], 2)))
+        with scale(scale=s), jppl.plate("N", x.shape[0]):
+            jppl.sample("z", dist.Categorical(logits=phi), infer=ENUM)
+
+    rng = np.random.default_rng(1)
+    mu, phi = -0.2, rng.normal(size=(4, 2))
+    local = _local_brute(mu, phi) - norm.logpdf(mu, 0.0, 3.0)
+    expected = norm.logpdf(mu, 0.0, 3.0) + s * local
+    params = {"mu_loc": jnp.asarray(mu), "phi": jnp.asarray(phi)}
+    got = _loss(model, guide, params, jnp.asarray(X))
+    np.testing.assert_allclose(float(got), -expected, rtol=1e-12)

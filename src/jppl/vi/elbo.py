@@ -855,8 +855,9 @@ def _guide_enum_elbo(model_trace: Trace, guide_trace: Trace, first: int) -> jax.
     keep = frozenset(guide_homes)
     for members in groups:
         if not any(name in model_homes for name in members):
-            (name,) = members
-            costs.append((factors[name], model_trace[name]["scale"]))
+            (name,) = members  # its scale (any shape) applied as in Trace_ELBO
+            site = model_trace[name]
+            costs.append((site_factor(site, site_log_prob(site), first), None))
             continue
         scale = group_scale(model_trace, members)
         _check_model_enum_within_guide(members, factors, model_homes, guide_homes)

@@ -391,9 +391,8 @@ def test_moments_that_do_not_exist():
     assert lv.mean.shape == (2,) and np.all(np.isposinf(lv.mean) & np.isposinf(lv.variance))
 
 
-@pytest.mark.parametrize(
-    "name", [pytest.param(n, marks=pytest.mark.slow) if n in _ONE_SAMPLER else n for n in NAMES]
-)
+@pytest.mark.slow  # compiles each sampler (the default suite has a time budget)
+@pytest.mark.parametrize("name", NAMES)
 def test_samples_moments_and_ks(name):
     _, truth, p, _, _, out = _computed(name)
     if name in _ONE_SAMPLER:
@@ -427,6 +426,7 @@ def test_log_prob_gradient_matches_finite_differences(name):
     np.testing.assert_allclose(out["grad_x"], out["fd_x"], rtol=1e-6, atol=1e-7)
 
 
+@pytest.mark.slow  # compiles each sampler's gradient
 @pytest.mark.parametrize("name", _PATHWISE)
 def test_rsample_gradient_matches_finite_differences(name):
     d, _, p, _, _, out = _computed(name)
@@ -443,6 +443,7 @@ def test_rsample_flags():
         Levy(0.0, 1.0).rsample(jax.random.key(0))
 
 
+@pytest.mark.slow  # compiles each sampler under jit and vmap
 @pytest.mark.parametrize("name", NAMES)
 def test_jit_vmap_expand_to_event_mask(name):
     d, truth, _, x, _, out = _computed(name)

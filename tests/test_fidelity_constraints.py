@@ -164,6 +164,12 @@ _L = jnp.array([[1.0, 0.0], [0.6, 0.8]])  # a correlation Cholesky factor
 # (name in constraints.__all__, instance, a feasible value)
 CONSTRAINTS = [
     ("boolean", constraints.boolean, jnp.array([0.0, 1.0])),
+    (
+        "cat",
+        constraints.cat([constraints.positive, constraints.real], dim=-1, lengths=(2, 1)),
+        jnp.array([0.5, 2.0, -1.0]),
+    ),
+    ("complex", constraints.complex, jnp.array([1.0 + 2.0j, -0.5j])),
     ("circular", constraints.circular, jnp.array([0.5, -3.0])),
     ("corr_cholesky", constraints.corr_cholesky, _L),
     ("corr_matrix", constraints.corr_matrix, _L @ _L.T),
@@ -187,6 +193,12 @@ CONSTRAINTS = [
     ("ordered_vector", constraints.ordered_vector, jnp.array([-1.0, 0.0, 3.0])),
     ("positive", constraints.positive, jnp.array([0.1, 2.0])),
     ("positive_definite", constraints.positive_definite, _L @ _L.T + jnp.eye(2)),
+    (
+        "positive_definite_circulant_vector",
+        constraints.positive_definite_circulant_vector,
+        jnp.array([2.0, 0.5, 0.0, 0.5]),
+    ),
+    ("positive_semidefinite", constraints.positive_semidefinite, jnp.ones((2, 2))),
     ("positive_integer", constraints.positive_integer, jnp.array([1.0, 2.0])),
     ("positive_ordered_vector", constraints.positive_ordered_vector, jnp.array([0.5, 1.0])),
     ("real", constraints.real, jnp.array([-1.0, 2.0])),
@@ -204,7 +216,7 @@ CONSTRAINTS = [
 
 
 def test_constraint_list_is_complete():
-    public = set(constraints.__all__) - {"Constraint"}
+    public = set(constraints.__all__) - {"Constraint", "is_dependent"}  # a function
     assert public <= {name for name, _, _ in CONSTRAINTS}, public - {n for n, _, _ in CONSTRAINTS}
 
 
@@ -271,6 +283,39 @@ def _tril_vec(n):
 # (class name, instance, an input in its domain)
 TRANSFORMS = [
     ("AbsTransform", T.AbsTransform(), jnp.array([-1.0, 2.0])),
+    (
+        "CatTransform",
+        T.CatTransform([T.ExpTransform(), T.IdentityTransform()], dim=-1, lengths=(1, 2)),
+        jnp.array([0.1, -1.0, 2.0]),
+    ),
+    ("ComplexTransform", T.ComplexTransform(), jnp.array([[0.1, -1.0], [2.0, 0.5]])),
+    (
+        "DiscreteCosineTransform",
+        T.DiscreteCosineTransform(smooth=1.0),
+        jnp.array([0.1, -1.0, 2.0]),
+    ),
+    ("HaarTransform", T.HaarTransform(flip=True), jnp.array([0.1, -1.0, 2.0, 0.5, 1.5])),
+    ("L1BallTransform", T.L1BallTransform(), jnp.array([0.1, -1.0, 2.0])),
+    (
+        "PackRealFastFourierCoefficientsTransform",
+        T.PackRealFastFourierCoefficientsTransform((4,)),
+        jnp.array([0.1, -1.0, 2.0, 0.5]),
+    ),
+    (
+        "RealFastFourierTransform",
+        T.RealFastFourierTransform((4,)),
+        jnp.array([0.1, -1.0, 2.0, 0.5]),
+    ),
+    (
+        "RecursiveLinearTransform",
+        T.RecursiveLinearTransform(jnp.array([[0.5, 1.0], [0.0, 0.5]]), jnp.array([1.0, -1.0])),
+        jnp.ones((3, 2)),
+    ),
+    (
+        "SimplexToOrderedTransform",
+        T.SimplexToOrderedTransform(jnp.array(0.5)),
+        jnp.array([0.2, 0.3, 0.5]),
+    ),
     ("AffineTransform", T.AffineTransform(_LO, _HI + 2.0), jnp.array([0.3, -1.0, 2.0])),
     ("AffineTransform", T.AffineTransform(1.0, 2.0), jnp.array([0.3])),
     ("CholeskyTransform", T.CholeskyTransform(), _L @ _L.T + jnp.eye(2)),

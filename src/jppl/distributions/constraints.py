@@ -16,6 +16,7 @@ boolean array when a parameter is traced); ``==`` is its static form.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import jax
@@ -27,7 +28,9 @@ from jppl.distributions.util import PyTreeObject, is_concrete
 __all__ = [
     "Constraint",
     "boolean",
+    "cat",
     "circular",
+    "complex",
     "corr_cholesky",
     "corr_matrix",
     "dependent",
@@ -37,6 +40,7 @@ __all__ = [
     "integer_interval",
     "integer_greater_than",
     "interval",
+    "is_dependent",
     "less_than",
     "less_than_eq",
     "l1_ball",
@@ -48,8 +52,10 @@ __all__ = [
     "ordered_vector",
     "positive",
     "positive_definite",
+    "positive_definite_circulant_vector",
     "positive_integer",
     "positive_ordered_vector",
+    "positive_semidefinite",
     "real",
     "real_matrix",
     "real_vector",
@@ -628,6 +634,173 @@ class _Sphere(Constraint):
         return "sphere"
 
 
+class _Complex(Constraint):
+    """Finite complex numbers (NumPyro's ``complex``): real and imaginary parts not inf/nan."""
+
+    def __call__(self, x):
+        x = jnp.asarray(x)
+        return jnp.isfinite(jnp.real(x)) & jnp.isfinite(jnp.imag(x))
+
+    def __repr__(self) -> str:
+        return "complex"
+
+
+class _PositiveSemiDefinite(Constraint):
+    """Symmetric matrices with no negative eigenvalue (NumPyro's ``positive_semidefinite``).
+
+    ``x``: ``(..., n, n)``; the check has shape ``(...)``. The smallest eigenvalue may be
+    negative by rounding (a few ulps of the largest), so that is allowed.
+    """
+
+    event_dim = 2
+
+    def __call__(self, x):
+        x = jnp.asarray(x)
+        dtype = jnp.result_type(x, float)
+        eps = jnp.finfo(dtype).eps
+        sym = jnp.swapaxes(x, -1, -2)
+        scale = jnp.maximum(jnp.max(jnp.abs(x), axis=(-2, -1)), jnp.finfo(dtype).tiny)
+        symmetric = jnp.all(jnp.abs(x - sym) <= 10 * eps * scale[..., None, None], axis=(-2, -1))
+        eig = jnp.linalg.eigvalsh((x + sym) / 2)
+        n = x.shape[-1]
+        return symmetric & (eig[..., 0] >= -10 * n * eps * scale)
+
+    def feasible_like(self, prototype):
+        n = jnp.shape(prototype)[-1]
+        return jnp.broadcast_to(
+            jnp.eye(n, dtype=jnp.result_type(prototype, float)), jnp.shape(prototype)
+        )
+
+    def __repr__(self) -> str:
+        return "positive_semidefinite"
+
+
+class _PositiveDefiniteCirculantVector(Constraint):
+    """First rows ``c`` (last axis, length ``n``) of symmetric positive semi-definite circulant
+    matrices (NumPyro's ``positive_definite_circulant_vector``, which admits zero eigenvalues).
+
+    The eigenvalues of a circulant matrix are the DFT of ``c``; it is symmetric exactly when
+    that DFT is real, so ``c`` belongs when ``rfft(c)`` is real and nonnegative up to rounding.
+    The check has shape ``c.shape[:-1]`` (NumPyro returns one entry per frequency instead).
+    """
+
+    event_dim = 1
+
+    def __call__(self, x):
+        x = jnp.asarray(x)
+        dtype = jnp.result_type(x, float)
+        # the DFT of n entries of size <= scale rounds to within a few n * eps * scale
+        scale = jnp.maximum(jnp.max(jnp.abs(x), axis=-1, keepdims=True), jnp.finfo(dtype).tiny)
+        tol = 10 * x.shape[-1] * jnp.finfo(dtype).eps * scale
+        spectrum = jnp.fft.rfft(x.astype(dtype), axis=-1)
+        ok = (jnp.abs(spectrum.imag) <= tol) & (spectrum.real >= -tol)
+        return jnp.all(ok, axis=-1)
+
+    def feasible_like(self, prototype):
+        dtype = jnp.result_type(prototype, float)
+        return jnp.zeros(jnp.shape(prototype), dtype).at[..., 0].set(1.0)
+
+    def __repr__(self) -> str:
+        return "positive_definite_circulant_vector"
+
+
+class _Cat(Constraint):
+    """Consecutive slices along axis ``dim`` each in their own constraint (NumPyro's ``cat``),
+    laid out as :func:`jax.numpy.concatenate` would join them.
+
+    ``cseq``: the constraints, in order; ``dim``: the axis sliced; ``lengths``: each slice's
+    length along ``dim`` (default 1 each). ``event_dim`` is the largest of the parts'. The
+    check has shape ``x.shape[:x.ndim - event_dim]``: each part's check is reduced over the
+    event dims it lacks, then joined along ``dim`` when ``dim`` is a batch axis, or combined
+    with "and" when ``dim`` is an event axis.
+    """
+
+    def __init__(
+        self, cseq: Sequence[Constraint], dim: int = 0, lengths: Sequence[int] | None = None
+    ):
+        cseq = tuple(cseq)
+        if not cseq or not all(isinstance(c, Constraint) for c in cseq):
+            raise TypeError(
+                "cat(cseq): cseq must be a non-empty sequence of constraints, got "
+                f"{[type(c).__name__ for c in cseq]}."
+            )
+        if isinstance(dim, bool) or not isinstance(dim, int | np.integer):
+            raise TypeError(f"cat(dim): dim must be an int, got {type(dim).__name__}.")
+        lengths = (1,) * len(cseq) if lengths is None else tuple(lengths)
+        if len(lengths) != len(cseq) or not all(
+            isinstance(n, int | np.integer) and not isinstance(n, bool) and n >= 0 for n in lengths
+        ):
+            raise ValueError(
+                f"cat(lengths): expected {len(cseq)} nonnegative ints (one per constraint), got "
+                f"{lengths!r}."
+            )
+        self.cseq = cseq
+        self.dim = int(dim)
+        self.lengths = tuple(int(n) for n in lengths)
+
+    @property
+    def is_discrete(self):  # type: ignore[override]
+        return any(c.is_discrete for c in self.cseq)
+
+    @property
+    def event_dim(self):  # type: ignore[override]
+        return max(c.event_dim for c in self.cseq)
+
+    def _slices(self, x) -> list:
+        """Split ``x`` along ``dim`` into the parts' slices (checks ``x``'s size there)."""
+        x = jnp.asarray(x)
+        if not -x.ndim <= self.dim < x.ndim:
+            raise ValueError(f"cat: dim {self.dim} is out of range for a value of shape {x.shape}.")
+        if x.shape[self.dim] != sum(self.lengths):
+            raise ValueError(
+                f"cat: the value's size along dim {self.dim} is {x.shape[self.dim]}, but the "
+                f"lengths {self.lengths} sum to {sum(self.lengths)}."
+            )
+        bounds = np.cumsum((0,) + self.lengths)
+        axis = self.dim % x.ndim
+        return [
+            jax.lax.slice_in_dim(x, int(a), int(b), axis=axis)
+            for a, b in zip(bounds[:-1], bounds[1:], strict=True)
+        ]
+
+    def _event_axis(self, ndim: int) -> int:
+        """``dim`` counted from the right of a value with ``ndim`` dims (negative)."""
+        return (self.dim % ndim) - ndim
+
+    def __call__(self, x):
+        x = jnp.asarray(x)
+        event_dim = self.event_dim
+        checks = []
+        for c, part in zip(self.cseq, self._slices(x), strict=True):
+            ok = c(part)
+            extra = event_dim - c.event_dim
+            if extra:
+                ok = jnp.all(ok, axis=tuple(range(-extra, 0)))
+            checks.append(ok)
+        axis = self._event_axis(x.ndim) + event_dim
+        if axis >= 0:  # ``dim`` is an event axis: one verdict per batch element
+            out = checks[0]
+            for ok in checks[1:]:
+                out = out & ok
+            return out
+        return jnp.concatenate(checks, axis=axis)
+
+    def feasible_like(self, prototype):
+        parts = [
+            c.feasible_like(p) for c, p in zip(self.cseq, self._slices(prototype), strict=True)
+        ]
+        return jnp.concatenate(parts, axis=self.dim)
+
+    def __repr__(self) -> str:
+        return f"cat({list(self.cseq)!r}, dim={self.dim}, lengths={self.lengths})"
+
+
+def is_dependent(constraint: object) -> bool:
+    """Whether ``constraint`` is a ``dependent`` placeholder (a support that depends on other
+    variables, so it can be neither checked nor bijected onto)."""
+    return isinstance(constraint, _Dependent)
+
+
 # Singletons and factories, under NumPyro's names.
 real = _Real()
 real_vector = _RealVector()
@@ -640,6 +813,9 @@ unit_interval = _UnitInterval()
 circular = _Circular()
 l1_ball = _L1Ball()
 sphere = _Sphere()
+complex = _Complex()  # noqa: A001  (NumPyro's name)
+positive_semidefinite = _PositiveSemiDefinite()
+positive_definite_circulant_vector = _PositiveDefiniteCirculantVector()
 simplex = _Simplex()
 ordered_vector = _OrderedVector()
 positive_ordered_vector = _PositiveOrderedVector()
@@ -664,6 +840,7 @@ integer_greater_than = _IntegerGreaterThan
 multinomial = _Multinomial
 independent = _Independent
 zero_sum = _ZeroSum
+cat = _Cat
 
 # instances that ``tree_unflatten`` returns as they are (see ``Constraint._tree_unflatten``)
 _SINGLETONS: dict[type, Constraint] = {
@@ -672,6 +849,7 @@ _SINGLETONS: dict[type, Constraint] = {
         real, real_vector, real_matrix, boolean, positive, nonnegative, softplus_positive,
         unit_interval, circular, simplex, ordered_vector, positive_ordered_vector,
         lower_cholesky, scaled_unit_lower_cholesky, softplus_lower_cholesky, corr_cholesky,
-        corr_matrix, positive_definite, dependent,
+        corr_matrix, positive_definite, dependent, l1_ball, sphere, complex,
+        positive_semidefinite, positive_definite_circulant_vector,
     )
 }  # fmt: skip

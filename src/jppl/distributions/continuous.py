@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from functools import partial
 
 import jax
 import jax.numpy as jnp
@@ -45,6 +44,7 @@ from jax.typing import ArrayLike
 from jppl.distributions import constraints
 from jppl.distributions.distribution import Distribution
 from jppl.distributions.util import (
+    _von_mises_centered,
     betaln,
     clamp_probs,
     is_concrete,
@@ -1094,47 +1094,7 @@ def _tn_mean_var_std(a: jax.Array, b: jax.Array) -> tuple[jax.Array, jax.Array]:
     return mean, jnp.where(finite_b, jnp.maximum(second - d * d, 0.0), 1.0)
 
 
-# -- von Mises --------------------------------------------------------------------------------
-def _vm_cond(state):
-    return ~jnp.all(state[2])
-
-
-def _vm_body(state):
-    key, theta, done, k, e = state
-    shape, dtype = theta.shape, theta.dtype
-    key, k1, k2, k3 = jax.random.split(key, 4)
-    u1 = jax.random.uniform(k1, shape, dtype)
-    u2 = jax.random.uniform(k2, shape, dtype)
-    half = 0.5 * jnp.pi * u1  # z = cos(pi u1) = 1 - 2 sin^2(half) = 2 cos^2(half) - 1
-    sin2, cos2 = jnp.sin(half) ** 2, jnp.cos(half) ** 2
-    one_minus_f = jnp.clip(2.0 * e * sin2 / (2.0 * cos2 + e), 0.0, 2.0)  # 1 - (1 + s z)/(s + z)
-    c = k * (e + one_minus_f)  # k (s - f)
-    accept = (c * (2.0 - c) > u2) | (jnp.log(c / u2) + 1.0 - c >= 0)
-    sign = jnp.where(jax.random.bernoulli(k3, 0.5, shape), 1.0, -1.0).astype(dtype)
-    proposal = sign * 2.0 * jnp.arcsin(jnp.sqrt(0.5 * one_minus_f))  # sign * arccos(f)
-    theta = jnp.where(done, theta, proposal)
-    return key, theta, done | accept, k, e
-
-
-@partial(jax.jit, static_argnums=(2, 3))
-def _von_mises_centered(key, concentration: jax.Array, shape, dtype) -> jax.Array:
-    """Draws from VonMises(0, concentration) by Best & Fisher's (1979) rejection sampler.
-
-    The envelope constant is carried as ``e = s - 1`` and the proposal as ``1 - f`` so that both
-    very small and very large concentrations stay accurate in float32. All batch elements are
-    drawn together; the loop ends when every element has accepted a proposal.
-    """
-    k = jnp.maximum(jnp.broadcast_to(concentration, shape).astype(dtype), 1e-30)
-    root = jnp.sqrt(1.0 + 4.0 * k**2)
-    r = 1.0 + root
-    sqrt_2r = jnp.sqrt(2.0 * r)
-    rho = 2.0 * k / (r + sqrt_2r)
-    one_minus_rho = (1.0 + 1.0 / (root + 2.0 * k) + sqrt_2r) / (r + sqrt_2r)
-    e = one_minus_rho**2 / (2.0 * rho)  # s - 1, with s = (1 + rho^2) / (2 rho)
-    init = (key, jnp.zeros(shape, dtype), jnp.zeros(shape, bool), k, e)
-    return lax.while_loop(_vm_cond, _vm_body, init)[1]
-
-
+# -- von Mises: the sampler is jppl.distributions.util.von_mises_centered ------------------
 class VonMises(Distribution):
     """Von Mises distribution on the circle [-pi, pi].
 

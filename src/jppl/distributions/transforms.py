@@ -40,24 +40,33 @@ from jppl.distributions.util import (
 __all__ = [
     "AbsTransform",
     "AffineTransform",
+    "CatTransform",
     "CholeskyTransform",
     "CircularTransform",
+    "ComplexTransform",
     "ComposeTransform",
     "ConstraintRegistry",
     "CorrCholeskyTransform",
     "CorrMatrixCholeskyTransform",
+    "DiscreteCosineTransform",
     "ExpTransform",
+    "HaarTransform",
     "IdentityTransform",
     "IndependentTransform",
+    "L1BallTransform",
     "LowerCholeskyAffine",
     "LowerCholeskyTransform",
     "OrderedTransform",
+    "PackRealFastFourierCoefficientsTransform",
     "PermuteTransform",
     "PositiveDefiniteTransform",
     "PowerTransform",
+    "RealFastFourierTransform",
+    "RecursiveLinearTransform",
     "ReshapeTransform",
     "ScaledUnitLowerCholeskyTransform",
     "SigmoidTransform",
+    "SimplexToOrderedTransform",
     "SoftplusLowerCholeskyTransform",
     "SoftplusTransform",
     "StickBreakingTransform",
@@ -1102,6 +1111,628 @@ class LowerCholeskyAffine(Transform):
 
 
 # ------------------------------------------------------------------------------------------
+# NumPyro's further transforms: concatenation, complex numbers, spectral and time-series maps
+# ------------------------------------------------------------------------------------------
+def _check_negative_dim(name: str, dim) -> int:
+    if isinstance(dim, bool) or not isinstance(dim, int | np.integer) or dim >= 0:
+        raise ValueError(
+            f"{name}(dim): dim must be a negative int (an axis counted from the right), got "
+            f"{dim!r}."
+        )
+    return int(dim)
+
+
+def _check_min_ndim(name: str, shape, ndim: int) -> tuple[int, ...]:
+    shape = tuple(shape)
+    if len(shape) < ndim:
+        raise ValueError(f"{name}: needs at least {ndim} dims, got shape {shape}.")
+    return shape
+
+
+class CatTransform(Transform):
+    """Applies ``tseq[i]`` to the ``i``-th of consecutive slices along axis ``dim`` and joins
+    the results with :func:`jax.numpy.concatenate` (NumPyro's ``CatTransform``).
+
+    ``lengths`` (default 1 each) are the slices' sizes along ``dim``, for input and output
+    alike, so each part must keep its slice's shape. The log-det has shape
+    ``x.shape[:x.ndim - domain.event_dim]``: the parts' log-dets are summed over the event
+    dims they lack, then joined along ``dim`` when it is a batch axis, or added when it is an
+    event axis.
+    """
+
+    def __init__(self, tseq: Sequence[Transform], dim: int = 0, lengths=None):
+        tseq = tuple(tseq)
+        if not tseq or not all(isinstance(t, Transform) for t in tseq):
+            raise TypeError(
+                "CatTransform(tseq): tseq must be a non-empty sequence of transforms, got "
+                f"{[type(t).__name__ for t in tseq]}."
+            )
+        # validates dim and lengths with the same messages as constraints.cat
+        cat = constraints.cat([t.domain for t in tseq], dim, lengths)
+        self.transforms = tseq
+        self.dim = cat.dim
+        self.lengths = cat.lengths
+
+    @property
+    def length(self) -> int:
+        """Total size along ``dim``."""
+        return sum(self.lengths)
+
+    @property
+    def domain(self):  # type: ignore[override]
+        return constraints.cat([t.domain for t in self.transforms], self.dim, self.lengths)
+
+    @property
+    def codomain(self):  # type: ignore[override]
+        return constraints.cat([t.codomain for t in self.transforms], self.dim, self.lengths)
+
+    def _slices(self, v):
+        return self.domain._slices(v)
+
+    def __call__(self, x):
+        self.forward_shape(jnp.shape(x))
+        parts = [t(v) for t, v in zip(self.transforms, self._slices(x), strict=True)]
+        return jnp.concatenate(parts, axis=self.dim)
+
+    def _inverse(self, y):
+        self.inverse_shape(jnp.shape(y))
+        parts = [t._inverse(v) for t, v in zip(self.transforms, self._slices(y), strict=True)]
+        return jnp.concatenate(parts, axis=self.dim)
+
+    def call_with_intermediates(self, x):
+        """``(y, [intermediates of each part])``."""
+        outs, inters = [], []
+        for t, v in zip(self.transforms, self._slices(x), strict=True):
+            out, inter = t.call_with_intermediates(v)
+            outs.append(out)
+            inters.append(inter)
+        return jnp.concatenate(outs, axis=self.dim), inters
+
+    def log_abs_det_jacobian(self, x, y, intermediates=None):
+        if intermediates is not None and len(intermediates) != len(self.transforms):
+            raise ValueError(
+                f"CatTransform: got {len(intermediates)} intermediates for "
+                f"{len(self.transforms)} parts."
+            )
+        x = jnp.asarray(x)
+        event_dim = self.domain.event_dim
+        ladjs = []
+        for i, (t, xs, ys) in enumerate(
+            zip(self.transforms, self._slices(x), self._slices(y), strict=True)
+        ):
+            inter = None if intermediates is None else intermediates[i]
+            ladj = t.log_abs_det_jacobian(xs, ys, inter)
+            # elementwise parts may return a log-det still to be broadcast to their slice
+            full = xs.shape[: xs.ndim - t.domain.event_dim]
+            ladj = jnp.broadcast_to(ladj, np.broadcast_shapes(jnp.shape(ladj), full))
+            ladjs.append(sum_rightmost(ladj, event_dim - t.domain.event_dim))
+        axis = (self.dim % x.ndim) - x.ndim + event_dim
+        if axis < 0:  # ``dim`` is a batch axis of the log-det
+            return jnp.concatenate(ladjs, axis=axis)
+        total = ladjs[0]
+        for ladj in ladjs[1:]:
+            total = total + ladj
+        return total
+
+    def forward_shape(self, shape):
+        shape = tuple(shape)
+        if not -len(shape) <= self.dim < len(shape):
+            raise ValueError(f"CatTransform: dim {self.dim} is out of range for shape {shape}.")
+        for i, (t, n) in enumerate(zip(self.transforms, self.lengths, strict=True)):
+            part = list(shape)
+            part[self.dim] = n
+            if tuple(t.forward_shape(tuple(part))) != tuple(part):
+                raise ValueError(
+                    f"CatTransform: part {i} ({t!r}) changes its slice's shape {tuple(part)}; "
+                    "each part must keep the shape, since lengths apply to input and output."
+                )
+        return shape
+
+    def inverse_shape(self, shape):
+        return self.forward_shape(shape)
+
+    def __repr__(self) -> str:
+        return f"CatTransform({list(self.transforms)!r}, dim={self.dim}, lengths={self.lengths})"
+
+
+class ComplexTransform(Transform):
+    """Pairs ``(..., 2)`` of reals -> complex ``(...)``: ``y = x[..., 0] + 1j * x[..., 1]``.
+
+    An identity on coordinates, so the log-det (shape ``x.shape[:-1]``) is zero.
+    """
+
+    domain = constraints.real_vector
+    codomain = constraints.complex
+
+    def __call__(self, x):
+        x = jnp.asarray(x)
+        self.forward_shape(x.shape)
+        return jax.lax.complex(x[..., 0], x[..., 1])
+
+    def _inverse(self, y):
+        y = jnp.asarray(y)
+        return jnp.stack([jnp.real(y), jnp.imag(y)], axis=-1)
+
+    def log_abs_det_jacobian(self, x, y, intermediates=None):
+        return jnp.zeros(jnp.shape(x)[:-1], dtype=_float_dtype(jnp.real(jnp.asarray(x))))
+
+    def forward_shape(self, shape):
+        shape = tuple(shape)
+        if len(shape) < 1 or shape[-1] != 2:
+            raise ValueError(
+                f"ComplexTransform: the input's last axis must have size 2 (real, imaginary), "
+                f"got shape {shape}."
+            )
+        return shape[:-1]
+
+    def inverse_shape(self, shape):
+        return tuple(shape) + (2,)
+
+
+class DiscreteCosineTransform(Transform):
+    """Orthonormal DCT of type II along axis ``dim`` (negative), via
+    :func:`jax.scipy.fft.dct` (inverse: :func:`jax.scipy.fft.idct`).
+
+    ``smooth`` weights coefficient ``k`` by ``(k + 1/2) ** smooth``, normalized to geometric
+    mean one: ``smooth=1`` maps Brownian noise to white noise, ``smooth=0`` keeps white noise
+    white. The map is volume preserving, so the log-det (shape ``x.shape[:dim]``) is zero.
+    """
+
+    def __init__(self, dim: int = -1, smooth: float = 0.0):
+        self.dim = _check_negative_dim("DiscreteCosineTransform", dim)
+        self.smooth = float(smooth)
+
+    @property
+    def domain(self):  # type: ignore[override]
+        return constraints.independent(constraints.real, -self.dim)
+
+    @property
+    def codomain(self):  # type: ignore[override]
+        return constraints.independent(constraints.real, -self.dim)
+
+    def _weight(self, size: int, dtype):
+        """``(size, 1, ..., 1)`` weights, broadcasting along axis ``dim``."""
+        freq = np.arange(size, dtype=np.float64) + 0.5
+        log_w = self.smooth * np.log(freq)
+        w = np.exp(log_w - log_w.mean())  # geometric mean one: a unit Jacobian determinant
+        return jnp.asarray(w.reshape((size,) + (1,) * (-self.dim - 1)), dtype=dtype)
+
+    def __call__(self, x):
+        x = jnp.asarray(x, dtype=_float_dtype(x))
+        self.forward_shape(x.shape)
+        y = jax.scipy.fft.dct(x, type=2, norm="ortho", axis=self.dim)
+        if self.smooth:
+            y = y * self._weight(x.shape[self.dim], y.dtype)
+        return y
+
+    def _inverse(self, y):
+        y = jnp.asarray(y, dtype=_float_dtype(y))
+        self.inverse_shape(y.shape)
+        if self.smooth:
+            y = y / self._weight(y.shape[self.dim], y.dtype)
+        return jax.scipy.fft.idct(y, type=2, norm="ortho", axis=self.dim)
+
+    def log_abs_det_jacobian(self, x, y, intermediates=None):
+        return jnp.zeros(jnp.shape(x)[: self.dim], dtype=_float_dtype(x))
+
+    def forward_shape(self, shape):
+        return _check_min_ndim("DiscreteCosineTransform", shape, -self.dim)
+
+    def inverse_shape(self, shape):
+        return _check_min_ndim("DiscreteCosineTransform", shape, -self.dim)
+
+
+_SQRT_HALF = 1.0 / math.sqrt(2.0)
+
+
+def _haar_level_sizes(n: int) -> list[int]:
+    """Lengths of the approximation at each level: ``n, n // 2, ...`` while at least 2."""
+    sizes = []
+    while n >= 2:
+        sizes.append(n)
+        n //= 2
+    return sizes
+
+
+class HaarTransform(Transform):
+    """Orthonormal discrete Haar transform along axis ``dim`` (negative), NumPyro's layout.
+
+    Each level replaces the pairs ``(a, b)`` of the current approximation by the average
+    ``(a + b) / sqrt(2)`` and the detail ``(a - b) / sqrt(2)``; an odd length leaves its last
+    entry as it is. The output is ``[approximation, details and leftover of the coarsest level,
+    ..., details and leftover of the finest level]``. ``flip`` reverses the axis first. The map
+    is orthogonal, so the log-det (shape ``x.shape[:dim]``) is zero.
+    """
+
+    def __init__(self, dim: int = -1, flip: bool = False):
+        self.dim = _check_negative_dim("HaarTransform", dim)
+        self.flip = bool(flip)
+
+    @property
+    def domain(self):  # type: ignore[override]
+        return constraints.independent(constraints.real, -self.dim)
+
+    @property
+    def codomain(self):  # type: ignore[override]
+        return constraints.independent(constraints.real, -self.dim)
+
+    @staticmethod
+    def _forward_last(x):
+        approx, blocks = x, []
+        for size in _haar_level_sizes(x.shape[-1]):
+            half = size // 2
+            a, b = approx[..., 0 : 2 * half : 2], approx[..., 1 : 2 * half : 2]
+            blocks.append(jnp.concatenate([(a - b) * _SQRT_HALF, approx[..., 2 * half :]], -1))
+            approx = (a + b) * _SQRT_HALF
+        return jnp.concatenate([approx] + blocks[::-1], axis=-1)
+
+    @staticmethod
+    def _inverse_last(y):
+        sizes = _haar_level_sizes(y.shape[-1])
+        approx, start = y[..., :1], 1
+        for size in reversed(sizes):  # coarsest level first
+            half = size // 2
+            detail = y[..., start : start + half]
+            rest = y[..., start + half : start + size - half]
+            start += size - half
+            a, b = (approx + detail) * _SQRT_HALF, (approx - detail) * _SQRT_HALF
+            pairs = jnp.stack([a, b], axis=-1).reshape(a.shape[:-1] + (2 * half,))
+            approx = jnp.concatenate([pairs, rest], axis=-1)
+        return approx
+
+    def __call__(self, x):
+        x = jnp.asarray(x, dtype=_float_dtype(x))
+        self.forward_shape(x.shape)
+        x = jnp.moveaxis(x, self.dim, -1)
+        if self.flip:
+            x = jnp.flip(x, -1)
+        return jnp.moveaxis(self._forward_last(x), -1, self.dim)
+
+    def _inverse(self, y):
+        y = jnp.asarray(y, dtype=_float_dtype(y))
+        self.inverse_shape(y.shape)
+        x = self._inverse_last(jnp.moveaxis(y, self.dim, -1))
+        if self.flip:
+            x = jnp.flip(x, -1)
+        return jnp.moveaxis(x, -1, self.dim)
+
+    def log_abs_det_jacobian(self, x, y, intermediates=None):
+        return jnp.zeros(jnp.shape(x)[: self.dim], dtype=_float_dtype(x))
+
+    def forward_shape(self, shape):
+        return _check_min_ndim("HaarTransform", shape, -self.dim)
+
+    def inverse_shape(self, shape):
+        return _check_min_ndim("HaarTransform", shape, -self.dim)
+
+
+class L1BallTransform(Transform):
+    """Unconstrained ``(..., n)`` -> the open unit L1 ball ``(..., n)``.
+
+    ``t = tanh(x)`` lies in (-1, 1); then stick breaking: ``y_i = t_i * r_i`` with the
+    remainder ``r_i = prod_{j<i} (1 - |t_j|) = 1 - sum_{j<i} |y_j|``, so ``sum |y| < 1``.
+    ``dy/dt`` is triangular with diagonal ``r``, hence ``log|det| = sum(log r) +
+    sum(log(1 - tanh(x)**2))``, computed from ``x`` in log space (stable for large ``|x|``).
+    """
+
+    domain = constraints.real_vector
+    codomain = constraints.l1_ball
+
+    @staticmethod
+    def _log_remainder(x):
+        """``log r_i`` from ``log(1 - |tanh x_j|) = log 2 - softplus(2 |x_j|)``."""
+        log_keep = math.log(2.0) - softplus(2.0 * jnp.abs(x))
+        return jnp.cumsum(log_keep, axis=-1) - log_keep
+
+    def __call__(self, x):
+        x = jnp.asarray(x, dtype=_float_dtype(x))
+        return jnp.tanh(x) * jnp.exp(self._log_remainder(x))
+
+    def _inverse(self, y):
+        y = jnp.asarray(y, dtype=_float_dtype(y))
+        finfo = jnp.finfo(y.dtype)
+        used = jnp.cumsum(jnp.abs(y), axis=-1) - jnp.abs(y)
+        remainder = jnp.maximum(1.0 - used, finfo.tiny)
+        t = jnp.clip(y / remainder, -1.0 + finfo.eps, 1.0 - finfo.eps)
+        return jnp.arctanh(t)
+
+    def log_abs_det_jacobian(self, x, y, intermediates=None):
+        x = jnp.asarray(x, dtype=_float_dtype(x))
+        # log(1 - tanh(x)^2) = 2 log 2 - 2|x| - 2 softplus(-2|x|)
+        log_dtanh = 2.0 * (math.log(2.0) - jnp.abs(x) - softplus(-2.0 * jnp.abs(x)))
+        return jnp.sum(self._log_remainder(x) + log_dtanh, axis=-1)
+
+
+def _rfft_free_shape(shape, transform_shape) -> tuple[int, ...]:
+    """``shape`` with its last ``len(transform_shape)`` sizes replaced (if given)."""
+    shape = tuple(shape)
+    if transform_shape is None:
+        return shape
+    return shape[: len(shape) - len(transform_shape)] + tuple(transform_shape)
+
+
+class RealFastFourierTransform(Transform):
+    """Real ``(..., n_1, ..., n_d)`` -> complex ``(..., n_1, ..., n_d // 2 + 1)`` by
+    :func:`jax.numpy.fft.rfftn` over the last ``transform_ndims`` axes (inverse:
+    :func:`jax.numpy.fft.irfftn`).
+
+    ``transform_shape`` (default: the input's) crops or zero-pads the input, and fixes the
+    inverse's output; without it the inverse assumes an even last size ``2 * (m - 1)``. The
+    log-det is taken over the free real coordinates of the output (real parts, and imaginary
+    parts that are not zero by symmetry): with ``N = n_1 ... n_d`` and ``q`` the number of
+    self-conjugate frequencies, ``(N log N - (N - q) log 2) / 2``, shape ``x``'s batch.
+    """
+
+    def __init__(self, transform_shape=None, transform_ndims: int = 1):
+        if isinstance(transform_shape, int | np.integer):
+            transform_shape = (int(transform_shape),)
+        if transform_shape is not None:
+            transform_shape = tuple(int(n) for n in transform_shape)
+        if isinstance(transform_ndims, bool) or not isinstance(transform_ndims, int | np.integer):
+            raise TypeError(
+                "RealFastFourierTransform(transform_ndims): expected an int >= 1, got "
+                f"{type(transform_ndims).__name__}."
+            )
+        if transform_ndims < 1:
+            raise ValueError(
+                f"RealFastFourierTransform(transform_ndims): expected >= 1, got {transform_ndims}."
+            )
+        if transform_shape is not None and len(transform_shape) != transform_ndims:
+            raise ValueError(
+                f"RealFastFourierTransform(transform_shape): {transform_shape} has "
+                f"{len(transform_shape)} dims but transform_ndims is {transform_ndims}."
+            )
+        self.transform_shape = transform_shape
+        self.transform_ndims = int(transform_ndims)
+
+    @property
+    def domain(self):  # type: ignore[override]
+        return constraints.independent(constraints.real, self.transform_ndims)
+
+    @property
+    def codomain(self):  # type: ignore[override]
+        return constraints.independent(constraints.complex, self.transform_ndims)
+
+    def _axes(self) -> tuple[int, ...]:
+        return tuple(range(-self.transform_ndims, 0))
+
+    def __call__(self, x):
+        x = jnp.asarray(x, dtype=_float_dtype(x))
+        _check_min_ndim("RealFastFourierTransform", x.shape, self.transform_ndims)
+        return jnp.fft.rfftn(x, s=self.transform_shape, axes=self._axes())
+
+    def _inverse(self, y):
+        y = jnp.asarray(y)
+        _check_min_ndim("RealFastFourierTransform", y.shape, self.transform_ndims)
+        return jnp.fft.irfftn(y, s=self.transform_shape, axes=self._axes())
+
+    def log_abs_det_jacobian(self, x, y, intermediates=None):
+        k = self.transform_ndims
+        x = jnp.asarray(x)
+        event = x.shape[x.ndim - k :]
+        size = math.prod(event)
+        q = math.prod(2 - n % 2 for n in event)  # frequencies equal to their own conjugate
+        value = (size * math.log(size) - math.log(2.0) * (size - q)) / 2
+        batch = np.broadcast_shapes(x.shape[: x.ndim - k], jnp.shape(y)[: jnp.ndim(y) - k])
+        return jnp.full(batch, value, dtype=_float_dtype(x))
+
+    def forward_shape(self, shape):
+        shape = _rfft_free_shape(
+            _check_min_ndim("RealFastFourierTransform", shape, self.transform_ndims),
+            self.transform_shape,
+        )
+        return shape[:-1] + (shape[-1] // 2 + 1,)
+
+    def inverse_shape(self, shape):
+        shape = _check_min_ndim("RealFastFourierTransform", shape, self.transform_ndims)
+        if self.transform_shape is not None:
+            return _rfft_free_shape(shape, self.transform_shape)
+        return shape[:-1] + (2 * (shape[-1] - 1),)
+
+
+class PackRealFastFourierCoefficientsTransform(Transform):
+    """Real ``(..., n)`` -> complex ``(..., n // 2 + 1)``, the free coordinates of a real
+    signal's ``rfft``: the first ``n // 2 + 1`` entries are the real parts, the remaining
+    ``n - n // 2 - 1`` the imaginary parts of frequencies ``1, 2, ...`` (those of frequency 0,
+    and of ``n / 2`` for even ``n``, are zero). A relabelling: log-det zero.
+
+    ``transform_shape``: ``(n,)``; needed for the inverse, which cannot tell ``n`` from the
+    output size.
+    """
+
+    domain = constraints.real_vector
+    codomain = constraints.independent(constraints.complex, 1)
+
+    def __init__(self, transform_shape=None):
+        if transform_shape is not None:
+            transform_shape = tuple(int(n) for n in transform_shape)
+            if len(transform_shape) != 1:
+                raise ValueError(
+                    "PackRealFastFourierCoefficientsTransform(transform_shape): only vectors "
+                    f"are supported, expected a shape (n,), got {transform_shape}."
+                )
+        self.shape = transform_shape
+
+    def _check_input(self, n: int) -> None:
+        if self.shape is not None and self.shape != (n,):
+            raise ValueError(
+                f"PackRealFastFourierCoefficientsTransform: expected inputs of last size "
+                f"{self.shape[0]} (transform_shape), got {n}."
+            )
+
+    def _n(self, n_rfft: int) -> int:
+        if self.shape is None:
+            raise ValueError(
+                "PackRealFastFourierCoefficientsTransform: the inverse needs transform_shape=(n,) "
+                "given to the constructor."
+            )
+        (n,) = self.shape
+        if n_rfft != n // 2 + 1:
+            raise ValueError(
+                f"PackRealFastFourierCoefficientsTransform: expected {n // 2 + 1} coefficients "
+                f"for n = {n}, got {n_rfft}."
+            )
+        return n
+
+    def __call__(self, x):
+        x = jnp.asarray(x, dtype=_float_dtype(x))
+        n = x.shape[-1]
+        self._check_input(n)
+        n_real = n // 2 + 1
+        n_imag = n - n_real
+        imag = (
+            jnp.zeros(x.shape[:-1] + (n_real,), x.dtype)
+            .at[..., 1 : 1 + n_imag]
+            .set(x[..., n_real:])
+        )
+        return jax.lax.complex(x[..., :n_real], imag)
+
+    def _inverse(self, y):
+        y = jnp.asarray(y)
+        n = self._n(y.shape[-1])
+        n_imag = n - (n // 2 + 1)
+        return jnp.concatenate([jnp.real(y), jnp.imag(y)[..., 1 : 1 + n_imag]], axis=-1)
+
+    def log_abs_det_jacobian(self, x, y, intermediates=None):
+        batch = np.broadcast_shapes(jnp.shape(x)[:-1], jnp.shape(y)[:-1])
+        return jnp.zeros(batch, dtype=_float_dtype(jnp.real(jnp.asarray(x))))
+
+    def forward_shape(self, shape):
+        shape = _check_min_ndim("PackRealFastFourierCoefficientsTransform", shape, 1)
+        self._check_input(shape[-1])
+        return shape[:-1] + (shape[-1] // 2 + 1,)
+
+    def inverse_shape(self, shape):
+        shape = _check_min_ndim("PackRealFastFourierCoefficientsTransform", shape, 1)
+        return shape[:-1] + (self._n(shape[-1]),)
+
+
+class RecursiveLinearTransform(Transform):
+    """Time series ``(..., T, n)`` -> ``(..., T, n)`` by ``y_t = A y_{t-1} + x_t``, starting
+    from ``y_{-1} = initial_value`` (default zero), run as a :func:`jax.lax.scan` over time.
+
+    ``transition_matrix``: ``A``, ``(..., n, n)``, its batch broadcasting against the input's;
+    ``initial_value``: ``(..., n)``. The Jacobian is block lower-triangular with identity
+    blocks on the diagonal, so the log-det (shape: the broadcast batch) is zero.
+    """
+
+    domain = constraints.real_matrix
+    codomain = constraints.real_matrix
+
+    def __init__(self, transition_matrix, initial_value=None):
+        a_shape = jnp.shape(transition_matrix)
+        if len(a_shape) < 2 or a_shape[-1] != a_shape[-2]:
+            raise ValueError(
+                "RecursiveLinearTransform(transition_matrix): expected square matrices "
+                f"(..., n, n), got shape {a_shape}."
+            )
+        if initial_value is None:
+            initial_value = jnp.zeros(a_shape[-1:], dtype=_float_dtype(transition_matrix))
+        if jnp.shape(initial_value)[-1:] != a_shape[-1:]:
+            raise ValueError(
+                f"RecursiveLinearTransform(initial_value): expected shape (..., {a_shape[-1]}) "
+                f"to match transition_matrix {a_shape}, got {jnp.shape(initial_value)}."
+            )
+        self.transition_matrix = transition_matrix
+        self.initial_value = initial_value
+
+    def _batch(self, shape) -> tuple[int, ...]:
+        return tuple(
+            np.broadcast_shapes(
+                tuple(shape[:-2]),
+                jnp.shape(self.transition_matrix)[:-2],
+                jnp.shape(self.initial_value)[:-1],
+            )
+        )
+
+    def _apply_a(self, v):
+        return jnp.einsum("...ij,...j->...i", self.transition_matrix, v)
+
+    def __call__(self, x):
+        x = jnp.asarray(x, dtype=_float_dtype(x))
+        batch = self._batch(self.forward_shape(x.shape))
+        n = x.shape[-1]
+        x = jnp.broadcast_to(x, batch + x.shape[-2:])
+        y0 = jnp.broadcast_to(self.initial_value, batch + (n,)).astype(x.dtype)
+
+        def step(y_prev, x_t):
+            y_t = self._apply_a(y_prev) + x_t
+            return y_t, y_t
+
+        _, ys = jax.lax.scan(step, y0, jnp.moveaxis(x, -2, 0))
+        return jnp.moveaxis(ys, 0, -2)
+
+    def _inverse(self, y):
+        # x_t = y_t - A y_{t-1}: no recursion, so all steps at once
+        y = jnp.asarray(y, dtype=_float_dtype(y))
+        batch = self._batch(self.inverse_shape(y.shape))
+        y = jnp.broadcast_to(y, batch + y.shape[-2:])
+        y0 = jnp.broadcast_to(self.initial_value, batch + y.shape[-1:]).astype(y.dtype)
+        prev = jnp.concatenate([y0[..., None, :], y[..., :-1, :]], axis=-2)
+        a = jnp.expand_dims(jnp.asarray(self.transition_matrix), -3)  # broadcast over time
+        return y - jnp.einsum("...ij,...j->...i", a, prev)
+
+    def log_abs_det_jacobian(self, x, y, intermediates=None):
+        return jnp.zeros(self._batch(jnp.shape(x)), dtype=_float_dtype(x))
+
+    def forward_shape(self, shape):
+        shape = _check_min_ndim("RecursiveLinearTransform", shape, 2)
+        if shape[-1] != jnp.shape(self.transition_matrix)[-1]:
+            raise ValueError(
+                f"RecursiveLinearTransform: the input's last size {shape[-1]} differs from the "
+                f"transition matrix's {jnp.shape(self.transition_matrix)[-1]}."
+            )
+        return self._batch(shape) + shape[-2:]
+
+    def inverse_shape(self, shape):
+        return self.forward_shape(shape)
+
+
+class SimplexToOrderedTransform(Transform):
+    """Simplex ``(..., K)`` -> ordered cutpoints ``(..., K - 1)``: ``y_k = logit(p_0 + ... +
+    p_k) + anchor_point`` (the logistic cutpoints of Betancourt's ordinal regression case
+    study). ``anchor_point`` broadcasts against ``x.shape[:-1]``.
+
+    The log-det is that of the square map ``x[..., :-1] -> y``: the cumulative sum has unit
+    determinant and ``logit' = 1 / (s (1 - s))``, so it is ``sum(softplus(y) + softplus(-y))``
+    with ``y`` measured from the anchor.
+    """
+
+    domain = constraints.simplex
+    codomain = constraints.ordered_vector
+
+    def __init__(self, anchor_point=0.0):
+        self.anchor_point = anchor_point
+
+    def __call__(self, x):
+        x = jnp.asarray(x, dtype=_float_dtype(x))
+        head = jnp.cumsum(x[..., :-1], axis=-1)
+        # 1 - s_k summed from the right, so cutpoints near 1 keep their precision
+        tail = jnp.flip(jnp.cumsum(jnp.flip(x[..., 1:], -1), axis=-1), -1)
+        return jnp.log(head) - jnp.log(tail) + jnp.expand_dims(jnp.asarray(self.anchor_point), -1)
+
+    def _inverse(self, y):
+        y = jnp.asarray(y, dtype=_float_dtype(y))
+        s = jax.nn.sigmoid(y - jnp.expand_dims(jnp.asarray(self.anchor_point), -1))
+        zero = jnp.zeros(s.shape[:-1] + (1,), s.dtype)
+        return jnp.diff(s, axis=-1, prepend=zero, append=zero + 1.0)
+
+    def log_abs_det_jacobian(self, x, y, intermediates=None):
+        z = jnp.asarray(y) - jnp.expand_dims(jnp.asarray(self.anchor_point), -1)
+        return jnp.sum(softplus(z) + softplus(-z), axis=-1)
+
+    def forward_shape(self, shape):
+        shape = _check_min_ndim("SimplexToOrderedTransform", shape, 1)
+        batch = np.broadcast_shapes(shape[:-1], jnp.shape(self.anchor_point))
+        return tuple(batch) + (shape[-1] - 1,)
+
+    def inverse_shape(self, shape):
+        shape = _check_min_ndim("SimplexToOrderedTransform", shape, 1)
+        batch = np.broadcast_shapes(shape[:-1], jnp.shape(self.anchor_point))
+        return tuple(batch) + (shape[-1] + 1,)
+
+
+# ------------------------------------------------------------------------------------------
 # biject_to
 # ------------------------------------------------------------------------------------------
 class ConstraintRegistry:
@@ -1285,3 +1916,24 @@ def _to_independent(constraint):
     base = biject_to(constraint.base_constraint)
     n = constraint.reinterpreted_batch_ndims
     return IndependentTransform(base, n) if n > 0 else base
+
+
+@biject_to.register(constraints._L1Ball)
+def _to_l1_ball(constraint):
+    return L1BallTransform()
+
+
+@biject_to.register(constraints._PositiveSemiDefinite)
+def _to_positive_semidefinite(constraint):
+    # the image (positive definite matrices) lies inside the positive semi-definite ones
+    return PositiveDefiniteTransform()
+
+
+@biject_to.register(constraints._Complex)
+def _to_complex(constraint):
+    return ComplexTransform()
+
+
+@biject_to.register(constraints._Cat)
+def _to_cat(constraint):
+    return CatTransform([biject_to(c) for c in constraint.cseq], constraint.dim, constraint.lengths)

@@ -432,6 +432,9 @@ def test_import_paths():
     import jppl.infer.autoguide as a
     import jppl.vi
     import jppl.vi.autoguide as b
+    import jppl.vi.autoguide_extra as extra
+    import jppl.vi.autoguide_flows as flows
 
     assert a.AutoNormal is b.AutoNormal is jppl.vi.autoguide.AutoNormal
-    assert set(a.__all__) == set(b.__all__)
+    assert a.AutoDAIS is extra.AutoDAIS and a.AutoIAFNormal is flows.AutoIAFNormal
+    assert set(a.__all__) == set(b.__all__) | set(extra.__all__) | set(flows.__all__)

@@ -22,7 +22,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jppl.distributions import constraints, enable_validation, validation_enabled
+from jppl.distributions import (
+    TransformedDistribution,
+    constraints,
+    enable_validation,
+    validation_enabled,
+)
 from jppl.distributions.util import sum_rightmost
 from jppl.enumerate import config_enumerate, enum
 from jppl.handlers import block, seed, substitute, trace
@@ -100,7 +105,13 @@ def site_log_prob(site: Message, scaled: bool = True) -> jax.Array:
     Returns:
         array of shape ``sample_shape + batch_shape`` of the site.
     """
-    log_prob = site["fn"].log_prob(site["value"])
+    fn = site["fn"]
+    if site.get("intermediates") and isinstance(fn, TransformedDistribution):
+        # the transforms' values from sampling: a flow without an inverse (BNAF) needs them,
+        # and the others skip inverting (NumPyro passes them the same way)
+        log_prob = fn.log_prob(site["value"], site["intermediates"])
+    else:
+        log_prob = fn.log_prob(site["value"])
     if scaled and site["scale"] is not None:
         log_prob = site["scale"] * log_prob
     if current_mesh() is not None:

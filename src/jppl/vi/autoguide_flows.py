@@ -86,36 +86,6 @@ class _BoundModule(PyTreeObject):
         return cls(aux_data, children[0])
 
 
-class _Drawn:
-    """The last draw of a :class:`_FlowPosterior` and its intermediates (static, not a leaf)."""
-
-    value: Any = None
-    intermediates: Any = None
-
-
-class _FlowPosterior(TransformedDistribution):
-    """``TransformedDistribution`` that remembers its last draw's intermediates.
-
-    ``log_prob(value)`` of that very draw (the same array object, as the ELBO passes the
-    site's value back) reuses them, so the flows are never inverted; any other value falls
-    back to inverting the transforms (BNAF then raises).
-    """
-
-    def __init__(self, base_distribution: Distribution, transforms: Sequence[Transform]):
-        super().__init__(base_distribution, transforms)
-        self._drawn = _Drawn()
-
-    def sample_with_intermediates(self, key, sample_shape: Sequence[int] = ()):
-        value, intermediates = super().sample_with_intermediates(key, sample_shape)
-        self._drawn.value, self._drawn.intermediates = value, intermediates
-        return value, intermediates
-
-    def log_prob(self, value, intermediates=None):
-        if intermediates is None and value is self._drawn.value:
-            intermediates = self._drawn.intermediates
-        return super().log_prob(value, intermediates)
-
-
 def _lazy_param(name: str, init: Callable[[], Any]) -> Any:
     """A ``param`` site whose initial value ``init()`` is computed only if no handler (SVI,
     ``substitute``) supplies one, so no PRNG key is needed then."""
@@ -191,7 +161,7 @@ class _AutoFlow(AutoContinuous):
             return init
 
         params = [_lazy_param(self._net_param_name(i), initializer(i)) for i in range(len(nets))]
-        return _FlowPosterior(self.get_base_dist(), self._flows(params))
+        return TransformedDistribution(self.get_base_dist(), self._flows(params))
 
     def _params_of(self, params: Params, what: str) -> list[Any]:
         self._require_setup(what)

@@ -291,3 +291,51 @@ def test_kl_jit_and_grad():
         _np_gauss_kl(np.ones(2), np.eye(2), np.zeros(2), 2 * np.eye(2)),
         rtol=1e-5,
     )
+
+
+def test_kl_categorical_pairs_match_the_sum():
+    """Probs and logits forms, a zero probability in p, batches: sum p (log p - log q)."""
+    p = np.array([[0.2, 0.5, 0.3], [0.0, 0.4, 0.6]])
+    q = np.array([[0.1, 0.1, 0.8], [0.3, 0.3, 0.4]])
+    want = np.array(
+        [np.sum(pr[pr > 0] * np.log(pr[pr > 0] / qr[pr > 0])) for pr, qr in zip(p, q, strict=True)]
+    )
+    for a, b in (
+        (dist.CategoricalProbs(p), dist.CategoricalProbs(q)),
+        (dist.CategoricalLogits(np.log(p + 1e-300)), dist.CategoricalProbs(q)),
+        (dist.CategoricalProbs(p), dist.CategoricalLogits(np.log(q) + 3.0)),
+    ):
+        np.testing.assert_allclose(kl_divergence(a, b), want, rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize("n", [5, 6])
+def test_kl_diagonal_normal_to_circulant_normal_matches_the_dense_formula(n):
+    """Against the Gaussian KL with the dense circulant covariance (scipy.linalg.circulant)."""
+    from scipy.linalg import circulant
+
+    with jax.enable_x64(True):
+        rng = np.random.default_rng(n)
+        m, s = rng.normal(size=(2, n)), rng.uniform(0.5, 1.5, size=(2, n))
+        mu = rng.normal(size=n)
+        lags = np.minimum(np.arange(n), n - np.arange(n))
+        row = 1.5 * np.exp(-0.5 * lags**2) + 0.1 * (lags == 0)  # positive definite, symmetric
+        p = dist.Normal(m, s).to_event(1)
+        q = dist.CirculantNormal(mu, covariance_row=row)
+        cov = circulant(row)
+        prec = np.linalg.inv(cov)
+        want = []
+        for mi, si in zip(m, s, strict=True):
+            d = mu - mi
+            want.append(
+                0.5
+                * (
+                    np.trace(prec @ np.diag(si**2))
+                    + d @ prec @ d
+                    - n
+                    + np.linalg.slogdet(cov)[1]
+                    - np.sum(np.log(si**2))
+                )
+            )
+        np.testing.assert_allclose(kl_divergence(p, q), want, rtol=1e-10)
+        with pytest.raises(NotImplementedError, match="Normal"):
+            kl_divergence(dist.Laplace(m, s).to_event(1), q)

@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 import jax.numpy as jnp
 from jax.scipy.linalg import solve_triangular
-from jax.scipy.special import digamma, gammaln, ndtr
+from jax.scipy.special import digamma, gammaln, ndtr, xlogy
 
 from jppl.distributions.continuous import (
     Beta,
@@ -25,6 +25,7 @@ from jppl.distributions.continuous import (
     Weibull,
 )
 from jppl.distributions.continuous_extra import Kumaraswamy
+from jppl.distributions.discrete import _CategoricalBase
 from jppl.distributions.distribution import (
     Delta,
     Distribution,
@@ -37,6 +38,7 @@ from jppl.distributions.multivariate import (
     LowRankMultivariateNormal,
     MultivariateNormal,
 )
+from jppl.distributions.multivariate_extra import CirculantNormal
 from jppl.distributions.util import betaln, lazy_broadcast_shape, sum_rightmost
 
 __all__ = ["kl_divergence", "register_kl"]
@@ -363,3 +365,37 @@ def _kl_gaussian_gaussian(p: _Gaussian, q: _Gaussian):
     maha = _inv_quad_trace(q, (q.loc - p.loc)[..., None])
     kl = 0.5 * (trace + maha - k + _log_det(q) - log_det_p)
     return jnp.broadcast_to(kl, _batch(p, q))
+
+
+# -- categorical ----------------------------------------------------------------------------------
+@register_kl(_CategoricalBase, _CategoricalBase)
+def _kl_categorical_categorical(p: _CategoricalBase, q: _CategoricalBase):
+    """``sum_k p_k (log p_k - log q_k)`` (terms with ``p_k = 0`` are 0), for probs or logits."""
+    log_p, log_q = p._normalized_logits(), q._normalized_logits()
+    probs = jnp.exp(log_p)
+    return jnp.sum(xlogy(probs, probs) - jnp.where(probs > 0, probs * log_q, 0.0), axis=-1)
+
+
+# -- circulant ------------------------------------------------------------------------------------
+@register_kl(Independent, CirculantNormal)
+def _kl_diag_normal_circulant(p: Independent, q: CirculantNormal):
+    """``KL(N(m, diag s^2) || N(mu, C))`` with ``C`` circulant, in ``O(n log n)``.
+
+    ``C``'s eigenvalues are ``lam = FFT(c)`` (``c`` its first row), so ``log det C = sum log lam``,
+    ``C^-1`` is circulant with the constant diagonal ``mean(1 / lam)``, and
+    ``d^T C^-1 d = sum |FFT(d)|^2 / lam / n``.
+    """
+    base, ndims = _unwrap_independent(p)
+    if not isinstance(base, Normal) or ndims != 1:
+        raise NotImplementedError(
+            "KL(Independent || CirculantNormal) needs p = Normal(...).to_event(1), got "
+            f"{type(base).__name__} with {ndims} reinterpreted dims."
+        )
+    n = q.event_shape[0]
+    lam = jnp.fft.fft(q.covariance_row, axis=-1).real
+    var = jnp.broadcast_to(base.scale**2, p.batch_shape + p.event_shape)
+    d = q.loc - base.loc
+    trace = jnp.mean(1.0 / lam, axis=-1) * jnp.sum(var, axis=-1)
+    maha = jnp.sum(jnp.abs(jnp.fft.fft(d, axis=-1)) ** 2 / lam, axis=-1) / n
+    logdet = jnp.sum(jnp.log(lam), axis=-1) - jnp.sum(jnp.log(var), axis=-1)
+    return 0.5 * (trace + maha - n + logdet)

@@ -41,7 +41,8 @@ fi
 run_pytest() {  # venv, leg name, pytest args...
   local venv="$1" leg="$2"
   shift 2
-  "$venv/bin/python" -m pytest "${parallel_args[@]}" "$@"
+  # --durations: CI's log names the slowest cases (candidates for tests/long_tests.txt)
+  "$venv/bin/python" -m pytest "${parallel_args[@]}" --durations=30 "$@"
   local rc=$?
   if [ "$rc" -eq 5 ]; then
     echo "ERROR [$leg]: pytest collected no tests; treating this as a failure." >&2

@@ -37,13 +37,18 @@ def _long_test_ids() -> set[str]:
 def pytest_collection_modifyitems(config, items):
     """Marks the ids in long_tests.txt ``slow``; an id missing from a collected file fails."""
     long_ids = _long_test_ids()
-    collected = {item.nodeid for item in items}
-    files = {nodeid.split("::")[0] for nodeid in collected}
+    root = _LONG_TESTS.parent.parent
+
+    def key(item) -> str:  # the id from the repository root, wherever pytest was started
+        return item.path.relative_to(root).as_posix() + item.nodeid[item.nodeid.index("::") :]
+
+    collected = {key(item): item for item in items}
+    files = {k.split("::")[0] for k in collected}
     stale = sorted(i for i in long_ids if i.split("::")[0] in files and i not in collected)
     # a run of single tests (file::name) collects only part of a file: check whole files only
     partial = any("::" in arg for arg in config.args)
     if stale and not partial:
         raise pytest.UsageError(f"tests/long_tests.txt lists tests that do not exist: {stale}")
-    for item in items:
-        if item.nodeid in long_ids:
+    for k, item in collected.items():
+        if k in long_ids:
             item.add_marker(pytest.mark.slow)

@@ -158,6 +158,17 @@ class Dirichlet(Distribution):
 
 
 # -- MultivariateNormal -------------------------------------------------------------------------
+def _covariance_of(scale_tril: jax.Array) -> jax.Array:
+    """``L L^T`` for a ``(..., k, k)`` lower Cholesky factor ``L``."""
+    return jnp.matmul(scale_tril, jnp.swapaxes(scale_tril, -2, -1))
+
+
+def _precision_of(scale_tril: jax.Array) -> jax.Array:
+    """``(L L^T)^{-1} = L^{-T} L^{-1}`` for a ``(..., k, k)`` lower Cholesky factor ``L``."""
+    L_inv = _tril_inverse(scale_tril)
+    return jnp.matmul(jnp.swapaxes(L_inv, -2, -1), L_inv)
+
+
 class MultivariateNormal(Distribution):
     """Multivariate normal, parameterized by exactly one of a covariance matrix, a precision
     matrix, or the lower Cholesky factor ``scale_tril`` of the covariance.
@@ -235,19 +246,13 @@ class MultivariateNormal(Distribution):
     def covariance_matrix(self) -> jax.Array:
         """``(..., k, k)``: ``scale_tril @ scale_tril.T`` (or the matrix given)."""
         cov = self.__dict__.get("covariance_matrix")
-        if cov is not None:
-            return cov
-        L = self.scale_tril
-        return jnp.matmul(L, jnp.swapaxes(L, -2, -1))
+        return _covariance_of(self.scale_tril) if cov is None else cov
 
     @property
     def precision_matrix(self) -> jax.Array:
         """``(..., k, k)``: the inverse covariance (or the matrix given)."""
         prec = self.__dict__.get("precision_matrix")
-        if prec is not None:
-            return prec
-        L_inv = _tril_inverse(self.scale_tril)
-        return jnp.matmul(jnp.swapaxes(L_inv, -2, -1), L_inv)
+        return _precision_of(self.scale_tril) if prec is None else prec
 
     def sample(self, key, sample_shape: Sequence[int] = ()) -> jax.Array:
         shape = validate_sample_shape(sample_shape) + self.loc.shape

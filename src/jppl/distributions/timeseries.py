@@ -15,7 +15,6 @@ from collections.abc import Callable, Sequence
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.scipy.linalg import cho_solve
 from jax.typing import ArrayLike
 
 from jppl.distributions import constraints
@@ -23,7 +22,9 @@ from jppl.distributions.distribution import Distribution
 from jppl.distributions.multivariate import (
     _LOG_2PI,
     _as_float,
+    _covariance_of,
     _log_diag_sum,
+    _precision_of,
     _precision_to_scale_tril,
     _tri_solve,
 )
@@ -245,20 +246,13 @@ class GaussianStateSpace(Distribution):
     def covariance_matrix(self) -> jax.Array:
         """Innovation covariance ``Sigma``: ``(..., n, n)``."""
         S = self.__dict__.get("covariance_matrix")
-        if S is not None:
-            return S
-        L = self.scale_tril
-        return jnp.matmul(L, jnp.swapaxes(L, -2, -1))
+        return _covariance_of(self.scale_tril) if S is None else S
 
     @property
     def precision_matrix(self) -> jax.Array:
         """Innovation precision ``Sigma^{-1}``: ``(..., n, n)``."""
         P = self.__dict__.get("precision_matrix")
-        if P is not None:
-            return P
-        L = self.scale_tril
-        eye = jnp.broadcast_to(jnp.eye(L.shape[-1], dtype=L.dtype), L.shape)
-        return cho_solve((L, True), eye)
+        return _precision_of(self.scale_tril) if P is None else P
 
     def _recurse(self, eps) -> jax.Array:
         """States from innovations ``eps: (S..., B..., T, n)`` by ``z_t = A z_{t-1} + eps_t``."""

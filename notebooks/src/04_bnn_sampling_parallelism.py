@@ -156,9 +156,17 @@ for name, mesh in meshes.items():
           f"(with compilation); final loss {runs[name].losses[-1]:.1f}")
 
 # %% [markdown]
-# The three loss curves lie on top of each other. The largest relative difference between
-# the single-device losses and the others, over all 300 steps, is below 1e-5: the size of
-# float32 rounding in sums taken in a different order.
+# The three loss curves lie on top of each other. They are not bitwise equal: a sum over
+# samples or data points split across devices is added in another order than on one device,
+# so the loss and the gradient of a step differ in the last float32 bits. We check that
+# directly below: at the same parameters and key, the gradients of the three meshes differ by
+# about 1e-7 relative (float32's precision). Adam then feeds these last bits back into the
+# parameters at every step, so the runs drift apart slowly: the first 30 steps agree to 1e-6,
+# and after 300 steps the losses differ by about 1e-5 relative (the exact figure depends on
+# the XLA version and the CPU). The fitted models agree: their test accuracy and NLL are
+# compared further down. (MCMC, where adaptation amplifies such bits much more, adds data
+# blocks in a fixed order and is bitwise the same on every data mesh; SVI does not do that
+# yet.)
 
 # %%
 reference = runs["1 device"].losses
@@ -173,13 +181,31 @@ for name in ["sample=4", "sample=2, data=2"]:
           f"bitwise equal at {np.mean(rel == 0):.0%} of the steps")
     steps = np.flatnonzero(rel > 0)
     ax_diff.semilogy(steps, rel[steps], ".", ms=4, label=name)
-    assert rel.max() < 1e-5
-ax_diff.axhline(1e-5, color="k", lw=0.8, ls="--", label="1e-5")
+    assert rel[:30].max() < 1e-6
+ax_diff.axhline(1e-6, color="k", lw=0.8, ls="--", label="1e-6")
 ax_diff.set(xlabel="step", ylabel="|loss - loss(1 device)| / loss", ylim=(1e-9, 1e-4),
             title="relative difference (steps where it is not 0)")
 ax_diff.legend(loc="lower right", fontsize=8)
 plt.tight_layout()
 plt.show()
+
+# %% [markdown]
+# The gradient of the loss at the same parameters and the same step key, on each mesh:
+
+# %%
+state0 = trainers["1 device"].init(jax.random.key(0), (x_train, y_train))
+batch0 = (jnp.asarray(x_train[:BATCH_SIZE]), jnp.asarray(y_train[:BATCH_SIZE]))
+flat_grads = {}
+for name, trainer in trainers.items():
+    state = trainer.svi.place_state(state0)
+    grad = jax.jit(jax.grad(lambda p: trainer.svi.evaluate(state._replace(params=p), *batch0)))
+    leaves = jax.tree.leaves(grad(state.params))
+    flat_grads[name] = np.concatenate([np.ravel(np.asarray(g)) for g in leaves])
+g_ref = flat_grads["1 device"]
+for name in ["sample=4", "sample=2, data=2"]:
+    rel_grad = np.linalg.norm(flat_grads[name] - g_ref) / np.linalg.norm(g_ref)
+    print(f"{name:17s} |grad - grad(1 device)| / |grad(1 device)| = {rel_grad:.1e}")
+    assert rel_grad < 1e-6
 
 # %% [markdown]
 # ## Predictions: accuracy, NLL and calibration
@@ -427,8 +453,9 @@ assert all(s.split("[")[1].startswith("16,") or s in ("f32[16]", "f32[]") for s 
 # ## Summary
 #
 # * `Trainer(..., num_particles=S, mesh=make_mesh(sample=4))` trains a BNN with its S weight
-#   samples spread over 4 devices, and gives the same losses as one device (to float32
-#   rounding); a hybrid `sample=2, data=2` mesh also splits each minibatch.
+#   samples spread over 4 devices; each step's loss and gradient are those of one device to
+#   float32 rounding (the runs drift apart slowly, as rounding feeds through Adam); a hybrid
+#   `sample=2, data=2` mesh also splits each minibatch.
 # * The fitted BNN is accurate and calibrated on test digits, and its predictive entropy is
 #   much higher on inputs unlike its training data.
 # * Per device, the memory of the samples' activations falls as 1 / D.

@@ -658,7 +658,19 @@ def test_sine_skewed_log_prob_and_normalization():
     grid = np.stack(np.meshgrid(g, g, indexing="ij"), -1)[:, :, None, :]  # (256, 256, 1, 2)
     total = np.exp(np.asarray(jax.jit(d2.log_prob)(grid))).sum((0, 1)) * (g[1] - g[0]) ** 2
     np.testing.assert_allclose(total, 1.0, rtol=1e-10)
-    assert np.all(np.asarray(d1.mean) == _SKEW_LOC)
+    # mean: the circular mean atan2(E sin x, E cos x) of the skewed density, by the same
+    # spectrally accurate grid sums (not the base's loc, which the skewing moves away from)
+    w2 = np.exp(np.asarray(jax.jit(d2.log_prob)(grid)))[..., None]  # (256, 256, 2, 1)
+    circ2 = np.arctan2((np.sin(grid) * w2).sum((0, 1)), (np.cos(grid) * w2).sum((0, 1)))
+    np.testing.assert_allclose(np.asarray(d2.mean), circ2, rtol=1e-10, atol=1e-12)
+    g1 = g[:, None, None]  # (256, 1, 1) against batch (3,), d = 1
+    w1 = np.exp(_skewed_von_mises_logpdf(g1, _SKEW_LOC, _SKEW_CONC, _SKEW))[..., None]
+    circ1 = np.arctan2((np.sin(g1) * w1).sum(0), (np.cos(g1) * w1).sum(0))
+    np.testing.assert_allclose(np.asarray(d1.mean), circ1, rtol=1e-10, atol=1e-12)
+    assert np.all(np.abs(np.asarray(d1.mean) - _SKEW_LOC) > 0.05)
+    bivariate = SineBivariateVonMises(0.0, 0.5, 2.0, 1.0, 0.3)
+    with pytest.raises(NotImplementedError, match="independent von Mises"):
+        SineSkewed(bivariate, jnp.array([0.2, 0.3])).mean
 
 
 def test_sine_skewed_samples():

@@ -28,7 +28,7 @@ from jppl.distributions.continuous import (
     _shape,
     _tiny,
 )
-from jppl.distributions.distribution import Distribution
+from jppl.distributions.distribution import Distribution, ExpandedDistribution, Independent
 from jppl.distributions.util import (
     betaln,
     clamp_probs,
@@ -638,7 +638,13 @@ class SineSkewed(Distribution):
     ``base_dist``: a distribution symmetric about its ``mean`` with event shape ``(d,)`` on
     ``[-pi, pi)^d`` (e.g. ``VonMises(loc, k).to_event(1)``, ``SineBivariateVonMises``);
     ``skewness``: ``batch_shape + (d,)`` with ``sum(|skewness|) <= 1``. The density is
-    ``base(x) * (1 + sum_j skewness_j sin(x_j - mean_j))``; ``mean`` is the base's.
+    ``base(x) * (1 + sum_j skewness_j sin(x_j - mean_j))`` (``mean``: the base's centre).
+
+    ``mean`` is the circular mean ``atan2(E sin x_j, E cos x_j)`` of the *skewed* density, which
+    moves away from the base's centre: for a base of independent von Mises
+    (``VonMises(loc, k).to_event(1)``) it is ``loc + arctan(skewness / k)`` (the base's
+    ``E sin^2(x - loc) = A(k) / k`` and ``E cos(x - loc) = A(k)``, ``A = I1 / I0``). For other
+    bases it raises (returning the base's centre, as some libraries do, would be wrong).
     """
 
     arg_constraints = {"skewness": constraints.l1_ball}
@@ -681,7 +687,19 @@ class SineSkewed(Distribution):
 
     @property
     def mean(self) -> jax.Array:
-        return self.base_dist.mean
+        base = self.base_dist.base_dist if isinstance(self.base_dist, Independent) else None
+        while isinstance(base, ExpandedDistribution):
+            base = base.base_dist
+        if not isinstance(base, VonMises) or self.base_dist.reinterpreted_batch_ndims != 1:
+            raise NotImplementedError(
+                "SineSkewed.mean is implemented for a base of independent von Mises "
+                "(VonMises(loc, concentration).to_event(1)); the skewed circular mean of base "
+                f"{type(self.base_dist).__name__} needs its E[sin x_i sin x_j] moments."
+            )
+        shape = self.batch_shape + self.event_shape
+        loc = jnp.broadcast_to(base.loc, shape)
+        concentration = jnp.broadcast_to(base.concentration, shape)
+        return _wrap(loc + jnp.arctan(self.skewness / concentration))
 
 
 def _normalize(x: jax.Array) -> jax.Array:

@@ -168,6 +168,33 @@ def test_transform_reparam_keeps_batch_and_event_dims():
     np.testing.assert_allclose(tr["x"]["value"], LOC + SCALE * z, rtol=1e-6)
 
 
+@pytest.mark.parametrize(
+    "transform, base_event, event",
+    [("StickBreakingTransform", (3,), (4,)), ("CorrCholeskyTransform", (3,), (3, 3))],
+)
+def test_transform_reparam_with_a_transform_that_changes_the_event_shape(
+    transform, base_event, event
+):
+    """The base site keeps the site's batch dims (plate 2, reinterpreted 5) on top of its own
+    event; the site's value is the transform of the base's, whose own density is the base's."""
+    t = getattr(dist.transforms, transform)()
+    d = dist.TransformedDistribution(dist.Normal(0.0, 1.0).expand(base_event).to_event(1), t)
+    assert d.event_shape == event
+
+    def model():
+        with jppl.plate("p", 2):
+            jppl.sample("x", d.expand([2, 5]).to_event(1))
+
+    tr = trace(seed(reparam(model, {"x": TransformReparam()}), 0)).get_trace()
+    fn = tr["x_base"]["fn"]
+    assert fn.batch_shape == (2,) and fn.event_shape == (5, *base_event)
+    z = tr["x_base"]["value"]
+    assert tr["x"]["value"].shape == (2, 5, *event)
+    np.testing.assert_allclose(tr["x"]["value"], t(z), rtol=1e-6)
+    lp, _ = log_density(reparam(model, {"x": TransformReparam()}), (), {}, {"x_base": z})
+    np.testing.assert_allclose(lp, stats.norm.logpdf(np.asarray(z)).sum(), rtol=1e-5)
+
+
 # ---------------------------------------------------------------------------------------------
 # Autoguides: deterministic and reparameterized sites in median() and sample_posterior()
 # ---------------------------------------------------------------------------------------------

@@ -216,13 +216,12 @@ class TransformReparam(Reparam):
                 f"TransformReparam at site '{name}': expected a TransformedDistribution, got "
                 f"{type(base).__name__}."
             )
-        base_dist = base.base_dist
-        if base_dist.event_shape != base.event_shape:
-            raise ValueError(
-                f"TransformReparam at site '{name}': transforms that change the event shape "
-                f"({base_dist.event_shape} -> {base.event_shape}) are not supported."
-            )
-        x = sample(f"{name}_base", _rewrap(base_dist, batch_shape, event_dim))
+        # The site's dims beyond the transformed distribution's own event are reinterpreted
+        # batch dims; the base gets the same number on top of its own event (which the
+        # transforms may reshape, e.g. StickBreaking (K-1,) -> (K,), CorrCholesky (K(K-1)/2,)
+        # -> (K, K)).
+        extra = event_dim - len(base.event_shape)
+        x = sample(f"{name}_base", base.base_dist.expand(batch_shape).to_event(extra))
         for t in base.transforms:
             x = t(x)
         return None, x

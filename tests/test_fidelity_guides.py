@@ -195,6 +195,36 @@ def test_transform_reparam_with_a_transform_that_changes_the_event_shape(
     np.testing.assert_allclose(lp, stats.norm.logpdf(np.asarray(z)).sum(), rtol=1e-5)
 
 
+@pytest.mark.parametrize(
+    "make, base, transform",
+    [
+        (lambda: dist.LogNormal(0.3, 0.7), stats.norm(0.3, 0.7), np.exp),
+        (lambda: dist.LogUniform(0.5, 4.0), stats.uniform(np.log(0.5), np.log(8.0)), np.exp),
+        (lambda: dist.Pareto(2.0, 3.0), stats.expon(scale=1 / 3.0), lambda z: 2 * np.exp(z)),
+        (
+            lambda: dist.InverseGamma(3.0, 2.0),
+            stats.gamma(3.0, scale=1 / 2.0),
+            lambda z: 1 / z,
+        ),
+    ],
+)
+def test_transform_reparam_on_families_defined_as_transforms(make, base, transform):
+    """LogNormal, LogUniform, Pareto and InverseGamma reparameterize as the transformed
+    distributions they are defined as: the base site has the base family's density (SciPy),
+    and the site's value is the textbook transform of the base's (so, by the change of
+    variables, the site keeps its law)."""
+
+    def model():
+        with jppl.plate("n", 5):
+            jppl.sample("x", make())
+
+    reparam_model = reparam(model, {"x": TransformReparam()})
+    z = base.rvs(5, random_state=0)
+    lp, tr = log_density(reparam_model, (), {}, {"x_base": jnp.asarray(z, jnp.float32)})
+    np.testing.assert_allclose(tr["x"]["value"], transform(z), rtol=1e-5)
+    np.testing.assert_allclose(lp, base.logpdf(z).sum(), rtol=1e-5)
+
+
 # ---------------------------------------------------------------------------------------------
 # Autoguides: deterministic and reparameterized sites in median() and sample_posterior()
 # ---------------------------------------------------------------------------------------------

@@ -23,8 +23,20 @@ import jax.numpy as jnp
 import numpy as np
 
 from jppl.distributions import constraints
-from jppl.distributions.continuous import Cauchy, Gumbel, Laplace, Logistic, Normal, StudentT
-from jppl.distributions.continuous_extra import ProjectedNormal
+from jppl.distributions.continuous import (
+    Cauchy,
+    Exponential,
+    Gamma,
+    Gumbel,
+    InverseGamma,
+    Laplace,
+    Logistic,
+    LogNormal,
+    Normal,
+    StudentT,
+    Uniform,
+)
+from jppl.distributions.continuous_extra import LogUniform, Pareto, ProjectedNormal
 from jppl.distributions.distribution import (
     Distribution,
     ExpandedDistribution,
@@ -33,9 +45,12 @@ from jppl.distributions.distribution import (
 )
 from jppl.distributions.transformed import TransformedDistribution
 from jppl.distributions.transforms import (
+    AffineTransform,
     ComposeTransform,
     DiscreteCosineTransform,
+    ExpTransform,
     HaarTransform,
+    PowerTransform,
     Transform,
     biject_to,
 )
@@ -204,17 +219,40 @@ class LocScaleReparam(Reparam):
         return None, loc + scale ** (1 - centered) * (x - centered * loc)
 
 
+def _as_transformed(fn: Distribution) -> Distribution:
+    """``fn`` as the transformed distribution it is defined as, for the families that jppl
+    implements directly (closed-form densities) but that are a base and transforms by
+    definition (as NumPyro builds them): TransformReparam samples that base."""
+    if isinstance(fn, LogNormal):
+        return TransformedDistribution(Normal(fn.loc, fn.scale), ExpTransform())
+    if isinstance(fn, LogUniform):
+        low, high = jnp.log(fn.low), jnp.log(fn.high)
+        return TransformedDistribution(Uniform(low, high), ExpTransform())
+    if isinstance(fn, Pareto):
+        return TransformedDistribution(
+            Exponential(fn.alpha), [ExpTransform(), AffineTransform(0.0, fn.scale)]
+        )
+    if isinstance(fn, InverseGamma):
+        return TransformedDistribution(Gamma(fn.concentration, fn.rate), PowerTransform(-1.0))
+    return fn
+
+
 class TransformReparam(Reparam):
-    """Sample a ``TransformedDistribution``'s base as ``{name}_base`` and apply its transforms."""
+    """Sample a ``TransformedDistribution``'s base as ``{name}_base`` and apply its transforms.
+
+    ``LogNormal``, ``LogUniform``, ``Pareto`` and ``InverseGamma`` count as the transformed
+    distributions they are defined as (``Normal`` + exp; ``Uniform(log low, log high)`` + exp;
+    ``Exponential(alpha)`` + exp + scale; ``Gamma`` + ``x ** -1``)."""
 
     def __call__(self, name: str, fn: Distribution, obs):
         if obs is not None:
             raise ValueError(f"TransformReparam cannot reparameterize observed site '{name}'.")
         base, batch_shape, event_dim = _unwrap(fn)
+        base = _as_transformed(base)
         if not isinstance(base, TransformedDistribution):
             raise TypeError(
-                f"TransformReparam at site '{name}': expected a TransformedDistribution, got "
-                f"{type(base).__name__}."
+                f"TransformReparam at site '{name}': expected a TransformedDistribution (or "
+                f"LogNormal, LogUniform, Pareto, InverseGamma), got {type(base).__name__}."
             )
         # The site's dims beyond the transformed distribution's own event are reinterpreted
         # batch dims; the base gets the same number on top of its own event (which the

@@ -543,3 +543,25 @@ def test_stack_is_clean_after_exception():
     with pytest.raises(RuntimeError):
         trace(seed(bad, 0)).get_trace()
     assert _HANDLER_STACK == []
+
+
+def test_lazy_param_calls_its_initializer_only_when_no_handler_sets_it():
+    from jppl.primitives import lazy_param
+
+    calls = []
+
+    def init():
+        calls.append(1)
+        return {"w": jnp.ones(3)}
+
+    def model():
+        return lazy_param("net", init)
+
+    given = {"w": jnp.full(3, 2.0)}
+    out = handlers.substitute(model, data={"net": given})()
+    assert calls == [] and out is given
+    tr = handlers.trace(model).get_trace()
+    assert calls == [1] and tr["net"]["type"] == "param"
+    assert_allclose(tr["net"]["value"]["w"], 1.0)
+    with pytest.raises(TypeError, match="site name"):
+        lazy_param("", init)

@@ -52,6 +52,7 @@ __all__ = [
     "deterministic",
     "factor",
     "get_mask",
+    "lazy_param",
     "mutable",
     "new_message",
     "param",
@@ -432,6 +433,26 @@ def param(name: str, init_value=None, constraint=None, event_dim: int | None = N
     )
     return apply_stack(msg)["value"]
 
+
+def lazy_param(name: str, init: Callable[[], Any]) -> Any:
+    """A real-valued ``param`` site (any pytree) whose initial value ``init()`` is computed only
+    if no handler (``substitute``, SVI) supplies one.
+
+    Unlike ``param(name, callable)``, ``init`` takes no PRNG key and is not called when the
+    value is given, so e.g. ``log_density`` of a model with a network needs no ``seed``
+    handler; ``init`` may draw its own key (``prng_key()``) when it does run.
+    """
+    from jppl.distributions import constraints
+
+    _check_name(name, "param")
+    msg = new_message(
+        "param",
+        name,
+        fn=lambda init, **_: init(),
+        args=(init,),
+        kwargs={"constraint": constraints.real, "event_dim": None},
+    )
+    return apply_stack(msg)["value"]
 
 def _identity(value):
     return value

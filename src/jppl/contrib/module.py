@@ -24,10 +24,9 @@ from typing import TYPE_CHECKING, Any
 import jax
 import jax.numpy as jnp
 
-from jppl.distributions import constraints
 from jppl.distributions.distribution import Distribution
 from jppl.handlers import lift
-from jppl.primitives import apply_stack, new_message, param, prng_key
+from jppl.primitives import lazy_param, param, prng_key
 
 if TYPE_CHECKING:  # loaded on first use by __getattr__ below (Flax is optional)
     from jppl.nn.module import flax_module, random_flax_module
@@ -89,16 +88,8 @@ def module(name: str, nn: tuple, input_shape: tuple | None = None) -> Callable:
             )
         return init_fn(key, tuple(input_shape))[1]
 
-    # As for a callable init_value, args[0] computes the value; unlike param(site, f), the
-    # key is drawn only when no handler has set the site.
-    msg = new_message(
-        "param",
-        site,
-        fn=lambda init, **_: init(),
-        args=(initialize,),
-        kwargs={"constraint": constraints.real, "event_dim": None},
-    )
-    params = apply_stack(msg)["value"]
+    # Unlike param(site, f), the key is drawn only when no handler has set the site.
+    params = lazy_param(site, initialize)
     return functools.partial(apply_fn, params)
 
 

@@ -63,14 +63,13 @@ from jppl.nn.module import (
     _adapter,
     _BoundModule,
     _check_prior,
-    _lazy_param,
     _LinenAdapter,
     _path_name,
     _prior_for,
     random_flax_module,
 )
 from jppl.nn.priors import normal_prior
-from jppl.primitives import param, prng_key, sample
+from jppl.primitives import lazy_param, param, prng_key, sample
 
 __all__ = ["BayesianModule"]
 
@@ -240,7 +239,7 @@ class BayesianModule:
         fixed = None
         if not all(self._random):
             fixed = jax.tree_util.tree_leaves(
-                _lazy_param(f"{self.name}$params", lambda: adapter.initial_params(key))
+                lazy_param(f"{self.name}$params", lambda: adapter.initial_params(key))
             )
         leaves = []
         with _weight_scale(self._beta(kl_weight)):
@@ -248,7 +247,7 @@ class BayesianModule:
                 if not self._random[i]:
                     leaves.append(fixed[i])
                     continue
-                loc = _lazy_param(self.loc_name(path), lambda i=i: init_leaves()[i])
+                loc = lazy_param(self.loc_name(path), lambda i=i: init_leaves()[i])
                 std = param(
                     self.scale_name(path),
                     jnp.full(shape, self._init_scales[i], dtype=self._dtypes[i]),

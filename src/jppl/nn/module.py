@@ -48,9 +48,8 @@ import jax
 import jax.numpy as jnp
 from flax import linen, nnx
 
-from jppl.distributions import constraints
 from jppl.distributions.distribution import Distribution
-from jppl.primitives import apply_stack, new_message, prng_key, sample
+from jppl.primitives import apply_stack, lazy_param, new_message, prng_key, sample
 
 __all__ = ["flax_module", "param_paths", "random_flax_module"]
 
@@ -79,25 +78,9 @@ def param_paths(params: PyTree) -> list[str]:
     return [_path_name(path) for path, _ in jax.tree_util.tree_flatten_with_path(params)[0]]
 
 
-def _lazy_param(name: str, init: Callable[[], PyTree]) -> PyTree:
-    """A ``param`` site whose initial value ``init()`` is computed only if nothing sets it.
-
-    Unlike ``param(name, callable)``, it needs no PRNG key when a handler (``substitute``, SVI)
-    supplies the value, so e.g. ``log_density`` works without a ``seed`` handler.
-    """
-    msg = new_message(
-        "param",
-        name,
-        fn=lambda init, **_: init(),
-        args=(init,),
-        kwargs={"constraint": constraints.real, "event_dim": None},
-    )
-    return apply_stack(msg)["value"]
-
-
 def _lazy_mutable(name: str, init: Callable[[], PyTree]) -> PyTree:
     """A ``mutable`` site whose initial value ``init()`` is computed only if nothing sets it
-    (like :func:`_lazy_param`)."""
+    (like :func:`jppl.primitives.lazy_param`)."""
     msg = new_message("mutable", name, fn=lambda init: init(), args=(init,))
     return apply_stack(msg)["value"]
 
@@ -264,7 +247,7 @@ def _state_site(adapter, name: str, has_state: bool, init: Callable[[], PyTree])
                 f"the module's non-parameter variables, got {type(state).__name__}."
             )
         return state
-    return _lazy_param(f"{name}$state", init)
+    return lazy_param(f"{name}$state", init)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -329,7 +312,7 @@ def flax_module(
         initialised.append("state")
         return adapter.initial_state(key)
 
-    params = _lazy_param(f"{name}$params", init_params)
+    params = lazy_param(f"{name}$params", init_params)
     state = None
     if _has_state(adapter):
         state = _state_site(adapter, name, True, init_state)
@@ -465,7 +448,7 @@ def random_flax_module(
     fixed = None
     if any(d is None for d in priors):
         fixed = jax.tree_util.tree_leaves(
-            _lazy_param(f"{name}$params", lambda: adapter.initial_params(key))
+            lazy_param(f"{name}$params", lambda: adapter.initial_params(key))
         )
     leaves = []
     for i, (path, (_, leaf), d) in enumerate(zip(paths, flat, priors, strict=True)):

@@ -32,7 +32,6 @@ import jax.numpy as jnp
 import numpy as np
 from flax import linen
 
-from jppl.distributions import constraints
 from jppl.distributions.distribution import Distribution
 from jppl.distributions.flows import (
     AutoregressiveNN,
@@ -44,7 +43,7 @@ from jppl.distributions.transformed import TransformedDistribution
 from jppl.distributions.transforms import ComposeTransform, PermuteTransform, Transform
 from jppl.distributions.util import PyTreeObject
 from jppl.model.initialization import init_to_uniform
-from jppl.primitives import apply_stack, new_message, prng_key
+from jppl.primitives import lazy_param, prng_key
 from jppl.vi.autoguide import AutoContinuous
 
 __all__ = ["AutoBNAFNormal", "AutoIAFNormal"]
@@ -84,19 +83,6 @@ class _BoundModule(PyTreeObject):
     @classmethod
     def _tree_unflatten(cls, aux_data, children):
         return cls(aux_data, children[0])
-
-
-def _lazy_param(name: str, init: Callable[[], Any]) -> Any:
-    """A ``param`` site whose initial value ``init()`` is computed only if no handler (SVI,
-    ``substitute``) supplies one, so no PRNG key is needed then."""
-    msg = new_message(
-        "param",
-        name,
-        fn=lambda init, **_: init(),
-        args=(init,),
-        kwargs={"constraint": constraints.real, "event_dim": None},
-    )
-    return apply_stack(msg)["value"]
 
 
 def _check_int(owner: str, name: str, value: Any, low: int) -> int:
@@ -160,7 +146,7 @@ class _AutoFlow(AutoContinuous):
 
             return init
 
-        params = [_lazy_param(self._net_param_name(i), initializer(i)) for i in range(len(nets))]
+        params = [lazy_param(self._net_param_name(i), initializer(i)) for i in range(len(nets))]
         return TransformedDistribution(self.get_base_dist(), self._flows(params))
 
     def _params_of(self, params: Params, what: str) -> list[Any]:

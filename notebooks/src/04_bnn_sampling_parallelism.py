@@ -195,12 +195,17 @@ plt.show()
 # %%
 state0 = trainers["1 device"].init(jax.random.key(0), (x_train, y_train))
 batch0 = (jnp.asarray(x_train[:BATCH_SIZE]), jnp.asarray(y_train[:BATCH_SIZE]))
-flat_grads = {}
-for name, trainer in trainers.items():
-    state = trainer.svi.place_state(state0)
-    grad = jax.jit(jax.grad(lambda p: trainer.svi.evaluate(state._replace(params=p), *batch0)))
-    leaves = jax.tree.leaves(grad(state.params))
-    flat_grads[name] = np.concatenate([np.ravel(np.asarray(g)) for g in leaves])
+
+
+def flat_gradient(trainer, state):
+    """The gradient of the loss at `state` (its step's key, minibatch batch0), flattened."""
+    state = trainer.svi.place_state(state)
+    loss = lambda params: trainer.svi.evaluate(state._replace(params=params), *batch0)
+    leaves = jax.tree.leaves(jax.jit(jax.grad(loss))(state.params))
+    return np.concatenate([np.ravel(np.asarray(g)) for g in leaves])
+
+
+flat_grads = {name: flat_gradient(trainer, state0) for name, trainer in trainers.items()}
 g_ref = flat_grads["1 device"]
 for name in ["sample=4", "sample=2, data=2"]:
     rel_grad = np.linalg.norm(flat_grads[name] - g_ref) / np.linalg.norm(g_ref)

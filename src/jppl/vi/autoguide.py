@@ -807,7 +807,9 @@ class AutoMultivariateNormal(AutoContinuous):
 
     Parameters ``{prefix}_loc`` ``(latent_dim,)`` and ``{prefix}_scale_tril``
     ``(latent_dim, latent_dim)``, the Cholesky factor of the covariance (constraint
-    ``scaled_unit_lower_cholesky``; initialized to ``init_scale * I``).
+    ``scaled_unit_lower_cholesky``; initialized to ``init_scale * I``). (The parameters follow
+    the shape of the initial latent, so the batched guide reuses this class with a leading
+    batch shape.)
     """
 
     scale_tril_constraint = constraints.scaled_unit_lower_cholesky
@@ -821,15 +823,17 @@ class AutoMultivariateNormal(AutoContinuous):
         init_scale: float = 0.1,
     ):
         if not init_scale > 0:
-            raise ValueError(f"AutoMultivariateNormal: init_scale must be > 0, got {init_scale}")
+            raise ValueError(f"{type(self).__name__}: init_scale must be > 0, got {init_scale}")
         self._init_scale = init_scale
         super().__init__(model, prefix=prefix, init_loc_fn=init_loc_fn)
 
     def _get_posterior(self) -> Distribution:
-        loc = param(self._param_name("loc"), self._init_latent)
+        loc = param(self._param_name("loc"), self._init_latent)  # batch_shape + (E,)
+        shape, dtype = self._init_latent.shape, self._init_latent.dtype
+        eye = jnp.eye(shape[-1], dtype=dtype) * self._init_scale
         scale_tril = param(
             self._param_name("scale_tril"),
-            jnp.eye(self.latent_dim) * self._init_scale,
+            jnp.broadcast_to(eye, shape[:-1] + eye.shape),
             constraint=self.scale_tril_constraint,
         )
         return MultivariateNormal(loc, scale_tril=scale_tril)
@@ -869,30 +873,30 @@ class AutoLowRankMultivariateNormal(AutoContinuous):
         rank: int | None = None,
     ):
         if not init_scale > 0:
-            raise ValueError(
-                f"AutoLowRankMultivariateNormal: init_scale must be > 0, got {init_scale}"
-            )
-        if rank is not None and (not isinstance(rank, int) or rank < 1):
-            raise ValueError(f"AutoLowRankMultivariateNormal: rank must be an int >= 1, got {rank}")
+            raise ValueError(f"{type(self).__name__}: init_scale must be > 0, got {init_scale}")
+        if rank is not None and (isinstance(rank, bool) or not isinstance(rank, int) or rank < 1):
+            raise ValueError(f"{type(self).__name__}: rank must be an int >= 1, got {rank!r}")
         self._init_scale = init_scale
         self.rank = rank
         super().__init__(model, prefix=prefix, init_loc_fn=init_loc_fn)
 
     def _rank(self) -> int:
-        return max(int(round(self.latent_dim**0.5)), 1) if self.rank is None else self.rank
+        size = self._init_latent.shape[-1]  # of one batch member
+        return max(int(round(size**0.5)), 1) if self.rank is None else self.rank
 
     @staticmethod
     def _make(loc, cov_factor, scale) -> LowRankMultivariateNormal:
         return LowRankMultivariateNormal(loc, cov_factor * scale[..., None], scale * scale)
 
     def _get_posterior(self) -> Distribution:
-        loc = param(self._param_name("loc"), self._init_latent)
+        loc = param(self._param_name("loc"), self._init_latent)  # batch_shape + (E,)
+        shape, dtype = self._init_latent.shape, self._init_latent.dtype
         cov_factor = param(
-            self._param_name("cov_factor"), jnp.zeros((self.latent_dim, self._rank()))
+            self._param_name("cov_factor"), jnp.zeros(shape + (self._rank(),), dtype=dtype)
         )
         scale = param(
             self._param_name("scale"),
-            jnp.full(self.latent_dim, self._init_scale, dtype=self._init_latent.dtype),
+            jnp.full(shape, self._init_scale, dtype=dtype),
             constraint=self.scale_constraint,
         )
         return self._make(loc, cov_factor, scale)

@@ -39,14 +39,20 @@ from jax.scipy.stats import norm
 from jppl.distributions import constraints
 from jppl.distributions.continuous import Normal
 from jppl.distributions.distribution import Delta, Distribution
-from jppl.distributions.multivariate import LowRankMultivariateNormal, MultivariateNormal
-from jppl.distributions.transforms import LowerCholeskyAffine, Transform, biject_to
+from jppl.distributions.multivariate import MultivariateNormal
+from jppl.distributions.transforms import Transform, biject_to
 from jppl.distributions.util import sum_rightmost
 from jppl.handlers import block, scale, seed, substitute, trace
 from jppl.model.density import potential_energy
 from jppl.model.initialization import init_to_median
 from jppl.primitives import factor, get_mask, param, plate, prng_key, sample
-from jppl.vi.autoguide import AutoContinuous, AutoGuide, _sample_callable
+from jppl.vi.autoguide import (
+    AutoContinuous,
+    AutoGuide,
+    AutoLowRankMultivariateNormal,
+    AutoMultivariateNormal,
+    _sample_callable,
+)
 
 __all__ = [
     "AutoBatchedLowRankMultivariateNormal",
@@ -164,7 +170,7 @@ class _AutoBatchedContinuous(AutoContinuous):
         return self._unpack_and_constrain(z)
 
 
-class AutoBatchedMultivariateNormal(_AutoBatchedContinuous):
+class AutoBatchedMultivariateNormal(_AutoBatchedContinuous, AutoMultivariateNormal):
     """Independent full-covariance Normals, one per member of the leading batch dims.
 
     For latent sites that all start with ``batch_ndim`` batch (plate) dims of shape
@@ -174,7 +180,8 @@ class AutoBatchedMultivariateNormal(_AutoBatchedContinuous):
     Parameters ``{prefix}_loc`` ``batch_shape + (E,)`` and ``{prefix}_scale_tril``
     ``batch_shape + (E, E)`` (``scaled_unit_lower_cholesky``, initialized to
     ``init_scale * I``). The auxiliary site ``_{prefix}_latent`` has shape
-    ``batch_shape + (E,)``.
+    ``batch_shape + (E,)``. The posterior and transform are
+    :class:`~jppl.vi.autoguide.AutoMultivariateNormal`'s, with the batch shape.
 
     Args:
         model: the model.
@@ -183,8 +190,6 @@ class AutoBatchedMultivariateNormal(_AutoBatchedContinuous):
         init_scale: initial scale (> 0).
         batch_ndim: number of leading batch dims shared by the latent sites (default 1).
     """
-
-    scale_tril_constraint = constraints.scaled_unit_lower_cholesky
 
     def __init__(
         self,
@@ -195,37 +200,16 @@ class AutoBatchedMultivariateNormal(_AutoBatchedContinuous):
         init_scale: float = 0.1,
         batch_ndim: int = 1,
     ):
-        if not init_scale > 0:
-            raise ValueError(
-                f"AutoBatchedMultivariateNormal: init_scale must be > 0, got {init_scale}"
-            )
-        self._init_scale = init_scale
-        super().__init__(model, batch_ndim=batch_ndim, prefix=prefix, init_loc_fn=init_loc_fn)
-
-    def _get_posterior(self) -> Distribution:
-        loc = param(self._param_name("loc"), self._init_latent)
-        eye = jnp.eye(self._event_size, dtype=self._init_latent.dtype) * self._init_scale
-        scale_tril = param(
-            self._param_name("scale_tril"),
-            jnp.broadcast_to(eye, self._batch_shape + eye.shape),
-            constraint=self.scale_tril_constraint,
-        )
-        return MultivariateNormal(loc, scale_tril=scale_tril)
-
-    def get_posterior(self, params: Params) -> Distribution:
-        """``MultivariateNormal`` with batch shape ``batch_shape`` and event shape ``(E,)``."""
-        return MultivariateNormal(
-            params[self._param_name("loc")], scale_tril=params[self._param_name("scale_tril")]
-        )
-
-    def get_transform(self, params: Params) -> Transform:
-        """``z[b] = loc[b] + scale_tril[b] @ eps[b]`` for each batch member."""
-        return LowerCholeskyAffine(
-            params[self._param_name("loc")], params[self._param_name("scale_tril")]
+        super().__init__(
+            model,
+            batch_ndim=batch_ndim,
+            prefix=prefix,
+            init_loc_fn=init_loc_fn,
+            init_scale=init_scale,
         )
 
 
-class AutoBatchedLowRankMultivariateNormal(_AutoBatchedContinuous):
+class AutoBatchedLowRankMultivariateNormal(_AutoBatchedContinuous, AutoLowRankMultivariateNormal):
     """Independent low-rank-plus-diagonal Normals, one per member of the leading batch dims.
 
     As :class:`AutoBatchedMultivariateNormal`, with member ``b`` distributed as
@@ -233,10 +217,9 @@ class AutoBatchedLowRankMultivariateNormal(_AutoBatchedContinuous):
     Parameters ``{prefix}_loc`` ``batch_shape + (E,)``, ``{prefix}_cov_factor``
     ``batch_shape + (E, rank)`` (initialized to zero) and ``{prefix}_scale``
     ``batch_shape + (E,)`` (positive, initialized to ``init_scale``). ``rank`` defaults to
-    ``round(sqrt(E))``.
+    ``round(sqrt(E))``. The posterior and transform are
+    :class:`~jppl.vi.autoguide.AutoLowRankMultivariateNormal`'s, with the batch shape.
     """
-
-    scale_constraint = constraints.softplus_positive
 
     def __init__(
         self,
@@ -248,48 +231,14 @@ class AutoBatchedLowRankMultivariateNormal(_AutoBatchedContinuous):
         rank: int | None = None,
         batch_ndim: int = 1,
     ):
-        owner = "AutoBatchedLowRankMultivariateNormal"
-        if not init_scale > 0:
-            raise ValueError(f"{owner}: init_scale must be > 0, got {init_scale}")
-        if rank is not None and (isinstance(rank, bool) or not isinstance(rank, int) or rank < 1):
-            raise ValueError(f"{owner}: rank must be an int >= 1, got {rank!r}")
-        self._init_scale = init_scale
-        self.rank = rank
-        super().__init__(model, batch_ndim=batch_ndim, prefix=prefix, init_loc_fn=init_loc_fn)
-
-    def _rank(self) -> int:
-        return max(int(round(self._event_size**0.5)), 1) if self.rank is None else self.rank
-
-    @staticmethod
-    def _make(loc, cov_factor, scale_) -> LowRankMultivariateNormal:
-        return LowRankMultivariateNormal(loc, cov_factor * scale_[..., None], scale_ * scale_)
-
-    def _get_posterior(self) -> Distribution:
-        shape = self._batch_shape + (self._event_size,)
-        dtype = self._init_latent.dtype
-        loc = param(self._param_name("loc"), self._init_latent)
-        cov_factor = param(
-            self._param_name("cov_factor"), jnp.zeros(shape + (self._rank(),), dtype=dtype)
+        super().__init__(
+            model,
+            batch_ndim=batch_ndim,
+            prefix=prefix,
+            init_loc_fn=init_loc_fn,
+            init_scale=init_scale,
+            rank=rank,
         )
-        scale_ = param(
-            self._param_name("scale"),
-            jnp.full(shape, self._init_scale, dtype=dtype),
-            constraint=self.scale_constraint,
-        )
-        return self._make(loc, cov_factor, scale_)
-
-    def get_posterior(self, params: Params) -> Distribution:
-        """``LowRankMultivariateNormal``: batch shape ``batch_shape``, event shape ``(E,)``."""
-        return self._make(
-            params[self._param_name("loc")],
-            params[self._param_name("cov_factor")],
-            params[self._param_name("scale")],
-        )
-
-    def get_transform(self, params: Params) -> Transform:
-        """``z[b] = loc[b] + L[b] @ eps[b]`` with ``L[b]`` the Cholesky factor of ``cov[b]``."""
-        posterior = self.get_posterior(params)
-        return LowerCholeskyAffine(posterior.loc, posterior.scale_tril)
 
 
 # ---------------------------------------------------------------------------------------------

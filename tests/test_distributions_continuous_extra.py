@@ -670,7 +670,7 @@ def test_sine_skewed_log_prob_and_normalization():
     assert np.all(np.abs(np.asarray(d1.mean) - _SKEW_LOC) > 0.05)
     bivariate = SineBivariateVonMises(0.0, 0.5, 2.0, 1.0, 0.3)
     with pytest.raises(NotImplementedError, match="independent von Mises"):
-        SineSkewed(bivariate, jnp.array([0.2, 0.3])).mean
+        SineSkewed(bivariate, jnp.array([0.2, 0.3])).mean  # noqa: B018
 
 
 def test_sine_skewed_samples():

@@ -454,6 +454,7 @@ def lazy_param(name: str, init: Callable[[], Any]) -> Any:
     )
     return apply_stack(msg)["value"]
 
+
 def _identity(value):
     return value
 

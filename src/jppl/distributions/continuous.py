@@ -43,6 +43,7 @@ from jax.typing import ArrayLike
 
 from jppl.distributions import constraints
 from jppl.distributions.distribution import Distribution
+from jppl.distributions.special import betaincinv, gammainccinv, gammaincinv
 from jppl.distributions.util import (
     _von_mises_centered,
     betaln,
@@ -280,6 +281,30 @@ class StudentT(Distribution):
         z = (value - self.loc) / self.scale
         tail = 0.5 * betainc(0.5 * self.df, 0.5, self.df / (self.df + z**2))
         return jnp.where(z < 0, tail, 1.0 - tail)
+
+    def icdf(self, q: ArrayLike) -> jax.Array:
+        """Quantile, from the cdf's beta form: the two-sided tail ``w = 2 min(q, 1 - q) =
+        I_u(df / 2, 1 / 2)`` with ``u = df / (df + z^2)``. ``q``: broadcasts with
+        ``batch_shape``; 0 and 1 give ``-inf`` and ``inf``, ``q`` outside ``[0, 1]`` ``nan``.
+
+        Differentiable in ``q``, ``loc`` and ``scale``; differentiating with respect to ``df``
+        raises ``ValueError`` (JAX's ``betainc`` has no derivative in its shape parameters).
+        """
+        q = jnp.asarray(q)
+        half_df = 0.5 * self.df
+        w = 2.0 * jnp.minimum(q, 1.0 - q)  # exact, as is 1 - w for w >= 1/2 (Sterbenz)
+        tail = w <= 0.5
+        # far tail: u = df / (df + z^2) from I_u(df / 2, 1 / 2) = w, z^2 = df (1 - u) / u
+        u = betaincinv(half_df, 0.5, jnp.where(tail, w, 0.5))
+        # centre: 1 - u from I_{1 - u}(1 / 2, df / 2) = 1 - w keeps z^2's digits when u ~ 1
+        median = w == 1.0
+        v = betaincinv(0.5, half_df, jnp.where(tail | median, 0.5, 1.0 - w))
+        z2 = jnp.where(tail, self.df * (1.0 - u) / u, self.df * v / (1.0 - v))
+        z = jnp.where(q < 0.5, -1.0, 1.0) * jnp.sqrt(jnp.where(median, 1.0, z2))
+        # at the median itself z = 0, with derivative 1 / pdf(0) (sqrt would give inf * 0)
+        log_pdf0 = gammaln(half_df + 0.5) - gammaln(half_df) - 0.5 * jnp.log(self.df * jnp.pi)
+        z = jnp.where(median, (q - 0.5) * jnp.exp(-log_pdf0), z)
+        return self.loc + self.scale * jnp.where(jnp.isnan(w) | (w < 0), jnp.nan, z)
 
     def entropy(self) -> jax.Array:
         half_df = 0.5 * self.df
@@ -590,6 +615,12 @@ class Gamma(Distribution):
     def cdf(self, value: ArrayLike) -> jax.Array:
         return gammainc(self.concentration, self.rate * jnp.maximum(value, 0.0))
 
+    def icdf(self, q: ArrayLike) -> jax.Array:
+        """Quantile ``gammaincinv(concentration, q) / rate``; ``q`` broadcasts with
+        ``batch_shape``, 0 and 1 give 0 and ``inf``, ``q`` outside ``[0, 1]`` ``nan``.
+        Differentiable in ``q`` and both parameters."""
+        return gammaincinv(self.concentration, q) / self.rate
+
     def entropy(self) -> jax.Array:
         conc = self.concentration
         return conc - jnp.log(self.rate) + gammaln(conc) + (1.0 - conc) * digamma(conc)
@@ -656,6 +687,13 @@ class InverseGamma(Distribution):
         ok = value > 0
         x = jnp.where(ok, value, 1.0)
         return jnp.where(ok, gammaincc(self.concentration, self.rate / x), 0.0)
+
+    def icdf(self, q: ArrayLike) -> jax.Array:
+        """Quantile ``rate / y`` with ``y`` the upper ``q`` quantile of ``Gamma(
+        concentration, 1)`` (``gammaincc(concentration, y) = q``, solved directly so small
+        ``q`` keeps its digits); 0 and 1 give 0 and ``inf``, ``q`` outside ``[0, 1]``
+        ``nan``. Differentiable in ``q`` and both parameters."""
+        return self.rate / gammainccinv(self.concentration, q)
 
     def entropy(self) -> jax.Array:
         conc = self.concentration
@@ -759,6 +797,15 @@ class Beta(Distribution):
 
     def cdf(self, value: ArrayLike) -> jax.Array:
         return betainc(self.concentration1, self.concentration0, jnp.clip(value, 0.0, 1.0))
+
+    def icdf(self, q: ArrayLike) -> jax.Array:
+        """Quantile ``betaincinv(concentration1, concentration0, q)``; ``q`` broadcasts
+        with ``batch_shape``, 0 and 1 give 0 and 1, ``q`` outside ``[0, 1]`` ``nan``.
+
+        Differentiable in ``q``; differentiating with respect to the concentrations raises
+        ``ValueError`` (JAX's ``betainc`` has no derivative in them).
+        """
+        return betaincinv(self.concentration1, self.concentration0, q)
 
     def entropy(self) -> jax.Array:
         a, b = self.concentration1, self.concentration0

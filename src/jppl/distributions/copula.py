@@ -12,13 +12,14 @@ from collections.abc import Sequence
 
 import jax
 import jax.numpy as jnp
-from jax.scipy.special import betainc, ndtr, ndtri
+from jax.scipy.special import ndtr, ndtri
 from jax.typing import ArrayLike
 
 from jppl.distributions import constraints
 from jppl.distributions.continuous import Beta
 from jppl.distributions.distribution import Distribution
 from jppl.distributions.multivariate import MultivariateNormal
+from jppl.distributions.special import betaincinv
 from jppl.distributions.util import clamp_probs, lazy_broadcast_shape, validate_sample_shape
 
 __all__ = ["GaussianCopula", "GaussianCopulaBeta"]
@@ -128,31 +129,6 @@ class GaussianCopula(Distribution):
         return jnp.broadcast_to(self.marginal_dist.variance, self.shape())
 
 
-def _beta_icdf(a, b, u, num_bisections: int = 64) -> jax.Array:
-    """Beta quantile: ``x`` with ``betainc(a, b, x) = u``, by bisection on ``[0, 1]`` and one
-    Newton step (JAX has no ``betaincinv``).
-
-    The Newton step is written so that gradients with respect to ``u`` are ``1 / pdf(x)``
-    (implicit differentiation); JAX's ``betainc`` has no gradient in ``a``, ``b``, so none
-    flows to the concentrations.
-    """
-    a, b, u = jnp.broadcast_arrays(a, b, u)
-    a_s, b_s, u_s = (jax.lax.stop_gradient(v) for v in (a, b, u))
-
-    def body(_, bounds):
-        lo, hi = bounds
-        mid = 0.5 * (lo + hi)
-        below = betainc(a_s, b_s, mid) < u_s
-        return jnp.where(below, mid, lo), jnp.where(below, hi, mid)
-
-    lo, hi = jax.lax.fori_loop(0, num_bisections, body, (jnp.zeros_like(u), jnp.ones_like(u)))
-    x = jax.lax.stop_gradient(0.5 * (lo + hi))
-    log_pdf = Beta(a_s, b_s).log_prob(x)
-    x_new = x + (u - betainc(a_s, b_s, x)) * jnp.exp(-log_pdf)
-    # keep the Newton step only where it stays inside the bracket
-    return jnp.where((x_new > lo) & (x_new < hi), x_new, x + 0.0 * u)
-
-
 class GaussianCopulaBeta(GaussianCopula):
     """Gaussian copula with ``Beta(concentration1, concentration0)`` marginals.
 
@@ -194,4 +170,8 @@ class GaussianCopulaBeta(GaussianCopula):
         )
 
     def _marginal_icdf(self, u) -> jax.Array:
-        return _beta_icdf(self.concentration1, self.concentration0, u)
+        # no gradient flows to the concentrations (JAX's betainc has none in them, and
+        # betaincinv raises rather than return a silent zero), as has_rsample = False says
+        a = jax.lax.stop_gradient(self.concentration1)
+        b = jax.lax.stop_gradient(self.concentration0)
+        return betaincinv(a, b, u)

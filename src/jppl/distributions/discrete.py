@@ -18,7 +18,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.scipy.special import gammaln, xlog1py, xlogy
+from jax.scipy.special import betainc, gammaln, xlog1py, xlogy
 
 from jppl.distributions import constraints
 from jppl.distributions.distribution import Distribution
@@ -698,6 +698,21 @@ class GammaPoisson(Distribution):
         lp = self._log_norm(x) + a * jnp.log(b) - (a + x) * jnp.log1p(b)
         return _neg_inf_outside(ok, lp)
 
+    def _stop_prob(self):
+        """``b / (1 + b)``: the probability of the event that ends the negative binomial
+        count (written so that ``b = inf`` gives 1)."""
+        return 1.0 / (1.0 + 1.0 / self.rate)
+
+    def cdf(self, value):
+        """``P(X <= value) = I_s(concentration, floor(value) + 1)`` (regularized incomplete
+        beta, ``s = rate / (1 + rate)``); 0 below 0. Broadcasts ``value`` with
+        ``batch_shape``. Differentiable in the rate (or probs / logits), not in
+        ``concentration`` / ``total_count`` (JAX's ``betainc`` raises there)."""
+        a = self.concentration
+        k = jnp.floor(_float_value(value, a, self.rate))
+        cdf = betainc(a, jnp.maximum(k, 0.0) + 1.0, self._stop_prob())
+        return jnp.where(k < 0, 0.0, cdf)
+
     @property
     def mean(self):
         return self.concentration / self.rate
@@ -754,6 +769,10 @@ class _NegativeBinomialBase(GammaPoisson):
         x = jnp.where(ok, x, 0.0)
         lp = self._log_norm(x) + n * log_q + jnp.where(x > 0, x * log_p, 0.0)
         return _neg_inf_outside(ok, lp)
+
+    def _stop_prob(self):
+        # 1 - probs from the stored form, not from rate = 1 / probs - 1
+        return jnp.exp(self._log_p_log_q()[1])
 
 
 class NegativeBinomialProbs(_BinaryProbs, _NegativeBinomialBase):
@@ -1023,6 +1042,26 @@ class DiscreteUniform(Distribution):
     def entropy(self):
         width = _to_float(jnp.asarray(self.high) - jnp.asarray(self.low) + 1)
         return jnp.log(width)
+
+    def cdf(self, value):
+        """``P(X <= value) = (floor(value) - low + 1) / (high - low + 1)``, clipped to
+        ``[0, 1]``; broadcasts ``value`` with ``batch_shape``."""
+        low, high = _to_float(self.low), _to_float(self.high)
+        k = jnp.floor(_float_value(value, low, high))
+        return jnp.clip((k - low + 1.0) / (high - low + 1.0), 0.0, 1.0)
+
+    def icdf(self, q):
+        """Smallest support point ``k`` with ``cdf(k) >= q``, as a float (``low + ceil(q n) -
+        1``, ``n = high - low + 1``, corrected where ``q n`` rounds up past an integer);
+        ``q = 0`` gives ``low`` (scipy's ``randint.ppf`` gives ``low - 1``), ``q`` outside
+        ``[0, 1]`` gives ``nan``."""
+        low, high = _to_float(self.low), _to_float(self.high)
+        q = _float_value(q, low, high)
+        n = high - low + 1.0
+        k = jnp.maximum(jnp.ceil(q * n) - 1.0, 0.0)
+        # q * n can round up past an integer (0.3 * 10 > 3): step back where k - 1 suffices
+        k = jnp.where((k > 0) & (k / n >= q), k - 1.0, k)
+        return jnp.where((q >= 0) & (q <= 1), low + k, jnp.nan)
 
     def enumerate_support(self, expand=True):
         low, high = self.low, self.high

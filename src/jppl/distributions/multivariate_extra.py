@@ -16,7 +16,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from jax.scipy.linalg import cho_solve, solve_triangular
-from jax.scipy.special import gammaln, multigammaln
+from jax.scipy.special import digamma, gammaln, multigammaln
 from jax.typing import ArrayLike
 
 from jppl.distributions import constraints
@@ -490,6 +490,24 @@ class Wishart(_WishartBase):
         S = self.scale_matrix
         d = jnp.diagonal(S, axis1=-2, axis2=-1)
         return self.concentration[..., None, None] * (S**2 + d[..., :, None] * d[..., None, :])
+
+    def entropy(self) -> jax.Array:
+        """``(p + 1) / 2 log det S + p (p + 1) / 2 log 2 + log Gamma_p(nu / 2) - (nu - p - 1)
+        / 2 psi_p(nu / 2) + nu p / 2``, with the multivariate digamma ``psi_p(a) = sum_{i <
+        p} psi(a - i / 2)``; shape ``batch_shape``."""
+        nu = self.concentration
+        p = self.event_shape[-1]
+        half_nu = 0.5 * nu
+        multi_digamma = jnp.sum(
+            digamma(half_nu[..., None] - 0.5 * jnp.arange(p, dtype=nu.dtype)), axis=-1
+        )
+        return (
+            (p + 1) * _log_diag_sum(self.scale_tril)
+            + 0.5 * p * (p + 1) * math.log(2.0)
+            + multigammaln(half_nu, p)
+            - 0.5 * (nu - p - 1) * multi_digamma
+            + 0.5 * nu * p
+        )
 
 
 class InverseWishart(_WishartBase):

@@ -12,14 +12,18 @@ from jax import lax
 from jax.scipy.special import betaln as _jax_betaln
 from jax.scipy.special import expit, gammaln, logit
 
+from jppl.distributions.special import betaincinv, gammaincinv  # NumPyro exports them here
+
 __all__ = [
     "add_diag",
+    "betaincinv",
     "betaln",
     "binary_cross_entropy_with_logits",
     "binomial",
     "categorical",
     "cholesky_update",
     "clamp_probs",
+    "gammaincinv",
     "is_concrete",
     "is_prng_key",
     "lazy_broadcast_shape",

@@ -157,6 +157,24 @@ def test_gamma_poisson_family_log_prob(conc, rate):
     np.testing.assert_allclose(float(d.mean), conc / rate, rtol=1e-4)
 
 
+def test_negative_binomial2_at_mean_zero_is_the_point_mass_at_zero():
+    """mean = 0 (an exp that underflowed) is the limit of the family, not inf - inf = NaN:
+    log p(0) = 0, log p(k > 0) = -inf, with the textbook derivative d/dm log p(0) =
+    -c / (c + m) = -1; the zero-inflated form inherits it."""
+    k = jnp.array([0, 1, 5])
+    d = dist.NegativeBinomial2(jnp.zeros(3), 2.0)
+    lp = np.asarray(d.log_prob(k))  # float32: log p(0) = 0 up to gammaln's rounding
+    np.testing.assert_allclose(lp[0], 0.0, atol=1e-6)
+    assert np.all(lp[1:] == -np.inf)
+    assert float(jax.grad(lambda m: dist.NegativeBinomial2(m, 2.0).log_prob(0))(0.0)) == -1.0
+    assert float(d.mean[0]) == 0.0 and float(d.variance[0]) == 0.0
+    z = dist.ZeroInflatedNegativeBinomial2(jnp.zeros(2), 2.0, gate=0.3)
+    np.testing.assert_allclose(np.asarray(z.log_prob(jnp.array([0, 0]))), 0.0, atol=1e-6)
+    # and the derivative in m away from 0 is x / m - (c + x) / (c + m)
+    g = jax.grad(lambda m: dist.NegativeBinomial2(m, 2.0).log_prob(3))(1.3)
+    np.testing.assert_allclose(float(g), 3 / 1.3 - 5 / 3.3, rtol=1e-5)
+
+
 @pytest.mark.parametrize("a, b", [(0.5, 0.5), (2.0, 5.0), (30.0, 3.0)])
 @pytest.mark.parametrize("n", [1, 12])
 def test_beta_binomial_log_prob(a, b, n):

@@ -726,7 +726,9 @@ class GammaPoisson(Distribution):
 class NegativeBinomial2(GammaPoisson):
     """Negative binomial with ``mean`` and ``concentration`` (variance ``m + m^2 / c``).
 
-    Equivalent to ``GammaPoisson(concentration, rate=concentration / mean)``.
+    Equivalent to ``GammaPoisson(concentration, rate=concentration / mean)``. The density is
+    written in ``mean`` (``mean = 0``, e.g. an underflowed ``exp``, is the point mass at 0
+    with finite gradients, instead of ``inf - inf`` in the rate).
     """
 
     arg_constraints = {
@@ -736,16 +738,37 @@ class NegativeBinomial2(GammaPoisson):
 
     def __init__(self, mean, concentration, *, validate_args=None):
         mean, concentration = promote_shapes(_to_float(mean), _to_float(concentration))
+        self._mean = mean
         super().__init__(concentration, concentration / mean, validate_args=validate_args)
+
+    def log_prob(self, value):
+        m, c = self._mean, self.concentration
+        x = _float_value(value, m, c)
+        ok = (x >= 0) & _is_integer(x)
+        x = jnp.where(ok, x, 0.0)
+        log_total = jnp.log(c + m)
+        # x log m only where x > 0: at x = 0 the term (and its gradient in m) is 0, also at m = 0
+        x_log_m = jnp.where(x > 0, x * jnp.log(jnp.where(x > 0, m, 1.0)), 0.0)
+        lp = self._log_norm(x) + c * (jnp.log(c) - log_total) + x_log_m - x * log_total
+        return _neg_inf_outside(ok, lp)
+
+    @property
+    def mean(self):
+        return jnp.broadcast_to(self._mean, self.batch_shape)
+
+    @property
+    def variance(self):
+        m = self.mean
+        return m + m * m / self.concentration
 
     def _check_args(self) -> None:
         # `mean` is a property here (not an attribute), so check it from the stored arrays.
         super()._check_args()
         if self._invalid_args_message is not None:
             return
-        if not (is_concrete(self.concentration) and is_concrete(self.rate)):
+        if not is_concrete(self._mean):
             return
-        mean = np.asarray(self.concentration / self.rate)
+        mean = np.asarray(self._mean)
         if not np.all(mean > 0):
             self._report_invalid_args(
                 f"{type(self).__name__}: parameter `mean` must satisfy the constraint positive, "

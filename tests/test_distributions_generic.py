@@ -291,13 +291,7 @@ EXAMPLES: dict[str, Callable[[], D.Distribution]] = {
 
 
 # Known failures: (test, distribution) -> the bug (strict, so a fix shows up as XPASS).
-XFAILS: dict[tuple[str, str], str] = {
-    ("log_prob_grad", "GaussianCopulaBeta"): (
-        "log_prob goes through Beta.cdf = jax.scipy.special.betainc, which has no gradient in "
-        "its shape arguments (ValueError: Betainc gradient with respect to a and b not "
-        "supported), so log_prob cannot be differentiated in concentration0/1"
-    ),
-}
+XFAILS: dict[tuple[str, str], str] = {}
 
 
 def _names(test: str) -> list:

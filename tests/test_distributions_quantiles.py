@@ -18,6 +18,7 @@ from scipy import stats
 
 from jppl.distributions.continuous import Beta, Chi2, Gamma, InverseGamma, StudentT
 from jppl.distributions.continuous_extra import BetaProportion
+from jppl.distributions.copula import GaussianCopulaBeta
 from jppl.distributions.discrete import (
     DiscreteUniform,
     GammaPoisson,
@@ -26,7 +27,7 @@ from jppl.distributions.discrete import (
     NegativeBinomialProbs,
 )
 from jppl.distributions.multivariate_extra import Wishart
-from jppl.distributions.special import betaincinv, gammainccinv, gammaincinv
+from jppl.distributions.special import betainc, betaincinv, gammainccinv, gammaincinv
 from jppl.util import enable_x64
 
 
@@ -182,7 +183,24 @@ def test_gammaincinv_derivatives():
     np.testing.assert_allclose(da, fd, rtol=1e-5, atol=1e-12 * np.max(np.abs(x)))
 
 
-def test_betaincinv_derivative_in_p_and_no_silent_zero_in_shapes():
+def _partials(f):
+    """Jitted ``(d/d arg_0, d/d arg_1, d/d arg_2)`` of an elementwise ``f`` (one pass, the
+    three unit tangents batched)."""
+
+    @jax.jit
+    def partials(*args):
+        ones = jnp.ones_like(args[0])
+        units = jnp.eye(3, dtype=ones.dtype)[:, :, None] * ones.ravel()
+        dirs = jax.vmap(lambda t: jax.jvp(f, args, tuple(t.reshape((3, *ones.shape))))[1])
+        return tuple(dirs(units))
+
+    return partials
+
+
+_betaincinv_partials = _partials(betaincinv)
+
+
+def test_betaincinv_derivative_in_p():
     a = jnp.broadcast_to(jnp.asarray(BETA_A), GRID)
     b = jnp.broadcast_to(jnp.asarray(BETA_B), GRID)
     p = jnp.broadcast_to(jnp.asarray(Q), GRID)
@@ -191,15 +209,108 @@ def test_betaincinv_derivative_in_p_and_no_silent_zero_in_shapes():
     # near 1 the density depends on 1 - x, which the float64 quantile holds only to
     # eps / (1 - x): compare where that is below 1e-12
     ok = (x > 0) & (1 - x > 1e-4)
-    np.testing.assert_allclose(dp[ok], 1.0 / stats.beta.pdf(x, a[:N], b[:N])[ok], rtol=1e-6)
-    with pytest.raises(ValueError, match="betaincinv: no derivative with respect to `a`"):
-        jax.grad(lambda c: Beta(c, 2.0).icdf(0.3))(1.5)
-    with pytest.raises(ValueError, match="betaincinv: no derivative with respect to `b`"):
-        jax.grad(lambda c: Beta(2.0, c).icdf(0.3))(1.5)
-    with pytest.raises(ValueError, match="betaincinv: no derivative"):
-        jax.grad(lambda c: BetaProportion(0.3, c).icdf(0.3))(1.5)
-    with pytest.raises(ValueError, match="betaincinv: no derivative"):
-        jax.grad(lambda df: StudentT(df).icdf(0.3))(3.0)
+    np.testing.assert_allclose(dp[ok], 1.0 / stats.beta.pdf(x, a[:N], b[:N])[ok], rtol=1e-8)
+
+
+@pytest.mark.slow
+def test_betaincinv_derivatives_in_shapes():
+    a = np.broadcast_to(BETA_A, GRID)
+    b = np.broadcast_to(BETA_B, GRID)
+    p = np.broadcast_to(Q, GRID)
+    da, db, _ = (np.asarray(d)[:N] for d in _betaincinv_partials(a, b, p))
+    a, b, p = a[:N], b[:N], p[:N]
+    x = sc.betaincinv(a, b, p)
+    # against 4th-order differences of SciPy's quantile where those keep their digits
+    # (1e-8 < p < 1 - 1e-8, a quantile away from the float64 edges)
+    ok = (x > 1e-200) & (1 - x > 1e-4)
+    ok[:4], ok[N - 4 :] = False, False
+    fd_a = _fd4(lambda s: sc.betaincinv(s, b, p), a)
+    fd_b = _fd4(lambda s: sc.betaincinv(a, s, p), b)
+    np.testing.assert_allclose(da[ok], fd_a[ok], rtol=1e-7, err_msg="d/da")
+    np.testing.assert_allclose(db[ok], fd_b[ok], rtol=1e-7, err_msg="d/db")
+
+
+def _fd4(f, s, rel=1e-5):
+    """Fourth-order central difference of an elementwise ``f`` at ``s`` (step ``rel * s``)."""
+    h = rel * s
+    return (-f(s + 2 * h) + 8 * f(s + h) - 8 * f(s - h) + f(s - 2 * h)) / (12 * h)
+
+
+# the grid of the brief: shapes 0.1 .. 100 and x from 1e-6 to 0.999
+_BI_SHAPES = np.array([0.1, 0.5, 1.0, 2.5, 10.0, 100.0])
+_BI_X = np.array([1e-6, 0.01, 0.3, 0.5, 0.9, 0.999])
+
+
+def _betainc_grid(shapes, xs, dtype):
+    a, b, x = (g.ravel() for g in np.meshgrid(shapes, shapes, xs, indexing="ij"))
+    return a.astype(dtype), b.astype(dtype), x.astype(dtype)
+
+
+_betainc_partials = _partials(betainc)
+
+
+def _betainc_shape_fd(a, b, x):
+    """``(dI/da, dI/db)`` by 4th-order differences of SciPy's smaller tail (``betainc`` or
+    ``betaincc``, whose digits survive where ``I ~ 1``), and ``log`` of that tail."""
+    a, b, x = (np.asarray(v, np.float64) for v in (a, b, x))
+    upper = sc.betainc(a, b, x) > 0.5
+
+    def tail(a, b):
+        return np.where(upper, -sc.betaincc(a, b, x), sc.betainc(a, b, x))
+
+    da = _fd4(lambda s: tail(s, b), a)
+    db = _fd4(lambda s: tail(a, s), b)
+    smaller = np.where(upper, sc.betaincc(a, b, x), sc.betainc(a, b, x))
+    return da, db, np.log(np.maximum(smaller, np.finfo(np.float64).tiny))
+
+
+def _check_betainc_partials(a, b, x, rtol, partials=None):
+    partials = _betainc_partials(a, b, x) if partials is None else partials
+    da, db, dx = (np.asarray(v, np.float64) for v in partials)
+    fd_a, fd_b, log_tail = _betainc_shape_fd(a, b, x)
+    rtol = np.broadcast_to(rtol(log_tail) if callable(rtol) else rtol, a.shape)
+    for name, got, ref in (("a", da, fd_a), ("b", db, fd_b)):
+        # dI/da < 0 < dI/db everywhere inside
+        assert np.all(got <= 0) if name == "a" else np.all(got >= 0), name
+        # where the tail underflows (I ~ 1e-300) its differences are subnormal noise: there
+        # the derivative must be as negligible
+        big = np.abs(ref) > (1e-280 if a.dtype == np.float64 else 1e-30)
+        err = np.abs(got - ref) / np.where(big, np.abs(ref), 1.0)
+        worst = np.argmax(np.where(big, err / rtol, 0.0))
+        assert np.all(err[big] <= rtol[big]), (name, a[worst], b[worst], x[worst], err[worst])
+        assert np.all(np.abs(got[~big]) < (1e-270 if a.dtype == np.float64 else 1e-25)), name
+    x64 = np.asarray(x, np.float64)
+    pdf = stats.beta.pdf(x64, np.asarray(a, np.float64), np.asarray(b, np.float64))
+    # (a float32 density below ~1e-38 underflows to 0)
+    atol = 0.0 if a.dtype == np.float64 else 1e-30
+    np.testing.assert_allclose(dx, pdf, rtol=float(np.max(rtol)), atol=atol, err_msg="d/dx")
+
+
+def test_betainc_derivatives_match_scipy_finite_differences():
+    a, b, x = _betainc_grid(_BI_SHAPES, _BI_X, np.float64)
+    # and at x = 0 and 1, where I is 0 and 1 for all shapes (one compile for both)
+    edge = np.array([0.0, 1.0])
+    d = _betainc_partials(
+        *(np.concatenate([v, w]) for v, w in ((a, [2.5, 2.5]), (b, [0.5, 0.5]), (x, edge)))
+    )
+    np.testing.assert_array_equal(np.stack(d[:2])[:, -2:], 0.0)
+    _check_betainc_partials(a, b, x, 1e-8, [v[:-2] for v in d])
+    # the value is JAX's
+    np.testing.assert_array_equal(betainc(a, b, x), jax.scipy.special.betainc(a, b, x))
+
+
+@pytest.mark.slow
+def test_betainc_derivatives_large_shapes_and_float32():
+    # shapes to 3e4 (the continued fraction's step count): the tail's magnitude |log I| (to
+    # ~250) limits the differences' digits, so the tolerance scales with it
+    a, b, x = _betainc_grid(np.array([1e3, 1e4, 3e4]), np.array([0.3, 0.5, 0.7]), np.float64)
+    _check_betainc_partials(a, b, x, lambda log_tail: 1e-10 * (1.0 + np.abs(log_tail)))
+    # float32: rounding of log I (|log I| eps_32) and the cancellation in d log I / da at
+    # large shapes (to ~5e-5) dominate; the truth is taken at the float32 inputs themselves
+    eps32 = float(np.finfo(np.float32).eps)
+    a, b, x = _betainc_grid(_BI_SHAPES, _BI_X, np.float32)
+    assert _betainc_partials(a, b, x)[0].dtype == jnp.float32
+    _check_betainc_partials(a, b, x, lambda log_tail: 1e-4 + 8 * eps32 * np.abs(log_tail))
 
 
 # -- distribution quantiles -----------------------------------------------------------------
@@ -340,6 +451,87 @@ def test_student_t_icdf_center_and_float32():
     x32 = StudentT(df.astype(jnp.float32), 0.5, 2.0).icdf(jnp.float32(0.05))
     assert x32.dtype == jnp.float32
     np.testing.assert_allclose(x32, stats.t.ppf(0.05, np.asarray(df), 0.5, 2.0), rtol=1e-4)
+
+
+# -- gradients in the shape parameters (NUTS on concentrations / df) -----------------------
+_CORR = np.array([[1.0, 0.6, -0.3], [0.6, 1.0, 0.2], [-0.3, 0.2, 1.0]])
+_COP_C1, _COP_C0 = np.array([0.7, 2.5, 12.0]), np.array([3.0, 0.4, 9.0])
+_COP_VALUES = np.array([[0.1, 0.95, 0.5], [0.02, 0.6, 0.7], [0.8, 0.999, 0.4], [0.5, 0.2, 0.55]])
+
+
+def _copula_log_prob_scipy(c1, c0):
+    """Textbook Gaussian copula density with Beta marginals, summed over the values: ``log
+    N(z; 0, R) - sum_i log N(z_i; 0, 1) + sum_i log Beta(x_i)``, ``z_i = Phi^-1(F_i(x_i))``."""
+    z = sc.ndtri(stats.beta.cdf(_COP_VALUES, c1, c0))
+    return np.sum(
+        stats.multivariate_normal.logpdf(z, cov=_CORR)
+        - stats.norm.logpdf(z).sum(-1)
+        + stats.beta.logpdf(_COP_VALUES, c1, c0).sum(-1)
+    )
+
+
+@pytest.mark.slow
+def test_gaussian_copula_beta_log_prob_gradient_in_concentrations():
+    grad = jax.jit(
+        jax.grad(
+            lambda c1, c0: GaussianCopulaBeta(c1, c0, _CORR).log_prob(_COP_VALUES).sum(), (0, 1)
+        )
+    )
+    g1, g0 = (np.asarray(g) for g in grad(jnp.asarray(_COP_C1), jnp.asarray(_COP_C0)))
+    for i in range(3):
+        e = np.eye(3)[i]
+
+        def moved(s, c1_or_c0, i=i, e=e):
+            base = (_COP_C1, _COP_C0)[c1_or_c0]
+            args = [_COP_C1, _COP_C0]
+            args[c1_or_c0] = base + (s - base[i]) * e
+            return _copula_log_prob_scipy(*args)
+
+        fd1 = _fd4(lambda s, m=moved: m(s, 0), _COP_C1[i])
+        fd0 = _fd4(lambda s, m=moved: m(s, 1), _COP_C0[i])
+        np.testing.assert_allclose([g1[i], g0[i]], [fd1, fd0], rtol=1e-7, err_msg=f"coordinate {i}")
+
+
+@pytest.mark.slow
+def test_beta_student_t_and_gamma_poisson_shape_gradients():
+    c1, c0 = np.array([0.3, 1.0, 4.0, 50.0]), np.array([2.0, 0.6, 4.0, 20.0])
+    x, q = np.array([0.05, 0.9, 0.5, 0.75]), np.array([1e-3, 0.3, 0.6, 0.99])
+    df, q_t = np.array([0.7, 3.0, 10.0, 60.0]), np.array([0.01, 0.3, 0.8, 0.999])
+    conc, rate, k = (
+        np.array([0.4, 2.0, 7.5, 30.0]),
+        np.array([0.5, 1.5, 0.2, 3.0]),
+        np.array([0.0, 3.0, 40.0, 12.0]),
+    )
+
+    @jax.jit
+    def grads(c1, c0, df, conc):
+        # every function is elementwise in its parameters: the gradient of the sum is the
+        # elementwise derivative
+        def each(f, *args):
+            return jax.grad(lambda *a: f(*a).sum(), tuple(range(len(args))))(*args)
+
+        return (
+            each(lambda a, b: Beta(a, b).cdf(x), c1, c0),
+            each(lambda a, b: Beta(a, b).icdf(q), c1, c0),
+            each(lambda d: StudentT(d).icdf(q_t), df),
+            each(lambda c: GammaPoisson(c, rate).cdf(k), conc),
+        )
+
+    (cdf_1, cdf_0), (icdf_1, icdf_0), (t_df,), (nb_c,) = grads(c1, c0, df, conc)
+    checks = [
+        (cdf_1, _fd4(lambda s: stats.beta.cdf(x, s, c0), c1), "Beta.cdf d/dconcentration1"),
+        (cdf_0, _fd4(lambda s: stats.beta.cdf(x, c1, s), c0), "Beta.cdf d/dconcentration0"),
+        (icdf_1, _fd4(lambda s: stats.beta.ppf(q, s, c0), c1), "Beta.icdf d/dconcentration1"),
+        (icdf_0, _fd4(lambda s: stats.beta.ppf(q, c1, s), c0), "Beta.icdf d/dconcentration0"),
+        (t_df, _fd4(lambda s: stats.t.ppf(q_t, s), df), "StudentT.icdf d/ddf"),
+        (
+            nb_c,
+            _fd4(lambda s: stats.nbinom.cdf(k, s, rate / (1 + rate)), conc),
+            "GammaPoisson.cdf d/dconcentration",
+        ),
+    ]
+    for got, ref, name in checks:
+        np.testing.assert_allclose(got, ref, rtol=1e-7, err_msg=name)
 
 
 # -- discrete -------------------------------------------------------------------------------

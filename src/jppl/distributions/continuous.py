@@ -24,7 +24,6 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 from jax.scipy.special import (
-    betainc,
     digamma,
     expit,
     gammainc,
@@ -43,7 +42,7 @@ from jax.typing import ArrayLike
 
 from jppl.distributions import constraints
 from jppl.distributions.distribution import Distribution
-from jppl.distributions.special import betaincinv, gammainccinv, gammaincinv
+from jppl.distributions.special import betainc, betaincinv, gammainccinv, gammaincinv
 from jppl.distributions.util import (
     _von_mises_centered,
     betaln,
@@ -287,8 +286,8 @@ class StudentT(Distribution):
         I_u(df / 2, 1 / 2)`` with ``u = df / (df + z^2)``. ``q``: broadcasts with
         ``batch_shape``; 0 and 1 give ``-inf`` and ``inf``, ``q`` outside ``[0, 1]`` ``nan``.
 
-        Differentiable in ``q``, ``loc`` and ``scale``; differentiating with respect to ``df``
-        raises ``ValueError`` (JAX's ``betainc`` has no derivative in its shape parameters).
+        Differentiable in ``q``, ``loc``, ``scale`` and ``df`` (``betaincinv``'s shape
+        derivatives).
         """
         q = jnp.asarray(q)
         half_df = 0.5 * self.df
@@ -802,8 +801,8 @@ class Beta(Distribution):
         """Quantile ``betaincinv(concentration1, concentration0, q)``; ``q`` broadcasts
         with ``batch_shape``, 0 and 1 give 0 and 1, ``q`` outside ``[0, 1]`` ``nan``.
 
-        Differentiable in ``q``; differentiating with respect to the concentrations raises
-        ``ValueError`` (JAX's ``betainc`` has no derivative in them).
+        Differentiable in ``q`` and in the concentrations (``betaincinv``'s shape
+        derivatives).
         """
         return betaincinv(self.concentration1, self.concentration0, q)
 

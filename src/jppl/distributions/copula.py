@@ -19,7 +19,6 @@ from jppl.distributions import constraints
 from jppl.distributions.continuous import Beta
 from jppl.distributions.distribution import Distribution
 from jppl.distributions.multivariate import MultivariateNormal
-from jppl.distributions.special import betaincinv
 from jppl.distributions.util import clamp_probs, lazy_broadcast_shape, validate_sample_shape
 
 __all__ = ["GaussianCopula", "GaussianCopulaBeta"]
@@ -134,8 +133,9 @@ class GaussianCopulaBeta(GaussianCopula):
 
     ``concentration1``, ``concentration0``: positive, broadcasting to ``(..., d)``; exactly one
     of ``correlation_matrix`` or ``correlation_cholesky``, ``(..., d, d)``. ``event_shape =
-    (d,)``. Sampling inverts the Beta CDF numerically (no reparameterized gradient in the
-    concentrations, as NumPyro: ``has_rsample`` is False).
+    (d,)``. Sampling inverts the Beta CDF numerically. ``log_prob`` is differentiable in the
+    concentrations (NUTS on them works), and so are the draws (implicit function theorem),
+    but ``has_rsample`` stays False, as in NumPyro.
     """
 
     arg_constraints = {
@@ -168,10 +168,3 @@ class GaussianCopulaBeta(GaussianCopula):
         super().__init__(
             marginal, correlation_matrix, correlation_cholesky, validate_args=validate_args
         )
-
-    def _marginal_icdf(self, u) -> jax.Array:
-        # no gradient flows to the concentrations (JAX's betainc has none in them, and
-        # betaincinv raises rather than return a silent zero), as has_rsample = False says
-        a = jax.lax.stop_gradient(self.concentration1)
-        b = jax.lax.stop_gradient(self.concentration0)
-        return betaincinv(a, b, u)

@@ -18,11 +18,12 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.scipy.special import betainc, gammaln, xlog1py, xlogy
+from jax.scipy.special import gammaln, xlog1py, xlogy
 
 from jppl.distributions import constraints
 from jppl.distributions.distribution import Distribution
 from jppl.distributions.fused import bernoulli_logits_log_prob
+from jppl.distributions.special import betainc
 from jppl.distributions.util import (
     betaln,
     is_concrete,
@@ -706,8 +707,8 @@ class GammaPoisson(Distribution):
     def cdf(self, value):
         """``P(X <= value) = I_s(concentration, floor(value) + 1)`` (regularized incomplete
         beta, ``s = rate / (1 + rate)``); 0 below 0. Broadcasts ``value`` with
-        ``batch_shape``. Differentiable in the rate (or probs / logits), not in
-        ``concentration`` / ``total_count`` (JAX's ``betainc`` raises there)."""
+        ``batch_shape``. Differentiable in the rate (or probs / logits) and in
+        ``concentration`` / ``total_count`` (``special.betainc``'s shape derivatives)."""
         a = self.concentration
         k = jnp.floor(_float_value(value, a, self.rate))
         cdf = betainc(a, jnp.maximum(k, 0.0) + 1.0, self._stop_prob())

@@ -35,10 +35,11 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 from jax.custom_derivatives import SymbolicZero
-from jax.scipy.special import betaln, digamma, gammainc, gammaincc, gammaln, ndtri
+from jax.scipy.special import betaln as _jax_betaln
+from jax.scipy.special import digamma, gammainc, gammaincc, gammaln, ndtri
 from jax.typing import ArrayLike
 
-__all__ = ["betainc", "betaincinv", "gammainccinv", "gammaincinv"]
+__all__ = ["betainc", "betaincinv", "betaln", "gammainccinv", "gammaincinv"]
 
 
 def _promote(*args: ArrayLike) -> list[jax.Array]:
@@ -239,13 +240,25 @@ def _digamma_step(z: jax.Array, d: jax.Array) -> jax.Array:
     return jnp.where(big, series, digamma(z + d) - digamma(z))
 
 
+def betaln(a, b):
+    """``log B(a, b)``, accurate in float64.
+
+    ``jax.scipy.special.betaln`` (JAX 0.10 to 0.11) is off by up to 3.5e-7 relative in
+    float64 for moderate arguments (``betaln(2, 8)``: 1.3e-6 absolute, against SciPy); the
+    log-gamma sum is within 2e-14 there. JAX's form is kept where both arguments' log-gammas
+    are large enough for the sum to cancel (``max(a, b) >= 1e4``).
+    """
+    a, b = jnp.asarray(a), jnp.asarray(b)
+    direct = gammaln(a) + gammaln(b) - gammaln(a + b)
+    return jnp.where(jnp.maximum(a, b) < 1e4, direct, _jax_betaln(a, b))
+
+
 @jax.custom_jvp
 def _lbeta(a: jax.Array, b: jax.Array) -> jax.Array:
-    """``log B(a, b)`` from ``gammaln``: JAX's ``betaln`` is off by up to ~1e-6 relative in
-    float64 (e.g. ``betaln(10, 2.5)``), the ``gammaln`` form only by ``eps * gammaln(a + b)``.
-    Its derivatives ``digamma(a) - digamma(a + b)`` (and in ``b``) avoid the cancellation of
-    the plain digamma difference when one shape is much larger than the other."""
-    return gammaln(a) + gammaln(b) - gammaln(a + b)
+    """:func:`betaln` whose derivatives ``digamma(a) - digamma(a + b)`` (and in ``b``) avoid
+    the cancellation of the plain digamma difference when one shape is much larger than the
+    other."""
+    return betaln(a, b)
 
 
 @_lbeta.defjvp

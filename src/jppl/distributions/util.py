@@ -9,10 +9,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
-from jax.scipy.special import betaln as _jax_betaln
-from jax.scipy.special import expit, gammaln, logit
+from jax.scipy.special import expit, logit
 
-from jppl.distributions.special import betaincinv, gammaincinv  # NumPyro exports them here
+from jppl.distributions.special import betaincinv, betaln, gammaincinv  # NumPyro: these here
 
 __all__ = [
     "add_diag",
@@ -179,19 +178,6 @@ class PyTreeObject:
         for k, v in zip(keys, children, strict=True):
             obj.__dict__[k] = v
         return obj
-
-
-def betaln(a, b):
-    """``log B(a, b)``, accurate in float64.
-
-    ``jax.scipy.special.betaln`` (JAX 0.10 to 0.11) is off by up to 3.5e-7 relative in
-    float64 for moderate arguments (``betaln(2, 8)``: 1.3e-6 absolute, against SciPy); the
-    log-gamma sum is within 2e-14 there. JAX's form is kept where both arguments' log-gammas
-    are large enough for the sum to cancel (``max(a, b) >= 1e4``).
-    """
-    a, b = jnp.asarray(a), jnp.asarray(b)
-    direct = gammaln(a) + gammaln(b) - gammaln(a + b)
-    return jnp.where(jnp.maximum(a, b) < 1e4, direct, _jax_betaln(a, b))
 
 
 # -- NumPyro's public helpers (numpyro.distributions.util) ------------------------------------
